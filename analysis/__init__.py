@@ -1,0 +1,1 @@
+"""Collect run records and draw the roadmap staircase and table."""

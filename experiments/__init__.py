@@ -1,0 +1,1 @@
+"""Training recipe, runs, records and the sweep launcher."""

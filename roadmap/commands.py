@@ -1,0 +1,102 @@
+"""`roadmap steps` and `roadmap check-endpoints`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from typing import Any
+
+from roadmap.steps import TRACKS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `steps` and `check-endpoints` subcommands."""
+    p = sub.add_parser(
+        "steps", help="list a track's steps with measured params and GFLOPs"
+    )
+    p.add_argument("--track", default="resnet50", choices=list(TRACKS))
+    p.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    p.set_defaults(func=cmd_steps)
+
+    p = sub.add_parser(
+        "check-endpoints",
+        help="convert torchvision/timm reference weights into each track's endpoints and "
+        "compare logits",
+    )
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="largest max_abs_diff of logits that passes (default 1e-4)",
+    )
+    p.set_defaults(func=cmd_check_endpoints)
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    """Print the step table of one track."""
+    from roadmap.table import step_table
+
+    rows = step_table(args.track)
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+    elif args.format == "csv":
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=list(rows[0]), lineterminator="\n"
+        )
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {**row, "changes": json.dumps(row["changes"], sort_keys=True)}
+            )
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Aligned text table of `roadmap steps` rows."""
+    head = ["#", "step", "group", "path", "params", "GFLOPs", "paper", "diff"]
+    body = [
+        [
+            str(r["index"]),
+            r["step"],
+            r["group"],
+            "yes" if r["on_path"] else "side",
+            f"{r['params']:,}",
+            f"{r['gflops']:.3f}",
+            "" if r["paper_gflops"] is None else f"{r['paper_gflops']:.2f}",
+            "" if r["diff"] is None else f"{r['diff']:+.3f}",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    right = {0, 4, 5, 6, 7}
+    lines = [
+        "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in [head, *body]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + (
+        "\nGFLOPs: multiply-adds at 224x224, measured from the built model; paper: Table 10/11."
+    )
+
+
+def cmd_check_endpoints(args: argparse.Namespace) -> int:
+    """One JSON line per endpoint pair; exit 1 if any max_abs_diff is above the tolerance."""
+    from roadmap.endpoints import ENDPOINTS, check_endpoint
+
+    worst = 0.0
+    for endpoint in ENDPOINTS:
+        result = check_endpoint(endpoint, args.image_size, args.batch, args.seed)
+        result["ok"] = result["max_abs_diff"] <= args.tolerance
+        worst = max(worst, result["max_abs_diff"])
+        print(json.dumps(result), flush=True)
+    return 0 if worst <= args.tolerance else 1

@@ -1,0 +1,165 @@
+"""The architecture spec: one frozen dataclass holding every design toggle of the roadmap.
+
+Every field names the step of "A ConvNet for the 2020s" (Liu et al., CVPR 2022, Section 2 and
+Appendix C) that changes it. Defaults describe torchvision's ResNet-50 (same layers, same
+parameters), so a field that no step touches is neutral: adding one changes no existing model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+STEMS = ("resnet", "patchify")
+ACTS = ("relu", "gelu")
+NORMS = ("bn", "ln")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A point in the ResNet -> ConvNeXt design space; build it with `roadmap.build_model`."""
+
+    # stage_ratio: blocks per stage; ResNet-50 (3, 4, 6, 3) -> Swin-T's 1:1:3:1 as (3, 3, 9, 3).
+    depths: tuple[int, ...] = (3, 4, 6, 3)
+    # patchify_stem: "resnet" (7x7/s2 conv, norm, act, 3x3/s2 max-pool) or "patchify" (4x4/s4
+    # conv and norm, like Swin's patch embedding).
+    stem: str = "resnet"
+    # depthwise_conv: the block's spatial conv becomes depthwise (groups = channels, ResNeXt-ify).
+    depthwise: bool = False
+    # width_96: channels of the first stage (ResNet 64 -> Swin-T 96; 84 and 128 on the
+    # ResNet-200 track); stage i has width * 2**i.
+    width: int = 64
+    # inverted_bottleneck: the block's hidden layer is wider than its input (MobileNetV2/MLP),
+    # instead of narrower (ResNet bottleneck).
+    inverted_bottleneck: bool = False
+    # inverted_bottleneck: the ratio between the wide and the narrow channels in a block (4 in both
+    # the ResNet bottleneck and the Transformer MLP).
+    expansion: int = 4
+    # move_up_dwconv: the spatial conv comes first in the block (like MSA before the MLP).
+    spatial_first: bool = False
+    # kernel_5 / kernel_7 / kernel_9 / kernel_11: side of the block's spatial conv.
+    kernel_size: int = 3
+    # relu_to_gelu: the activation function.
+    act: str = "relu"
+    # fewer_activations: one activation per block, between the two 1x1 convs (as in the MLP).
+    fewer_activations: bool = False
+    # fewer_norms: one norm per block, after its first conv.
+    fewer_norms: bool = False
+    # bn_to_ln: the normalization layer, "bn" (BatchNorm) or "ln" (LayerNorm over channels).
+    norm: str = "bn"
+    # separate_downsampling: norm + 2x2/s2 conv between stages instead of strided blocks, a norm
+    # after the stem and one before the classifier.
+    separate_downsampling: bool = False
+    # Training recipe (Table 5, applied to every step): initial value of the per-channel scale
+    # that ends each residual branch, or None for none (the authors' pre-release code). Where the
+    # branch ends with a norm, that norm's weight is the scale (see roadmap.model.Block).
+    layer_scale_init: float | None = 1e-6
+    # Training recipe (Table 5): stochastic depth rate, rising linearly over the blocks.
+    drop_path_rate: float = 0.0
+    # Not a paper step: epsilon of the norm layers (None = 1e-5 for BN, 1e-6 for LN as ConvNeXt).
+    norm_eps: float | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        """Check every field once, so a bad spec fails where it is written."""
+        depths = tuple(self.depths)
+        object.__setattr__(self, "depths", depths)
+        _check(
+            len(depths) >= 1 and all(isinstance(d, int) and d >= 1 for d in depths),
+            "depths",
+            f"must be a non-empty tuple of positive ints, got {self.depths!r}",
+        )
+        _check(self.stem in STEMS, "stem", f"must be one of {STEMS}, got {self.stem!r}")
+        _check(self.act in ACTS, "act", f"must be one of {ACTS}, got {self.act!r}")
+        _check(self.norm in NORMS, "norm", f"must be one of {NORMS}, got {self.norm!r}")
+        _check(
+            _is_int(self.width) and self.width >= 1,
+            "width",
+            f"must be a positive int, got {self.width!r}",
+        )
+        _check(
+            _is_int(self.expansion) and self.expansion >= 1,
+            "expansion",
+            f"must be a positive int, got {self.expansion!r}",
+        )
+        _check(
+            _is_int(self.kernel_size)
+            and self.kernel_size >= 1
+            and self.kernel_size % 2 == 1,
+            "kernel_size",
+            f"must be an odd int >= 1 (same padding), got {self.kernel_size!r}",
+        )
+        _check(
+            self.layer_scale_init is None or float(self.layer_scale_init) > 0,
+            "layer_scale_init",
+            f"must be None (off) or > 0, got {self.layer_scale_init!r}",
+        )
+        _check(
+            0.0 <= float(self.drop_path_rate) < 1.0,
+            "drop_path_rate",
+            f"must be in [0, 1), got {self.drop_path_rate!r}",
+        )
+        _check(
+            self.norm_eps is None or float(self.norm_eps) > 0,
+            "norm_eps",
+            f"must be None or > 0, got {self.norm_eps!r}",
+        )
+        for name in (
+            "depthwise",
+            "inverted_bottleneck",
+            "spatial_first",
+            "fewer_activations",
+            "fewer_norms",
+            "separate_downsampling",
+        ):
+            _check(isinstance(getattr(self, name), bool), name, "must be a bool")
+
+    def replace(self, **changes: Any) -> ArchSpec:
+        """Return a copy with `changes`; an unknown field name is an error naming it."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise ValueError(
+                f"ArchSpec has no field {', '.join(map(repr, unknown))}; "
+                f"fields are: {', '.join(f.name for f in fields(self))}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready dict of every field."""
+        out = dataclasses.asdict(self)
+        out["depths"] = list(self.depths)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchSpec:
+        """Inverse of `to_dict`; unknown keys are an error naming them."""
+        return cls().replace(
+            **{k: tuple(v) if k == "depths" else v for k, v in data.items()}
+        )
+
+    def to_json(self) -> str:
+        """The spec as a JSON string (keys sorted)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchSpec:
+        """Inverse of `to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def diff(self, other: ArchSpec) -> dict[str, tuple[Any, Any]]:
+        """Fields whose values differ, as {name: (self's, other's)}."""
+        return {
+            f.name: (getattr(self, f.name), getattr(other, f.name))
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        }
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"ArchSpec.{name} {message}")

@@ -1,0 +1,39 @@
+"""The step table: one row per step with complexity measured from the built model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from roadmap.complexity import count_gflops, count_params
+from roadmap.model import build_model
+from roadmap.paper import paper_row
+from roadmap.steps import steps
+
+
+def step_table(track: str) -> list[dict[str, Any]]:
+    """Rows of `roadmap steps`: index, step, group, on_path, params, gflops, paper_gflops, diff."""
+    rows = []
+    for step in steps(track):
+        with torch.device("meta"):  # shapes only: no memory, no init cost
+            model = build_model(step.spec)
+        gflops = count_gflops(model)
+        paper = paper_row(track, step.name)
+        paper_gflops = paper.gflops if paper else None
+        rows.append(
+            {
+                "index": step.index,
+                "step": step.name,
+                "group": step.group,
+                "on_path": step.on_path,
+                "params": count_params(model),
+                "gflops": round(gflops, 4),
+                "paper_gflops": paper_gflops,
+                "diff": None
+                if paper_gflops is None
+                else round(gflops - paper_gflops, 4),
+                "changes": dict(step.changes),
+            }
+        )
+    return rows
