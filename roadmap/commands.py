@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="convert torchvision/timm reference weights into each track's endpoints and "
         "compare logits",
     )
+    p.add_argument(
+        "--track", choices=list(TRACKS), help="only this track (default: both)"
+    )
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -95,6 +98,8 @@ def cmd_check_endpoints(args: argparse.Namespace) -> int:
 
     worst = 0.0
     for endpoint in ENDPOINTS:
+        if args.track and endpoint.track != args.track:
+            continue
         result = check_endpoint(endpoint, args.image_size, args.batch, args.seed)
         result["ok"] = result["max_abs_diff"] <= args.tolerance
         worst = max(worst, result["max_abs_diff"])

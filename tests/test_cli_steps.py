@@ -1,0 +1,69 @@
+"""`roadmap steps` and `roadmap check-endpoints` as a user runs them."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+from roadmap.cli import main
+from roadmap.steps import step_names
+
+
+def test_steps_csv_has_one_row_per_step_with_measured_columns(capsys):
+    assert main(["steps", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["step"] for r in rows] == step_names("resnet50")
+    assert {"index", "step", "group", "on_path", "params", "gflops", "paper_gflops",
+            "diff"} <= set(rows[0])  # fmt: skip
+    first, last = rows[0], rows[-1]
+    assert int(first["params"]) == 25_557_032 and int(last["params"]) == 28_589_128
+    assert abs(float(first["gflops"]) - float(first["paper_gflops"])) < 0.02
+    assert [r["on_path"] for r in rows].count("False") == 3
+
+
+def test_steps_table_and_json_for_the_second_track(capsys):
+    assert main(["steps", "--track", "resnet200", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert (
+        rows[-1]["params"] == 88_591_464
+        and rows[1]["step"] == "stage_ratio_and_width_84"
+    )
+    assert main(["steps"]) == 0
+    out = capsys.readouterr().out
+    assert "separate_downsampling" in out and "28,589,128" in out and "side" in out
+
+
+def test_check_endpoints_prints_one_json_line_per_pair_and_exits_zero():
+    proc = subprocess.run(
+        [sys.executable, "-m", "roadmap.cli", "check-endpoints", "--image-size", "32",
+         "--batch", "1"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 4 and all(line["ok"] for line in lines)
+    assert all(line["max_abs_diff"] <= 1e-4 for line in lines)
+
+
+def test_check_endpoints_exits_non_zero_above_the_tolerance(capsys):
+    argv = [
+        "check-endpoints",
+        "--track",
+        "resnet50",
+        "--image-size",
+        "32",
+        "--batch",
+        "1",
+    ]
+    assert main([*argv, "--tolerance", "-1"]) == 1
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2 and not any(line["ok"] for line in lines)
+
+
+def test_bad_arguments_are_one_clear_error(capsys):
+    try:
+        main(["steps", "--track", "vgg"])
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    assert "invalid choice: 'vgg'" in capsys.readouterr().err

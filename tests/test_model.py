@@ -1,0 +1,131 @@
+"""The builder: every step builds and trains; exact parameter counts; timm registration."""
+
+import dataclasses
+
+import pytest
+import timm
+import torch
+import torchvision
+
+from roadmap import ArchSpec, build_model, count_params, create_step_model, steps
+from roadmap.registry import MODEL_NAMES
+from roadmap.steps import TRACKS
+
+
+def _all_steps():
+    return [pytest.param(s, id=f"{s.track}-{s.name}") for t in TRACKS for s in steps(t)]
+
+
+@pytest.mark.parametrize("step", _all_steps())
+def test_every_step_runs_forward_and_backward_on_cpu(step):
+    torch.manual_seed(0)
+    model = build_model(step.spec, num_classes=10, drop_path_rate=0.1)
+    x = torch.randn(2, 3, 64, 64)
+    out = model(x)
+    assert out.shape == (2, 10)
+    assert torch.isfinite(out).all()
+    out.logsumexp(dim=1).mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("track", "step", "params", "reference"),
+    [
+        ("resnet50", "resnet50_modern_recipe", 25_557_032, "torchvision.resnet50"),
+        ("resnet50", "separate_downsampling", 28_589_128, "torchvision.convnext_tiny"),
+        ("resnet200", "resnet200_modern_recipe", 64_673_832, "timm.resnet200"),
+        ("resnet200", "separate_downsampling", 88_591_464, "timm.convnext_base"),
+    ],
+)
+def test_endpoint_parameter_counts_equal_the_references(track, step, params, reference):
+    with torch.device("meta"):
+        ours = create_step_model(step, track)
+        lib, name = reference.split(".")
+        ref = (
+            getattr(torchvision.models, name)(weights=None)
+            if lib == "torchvision"
+            else timm.create_model(name)
+        )
+    assert count_params(ours) == params == count_params(ref)
+
+
+def test_unused_fields_have_neutral_defaults_and_still_build():
+    """Fields that no step changes build at non-default values; defaults change nothing."""
+    used = {k for t in TRACKS for s in steps(t) for k in s.changes}
+    unused = [f.name for f in dataclasses.fields(ArchSpec) if f.name not in used]
+    assert {"expansion", "norm_eps", "layer_scale_init", "drop_path_rate"} <= set(
+        unused
+    )
+    other = {
+        "expansion": 2, "norm_eps": 1e-3, "layer_scale_init": 0.1, "drop_path_rate": 0.2,
+    }  # fmt: skip
+    assert set(unused) <= set(other), (
+        f"give the new field a test value: {set(unused) - set(other)}"
+    )
+    for step in (steps("resnet50")[0], steps("resnet50")[-1]):
+        for name in unused:
+            model = build_model(step.spec.replace(**{name: other[name]}), num_classes=5)
+            assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    # the defaults of those fields are the plain torchvision ResNet-50, parameter for parameter
+    tv = torchvision.models.resnet50(weights=None)
+    ours = build_model(ArchSpec())
+    assert [tuple(p.shape) for p in ours.state_dict().values()] == [
+        tuple(p.shape) for p in tv.state_dict().values()
+    ]
+
+
+def test_layer_scale_is_the_last_norm_weight_or_a_gamma():
+    resnet = build_model(ArchSpec(layer_scale_init=1e-3))
+    block = resnet.stages[0].blocks[0]
+    assert block.gamma is None
+    assert torch.all(block.conv3.norm.weight == 1e-3)
+    convnext = create_step_model("separate_downsampling", layer_scale_init=1e-3)
+    assert torch.all(convnext.stages[0].blocks[0].gamma == 1e-3)
+    off = create_step_model("separate_downsampling", layer_scale_init=0)
+    assert off.stages[0].blocks[0].gamma is None
+    assert (
+        count_params(convnext) - count_params(off)
+        == 96 * 3 + 192 * 3 + 384 * 9 + 768 * 3
+    )
+
+
+def test_drop_path_rises_linearly_to_the_rate():
+    model = create_step_model("separate_downsampling", drop_path_rate=0.3)
+    rates = [
+        getattr(b.drop_path, "drop_prob", 0.0) for s in model.stages for b in s.blocks
+    ]
+    assert len(rates) == 18 and rates[0] == 0.0
+    assert rates[-1] == pytest.approx(0.3)
+    assert rates == pytest.approx([0.3 * i / 17 for i in range(18)])
+
+
+def test_timm_create_model_builds_every_step():
+    for track in TRACKS:
+        for step in steps(track):
+            assert step.model_name in MODEL_NAMES
+            assert timm.models.is_model(step.model_name)
+    model = timm.create_model("resnet50_kernel_7", num_classes=7, drop_path_rate=0.1)
+    assert model.spec == steps("resnet50")[8].spec.replace(drop_path_rate=0.1)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+    cfg = timm.data.resolve_data_config({}, model=model)
+    assert cfg["interpolation"] == "bicubic" and cfg["crop_pct"] == 0.875
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        timm.create_model("resnet50_kernel_7", pretrained=True)
+
+
+def test_registered_names_shadow_no_timm_builtin():
+    from timm.models._registry import _model_to_module
+
+    assert all(_model_to_module[name] == "registry" for name in MODEL_NAMES)
+    assert len(set(MODEL_NAMES)) == sum(len(steps(t)) for t in TRACKS)
+
+
+def test_classifier_interface():
+    model = create_step_model("kernel_7", num_classes=10)
+    model.reset_classifier(3)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    assert model.forward_head(
+        model.forward_features(torch.randn(2, 3, 32, 32)), pre_logits=True
+    ).shape == (2, model.num_features)
