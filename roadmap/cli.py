@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules that add subcommands, in the order `roadmap --help` lists them.
-COMMAND_MODULES = ("roadmap.commands",)
+COMMAND_MODULES = ("roadmap.commands", "experiments.bench_cli", "analysis.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
