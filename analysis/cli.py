@@ -1,0 +1,206 @@
+"""`roadmap staircase`: the accuracy/GFLOPs staircase and table of runs, or of the paper."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from roadmap.steps import DEFAULT_TRACK, TRACKS
+
+if TYPE_CHECKING:  # pandas and the records load when the command runs, not at `--help`
+    import pandas as pd
+
+    from analysis.collect import Selection
+
+METRIC_LABELS = {
+    "top1": "Top-1 accuracy (%)",
+    "best_top1": "Best top-1 accuracy (%)",
+    "ema_top1": "EMA top-1 accuracy (%)",
+}
+PAPER_XLABEL = "ImageNet-1K top-1 (%)"
+TRACK_LABELS = {
+    "resnet50": "ResNet-50 → ConvNeXt-T",
+    "resnet200": "ResNet-200 → ConvNeXt-B",
+}
+
+
+def summary(sel: Selection, frame: pd.DataFrame) -> str:
+    """A short text account of a staircase: steps, seeds, exclusions, warnings."""
+    from analysis.collect import ORIGINAL_PRESET, count
+
+    staircase = frame[~frame["reference"]]
+    have = staircase[staircase["n"] > 0]
+    n = have["n"].value_counts().sort_index()
+    seeds = ", ".join(
+        f"{count(v, 'step')} with {count(int(k), 'seed')}" for k, v in n.items()
+    )
+    lines = [
+        f"staircase {sel.track}, preset {sel.preset!r}, {sel.metric}: "
+        f"{len(have)} of {len(staircase)} steps drawn from {count(len(sel.runs), 'run')}"
+        + (f" ({seeds})" if seeds else "")
+    ]
+    if len(sel.reference):
+        lines.append(
+            f"reference row: {count(len(sel.reference), 'run')} of preset {ORIGINAL_PRESET!r}"
+        )
+    lines += [f"note: {x}" for x in sel.notes]
+    if len(sel.excluded):
+        lines.append(f"left out {count(len(sel.excluded), 'run')}:")
+        for reason, group in sel.excluded.groupby("reason", sort=True):
+            runs = list(group["run"])
+            more = f" and {len(runs) - 6} more" if len(runs) > 6 else ""
+            lines.append(f"  {reason} ({len(runs)}): {', '.join(runs[:6])}{more}")
+    lines += [f"warning: {x}" for x in sel.warnings]
+    return "\n".join(lines)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    """`png,pdf` -> ("png", "pdf"), each one a figure format."""
+    from analysis.figure import FORMATS
+
+    out = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    bad = [f for f in out if f not in FORMATS]
+    if bad or not out:
+        raise argparse.ArgumentTypeError(
+            f"formats are {', '.join(FORMATS)}; got {text!r}"
+        )
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `staircase` subcommand."""
+    p = sub.add_parser(
+        "staircase",
+        help="collect run records and draw the accuracy/GFLOPs staircase and table",
+        description="Draw the roadmap staircase (figure: png/pdf/svg; table: md/tex/csv) "
+        "from the run records under --root, or the paper's Figure 2 with --paper.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--root", type=Path, help="folder holding run directories")
+    src.add_argument(
+        "--paper",
+        action="store_true",
+        help="draw the paper's Figure 2 and both tracks' tables from the shipped numbers",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for figures and tables"
+    )
+    p.add_argument("--track", choices=list(TRACKS), help=f"default {DEFAULT_TRACK}")
+    p.add_argument(
+        "--preset", help="preset to draw (default: the one with the most runs)"
+    )
+    p.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="pool runs of every preset and recipe into one staircase",
+    )
+    p.add_argument("--metric", default="top1", choices=list(METRIC_LABELS))
+    p.add_argument(
+        "--paper-overlay",
+        action="store_true",
+        help="mark the paper's top-1 on each bar",
+    )
+    p.add_argument(
+        "--formats", type=_formats, default=("png", "pdf", "svg"), help="png,pdf,svg"
+    )
+    p.add_argument("--width", type=float, default=None, help="figure width in inches")
+    p.set_defaults(func=cmd_staircase)
+
+
+def cmd_staircase(args: argparse.Namespace) -> int:
+    """Write the staircase figure and tables; print a short summary."""
+    from analysis.figure import COLUMN_WIDTH_IN
+
+    width = args.width or COLUMN_WIDTH_IN
+    if args.paper:
+        given = [f"--{k}" for k in ("track", "preset") if getattr(args, k)]
+        given += ["--allow-mixed"] * args.allow_mixed + [
+            "--paper-overlay"
+        ] * args.paper_overlay
+        if given or args.metric != "top1":
+            raise ValueError(
+                f"--paper draws both tracks as published; drop {' '.join(given)}"
+            )
+        return _paper(args.out, args.formats, width)
+    return _runs(args, width)
+
+
+def _runs(args: argparse.Namespace, width: float) -> int:
+    """The staircase of the runs under `args.root`."""
+    from analysis.collect import aggregate, load_runs, select_runs
+    from analysis.figure import draw_staircase
+    from analysis.table import write_tables
+
+    track = args.track or DEFAULT_TRACK
+    sel = select_runs(
+        load_runs(args.root), track, args.preset, args.allow_mixed, args.metric
+    )
+    frame = aggregate(sel, with_paper=True if args.paper_overlay else None)
+    print(summary(sel, frame))
+    stem = args.out / f"staircase_{track}"
+    caption = (
+        f"{track} staircase, preset {sel.preset}, {args.metric}, runs under {args.root}"
+    )
+    paths = write_tables(frame, stem, caption)
+    excluded = args.out / f"staircase_{track}_excluded.csv"
+    sel.excluded.to_csv(excluded, index=False, lineterminator="\n")
+    if frame["n"].fillna(0).sum() == 0:
+        raise ValueError(
+            f"no runs to draw on {track} (see above for what was left out)"
+        )
+    paths += draw_staircase(
+        frame,
+        stem,
+        args.formats,
+        overlay=args.paper_overlay,
+        legend=("adopted step", ""),
+        title=f"{TRACK_LABELS.get(track, track)} · preset {sel.preset}",
+        xlabel=METRIC_LABELS[args.metric],
+        width=width,
+    )
+    print("wrote", ", ".join(str(p) for p in [*paths, excluded]))
+    return 0
+
+
+def _paper(out: Path, formats: tuple[str, ...], width: float) -> int:
+    """The paper's own staircases: Figure 2 (both tracks) and each track alone, with tables."""
+    from analysis.collect import figure_label_mismatches, paper_staircase
+    from analysis.figure import draw_staircase
+    from analysis.table import write_tables
+    from roadmap.paper import SOURCE
+
+    frames = {track: paper_staircase(track) for track in TRACKS}
+    paths = []
+    for track, frame in frames.items():
+        label = f"{TRACK_LABELS.get(track, track)} (paper)"
+        paths += write_tables(
+            frame, out / f"paper_{track}", f"{track} staircase: {SOURCE}"
+        )
+        paths += draw_staircase(
+            frame,
+            out / f"paper_{track}",
+            formats,
+            legend=(label, ""),
+            xlabel=PAPER_XLABEL,
+            width=width,
+        )
+        steps = frame[~frame["reference"]]
+        print(
+            f"paper {track}: {len(steps)} steps, {int((~steps['on_path']).sum())} side branches"
+        )
+        for line in figure_label_mismatches(track):
+            print(f"  note: Figure 2 label differs from the table: {line}")
+    fore, back = list(frames)[:2]
+    paths += draw_staircase(
+        frames[fore],
+        out / "paper_figure2",
+        formats,
+        background=frames[back],
+        legend=(TRACK_LABELS.get(fore, fore), TRACK_LABELS.get(back, back)),
+        xlabel=PAPER_XLABEL,
+        width=width,
+    )
+    print(f"source: {SOURCE}")
+    print("wrote", ", ".join(str(p) for p in paths))
+    return 0

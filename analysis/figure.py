@@ -1,0 +1,369 @@
+"""The staircase figure: the look of the paper's Figure 2, rebuilt from a staircase frame.
+
+Horizontal bars in roadmap order under bold group headers, top-1 on x (bars start at the
+axis), the seed spread as an error bar (mean +- std) and one dot per seed, GFLOPs written
+at each bar, side branches hatched, optional paper markers and an optional background track
+drawn as wide gray bars behind (the paper's ResNet-200 regime). One column wide by default
+(`COLUMN_WIDTH_IN` at `DPI`), so that it reads at paper-column size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.text import Text
+from matplotlib.ticker import MaxNLocator
+
+FORMATS = ("png", "pdf", "svg")
+COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
+DPI = 300
+ROW_IN = 0.14  # height of one row (a step or a group header)
+EXTRA_IN = 0.95  # title, x axis and legend
+COLOR = "#3b6ea8"
+LIGHT = "#c9d8ea"
+BACK = "#d9d9d9"
+PAPER = "#c0392b"
+TICK_STEPS = [1, 2, 5, 10]  # x ticks at whole, even or 5-multiple values
+GROUP_LABELS = {
+    "resnext-ify": "ResNeXt-ify"
+}  # display names where capitalising is not enough
+STYLE = {
+    "font.size": 6.5,
+    "axes.linewidth": 0.5,
+    "xtick.major.width": 0.5,
+    "ytick.major.width": 0,
+    "xtick.major.size": 2,
+    "ytick.major.size": 0,
+    "hatch.linewidth": 0.5,
+    "pdf.fonttype": 42,
+    "svg.fonttype": "path",
+}
+
+
+def step_label(name: str) -> str:
+    """A step name as a bar label: `bn_to_ln` -> `bn → ln`, `kernel_5` -> `kernel 5`."""
+    return name.replace("_to_", " → ").replace("_", " ")
+
+
+def group_label(group: str) -> str:
+    """A group name as a header: `macro design` -> `Macro design`."""
+    return GROUP_LABELS.get(group, group[:1].upper() + group[1:])
+
+
+def _layout(frame: pd.DataFrame) -> list[tuple[str, pd.Series | None]]:
+    """Rows top to bottom: ("header", None) before each group, then ("step", row)."""
+    rows: list[tuple[str, pd.Series | None]] = []
+    last = None
+    for _, row in frame[~frame["reference"]].sort_values("index").iterrows():
+        if row["group"] != last:
+            rows.append((group_label(row["group"]), None))
+            last = row["group"]
+        rows.append((step_label(row["step"]), row))
+    return rows
+
+
+def figure_size(
+    frame: pd.DataFrame, width: float = COLUMN_WIDTH_IN
+) -> tuple[float, float]:
+    """Width and height (inches) of the staircase of `frame`."""
+    return width, round(len(_layout(frame)) * ROW_IN + EXTRA_IN, 2)
+
+
+def _ends(row: pd.Series) -> list[float]:
+    """Every x value drawn on a row (mean, mean +- std, seeds, paper value)."""
+    mean, std = row["top1_mean"], row["top1_std"]
+    out = (
+        [mean]
+        + ([mean - std, mean + std] if pd.notna(std) else [])
+        + list(row["values"])
+    )
+    return [v for v in out if pd.notna(v)]
+
+
+def one_decimal(value: float) -> str:
+    """`value` to one decimal, halves rounded up as the paper's figure does (80.35 -> 80.4)."""
+    return str(Decimal(repr(float(value))).quantize(Decimal("0.1"), ROUND_HALF_UP))
+
+
+def bar_label(row: pd.Series) -> str:
+    """The text at a bar's end: top-1 mean and GFLOPs, one decimal each."""
+    gflops = "" if pd.isna(row["gflops"]) else f" · {one_decimal(row['gflops'])} GFLOPs"
+    return f"{one_decimal(row['top1_mean'])}{gflops}"
+
+
+def draw_staircase(
+    frame: pd.DataFrame,
+    stem: str | os.PathLike,
+    formats: Sequence[str] = FORMATS,
+    **options: Any,
+) -> list[Path]:
+    """Draw the staircase of `frame` to `stem.<fmt>` for each format; return the paths.
+
+    `options` are the keyword arguments of `staircase_figure`.
+    """
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"formats must be among {FORMATS}, got {list(formats)}")
+    with mpl.rc_context(STYLE):
+        fig = staircase_figure(frame, **options)
+        stem = Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
+        for path in paths:
+            fig.savefig(path, dpi=DPI, metadata=_metadata(path.suffix))
+    return paths
+
+
+def _metadata(suffix: str) -> dict[str, str | None]:
+    """File metadata without creation dates, so that reruns give the same files."""
+    return {".png": {"Software": None}, ".pdf": {"CreationDate": None}}.get(
+        suffix, {"Date": None}
+    )
+
+
+def staircase_figure(
+    frame: pd.DataFrame,
+    *,
+    overlay: bool = False,
+    background: pd.DataFrame | None = None,
+    legend: Sequence[str] = ("adopted step", "background"),
+    title: str | None = None,
+    xlabel: str = "Top-1 accuracy (%)",
+    width: float = COLUMN_WIDTH_IN,
+) -> Figure:
+    """The staircase figure of `frame`, laid out, its x range fitted to its labels.
+
+    Args:
+        frame: a staircase (`analysis.collect.aggregate` or `paper_staircase`).
+        overlay: mark the paper's top-1 (`paper_top1`) on each row.
+        background: a second staircase of the same steps (joined by `index`), drawn as wide
+            gray bars behind, e.g. the ResNet-200 track behind ResNet-50.
+        legend: labels of the foreground and background bars.
+        title: a line above the axes.
+        xlabel: the x axis label.
+        width: figure width in inches (height follows from the number of rows).
+    """
+    with mpl.rc_context(STYLE):
+        return _draw(frame, overlay, background, legend, title, xlabel, width)
+
+
+def _draw(
+    frame: pd.DataFrame,
+    overlay: bool,
+    background: pd.DataFrame | None,
+    legend: Sequence[str],
+    title: str | None,
+    xlabel: str,
+    width: float,
+) -> Figure:
+    """`staircase_figure`, inside the style context."""
+    rows = _layout(frame)
+    fig = Figure(figsize=figure_size(frame, width), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    back = (
+        {}
+        if background is None
+        else {int(r["index"]): r for _, r in background.iterrows()}
+    )
+    xs = [x for _, r in rows if r is not None for x in _ends(r)]
+    if overlay:
+        xs += [
+            r["paper_top1"]
+            for _, r in rows
+            if r is not None and pd.notna(r["paper_top1"])
+        ]
+    xs += [r["top1_mean"] for r in back.values() if pd.notna(r["top1_mean"])]
+    if not xs:
+        raise ValueError("nothing to draw: no step has a top-1 value")
+    span = max(max(xs) - min(xs), 0.5)
+    lo = float(
+        MaxNLocator(nbins=6, steps=TICK_STEPS).tick_values(
+            min(xs) - 0.06 * span, max(xs)
+        )[0]
+    )
+    texts = []
+    for y, (_, row) in enumerate(rows):
+        if row is None:
+            if y:
+                ax.axhline(y - 0.5, color="0.85", lw=0.4, zorder=0)
+            continue
+        texts.append(_draw_row(ax, y, row, back.get(int(row["index"])), lo, overlay))
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows])
+    for tick, (_, row) in zip(ax.get_yticklabels(), rows, strict=True):
+        if row is None:
+            tick.set_fontweight("bold")
+        elif not row["on_path"]:
+            tick.set_style("italic")
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=TICK_STEPS))
+    ax.grid(axis="x", color="0.9", lw=0.4, zorder=0)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=6.5, loc="left")
+    _legend(fig, rows, overlay, background is not None, legend)
+    _fit_right(fig, ax, lo, max(xs) + 0.04 * span, texts)
+    return fig
+
+
+def _draw_row(
+    ax: Axes, y: int, row: pd.Series, back: pd.Series | None, lo: float, overlay: bool
+) -> tuple[Text, float | None]:
+    """Draw one step's bars, spread and marks; return its end label and the paper mark."""
+    if back is not None and pd.notna(back["top1_mean"]):
+        width = back["top1_mean"] - lo
+        ax.barh(y, width, left=lo, height=0.86, color=BACK, lw=0, zorder=1)
+    mark = row["paper_top1"] if overlay and pd.notna(row["paper_top1"]) else None
+    if mark is not None:
+        ax.scatter(
+            mark,
+            y,
+            marker="D",
+            s=5,
+            facecolor="white",
+            edgecolor=PAPER,
+            lw=0.6,
+            zorder=6,
+        )
+    mean, std = row["top1_mean"], row["top1_std"]
+    if pd.isna(mean):
+        return ax.text(
+            lo, y, "  no runs", va="center", color="0.4", style="italic", fontsize=5.5
+        ), None
+    hatch = None if row["on_path"] else "//////"
+    ax.barh(
+        y,
+        mean - lo,
+        left=lo,
+        height=0.56,
+        color=COLOR if hatch is None else LIGHT,
+        hatch=hatch,
+        edgecolor=COLOR,
+        lw=0 if hatch is None else 0.4,
+        zorder=2,
+    )
+    if pd.notna(std):
+        ax.errorbar(
+            mean,
+            y,
+            xerr=std,
+            fmt="none",
+            ecolor="black",
+            elinewidth=0.6,
+            capsize=1.4,
+            capthick=0.6,
+            zorder=4,
+        )
+    seeds = list(row["values"])
+    if seeds:  # one dot per seed, spread over the bar's height
+        jitter = [0.32 * (i / max(len(seeds) - 1, 1) - 0.5) for i in range(len(seeds))]
+        jitter = jitter if len(seeds) > 1 else [0.0]
+        ax.scatter(seeds, [y + j for j in jitter], s=1.6, color="black", lw=0, zorder=5)
+    text = ax.annotate(
+        bar_label(row),
+        (max(_ends(row)), y),
+        xytext=(3.5, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=5.5,
+        color="0.15",
+        zorder=7,
+    )
+    return text, mark
+
+
+def _legend(
+    fig: Figure, rows: list, overlay: bool, background: bool, labels: Sequence[str]
+) -> None:
+    """Legend below the axes, listing only what the figure shows."""
+    drawn = [r for _, r in rows if r is not None and pd.notna(r["top1_mean"])]
+    handles = [Patch(color=COLOR, label=labels[0])]
+    if background:
+        handles.append(Patch(color=BACK, label=labels[1]))
+    if any(not r["on_path"] for r in drawn):
+        handles.append(
+            Patch(
+                facecolor=LIGHT,
+                edgecolor=COLOR,
+                hatch="//////",
+                lw=0.4,
+                label="not adopted",
+            )
+        )
+    if any(pd.notna(r["top1_std"]) for r in drawn):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="black",
+                lw=0.6,
+                marker="|",
+                markersize=3,
+                label="mean ± std",
+            )
+        )
+    if any(len(r["values"]) for r in drawn):
+        handles.append(
+            Line2D(
+                [], [], ls="", marker="o", markersize=1.5, color="black", label="seeds"
+            )
+        )
+    if overlay:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="D",
+                markersize=2.5,
+                markerfacecolor="white",
+                markeredgecolor=PAPER,
+                markeredgewidth=0.6,
+                label="paper",
+            )
+        )
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=3,
+        frameon=False,
+        fontsize=5.5,
+        handlelength=1.4,
+        columnspacing=1.0,
+    )
+
+
+def _fit_right(fig: Figure, ax, lo: float, right: float, texts: list) -> None:
+    """Widen the x range until every bar label fits; move a label past a marker it covers."""
+    ax.set_xlim(lo, right)
+    for _ in range(6):
+        fig.canvas.draw()
+        box = ax.get_window_extent()
+        moved = False
+        for text, mark in texts:
+            if mark is None or mark <= text.xy[0]:
+                continue
+            ext = text.get_window_extent()
+            at = ax.transData.transform((mark, text.xy[1]))[0]
+            if ext.x0 - 4 <= at <= ext.x1 + 4:
+                text.xy, moved = (mark, text.xy[1]), True
+        over = max([t.get_window_extent().x1 - box.x1 for t, _ in texts] + [0.0])
+        if over > 0.5:
+            right += (over + 2) * (right - lo) / box.width
+            ax.set_xlim(lo, right)
+        elif not moved:
+            return

@@ -1,0 +1,145 @@
+"""The staircase table in Markdown, LaTeX (booktabs) and CSV.
+
+Columns: step, group, on path (yes, side, ref), GFLOPs, params, top-1 mean +- std (n),
+change against the parent step, the paper's top-1 and GFLOPs. A column with no value in any
+row (params of the paper's staircase, paper columns of a non-paper preset) is left out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+HEADERS = (
+    "step", "group", "on path", "GFLOPs", "params", "top-1", "change", "paper top-1",
+    "paper GFLOPs",
+)  # fmt: skip
+RIGHT = {"GFLOPs", "params", "top-1", "change", "paper top-1", "paper GFLOPs"}
+
+
+def _path(row: pd.Series) -> str:
+    """`yes` on the path, `side` for a side branch, `ref` for the reference row."""
+    return "ref" if row["reference"] else "yes" if row["on_path"] else "side"
+
+
+def _top1(mean: float, std: float, n: float, pm: str) -> str:
+    """`mean ± std (n)`; the std and n only where known."""
+    if pd.isna(mean):
+        return ""
+    text = f"{mean:.2f}"
+    if pd.notna(std):
+        text += f" {pm} {std:.2f}"
+    if pd.notna(n):
+        text += f" ({int(n)})"
+    return text
+
+
+def _cells(frame: pd.DataFrame, pm: str) -> list[list[str]]:
+    """Formatted cells of every row, in `HEADERS` order."""
+
+    def num(value: float, fmt: str) -> str:
+        return "" if pd.isna(value) else format(value, fmt)
+
+    return [
+        [
+            r["step"],
+            r["group"],
+            _path(r),
+            num(r["gflops"], ".2f"),
+            "" if pd.isna(r["params"]) else f"{r['params'] / 1e6:.2f}M",
+            _top1(r["top1_mean"], r["top1_std"], r["n"], pm),
+            num(r["change"], "+.2f"),
+            _top1(r["paper_top1"], r["paper_top1_std"], float("nan"), pm),
+            num(r["paper_gflops"], ".2f"),
+        ]
+        for _, r in frame.sort_values("index").iterrows()
+    ]
+
+
+def _columns(cells: list[list[str]]) -> list[int]:
+    """Indices of the columns with a value in some row."""
+    return [i for i in range(len(HEADERS)) if any(row[i] for row in cells)]
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """The staircase as a Markdown (pipe) table."""
+    cells = _cells(frame, "±")
+    keep = _columns(cells)
+    head = [HEADERS[i] for i in keep]
+    lines = ["| " + " | ".join(head) + " |"]
+    lines.append("|" + "|".join("---:" if h in RIGHT else ":---" for h in head) + "|")
+    lines += ["| " + " | ".join(row[i] for i in keep) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def _tex(text: str) -> str:
+    """Text with LaTeX's special characters escaped."""
+    for char in ("\\", "&", "%", "$", "#", "_", "{", "}"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def to_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
+    """The staircase as a LaTeX booktabs tabular (a horizontal rule between groups)."""
+    cells = _cells(frame, "PLUSMINUS")
+    keep = _columns(cells)
+    spec = "".join("r" if HEADERS[i] in RIGHT else "l" for i in keep)
+    lines = [
+        f"% {_tex(caption)}" if caption else "% staircase",
+        f"\\begin{{tabular}}{{{spec}}}",
+    ]
+    lines += [
+        "\\toprule",
+        " & ".join(_tex(HEADERS[i]) for i in keep) + " \\\\",
+        "\\midrule",
+    ]
+    groups = list(frame.sort_values("index")["group"])
+    for k, row in enumerate(cells):
+        if k and groups[k] != groups[k - 1]:
+            lines.append("\\midrule")
+        line = " & ".join(_tex(row[i]) for i in keep)
+        lines.append(line.replace("PLUSMINUS", "$\\pm$") + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    """The staircase as CSV: raw numbers, seeds and per-seed values joined with `;`."""
+    out = frame.copy()
+    for col in ("seeds", "values"):
+        out[col] = [
+            ";".join(f"{v:g}" if col == "values" else str(v) for v in x)
+            for x in out[col]
+        ]
+    for col in ("n", "params"):
+        out[col] = out[col].astype("Float64").round().astype("Int64")
+    floats = out.select_dtypes("float").columns
+    out[floats] = out[floats].round(6)
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+WRITERS: dict[str, Callable[[pd.DataFrame], str]] = {
+    "md": to_markdown,
+    "tex": to_latex,
+    "csv": to_csv,
+}
+
+
+def write_tables(
+    frame: pd.DataFrame, stem: str | os.PathLike, caption: str | None = None
+) -> list[Path]:
+    """Write `stem.md`, `stem.tex` and `stem.csv`; return the paths.
+
+    The caption heads the LaTeX file as a comment.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix, writer in WRITERS.items():
+        path = stem.with_name(f"{stem.name}.{suffix}")
+        path.write_text(to_latex(frame, caption) if suffix == "tex" else writer(frame))
+        paths.append(path)
+    return paths
