@@ -12,9 +12,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## run: the main job (for now: the resnet50 step table; later the roadmap sweep)
+ROOT ?= runs/smoke
+
+## run: the main job: the resnet50 roadmap sweep (16 steps x seeds 0,1,2, smoke preset,
+## built-in dataset, local executor), then its staircase figure and table. Rerunnable: finished
+## runs are skipped.
 run: $(STAMP)
 	$(VENV)/bin/roadmap steps
+	$(VENV)/bin/roadmap sweep --preset smoke --seeds 0,1,2 --root $(ROOT)
+	$(VENV)/bin/roadmap staircase --root $(ROOT) --out $(ROOT)/figures
 
 ## test: the default test suite (fast; `slow` and `slurm` suites run from .ci/run)
 test: $(STAMP)

@@ -108,7 +108,7 @@ def test_timm_create_model_builds_every_step():
             assert timm.models.is_model(step.model_name)
     model = timm.create_model("resnet50_kernel_7", num_classes=7, drop_path_rate=0.1)
     assert model.spec == steps("resnet50")[8].spec.replace(drop_path_rate=0.1)
-    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
     cfg = timm.data.resolve_data_config({}, model=model)
     assert cfg["interpolation"] == "bicubic" and cfg["crop_pct"] == 0.875
     with pytest.raises(ValueError, match="no pretrained weights"):
