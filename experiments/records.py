@@ -38,7 +38,15 @@ RESULT_KEYS = (
     "img_s",  # mean training images per second
 )
 STATUSES = ("done", "failed")
-_PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "submitit", "convnext-roadmap")
+_PACKAGES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "pandas",
+    "submitit",
+    "convnext-roadmap",
+)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -108,7 +116,9 @@ def write_result(run_dir: str | os.PathLike, result: dict[str, Any]) -> None:
     if missing:
         raise ValueError(f"result is missing keys: {', '.join(missing)}")
     if result["status"] not in STATUSES:
-        raise ValueError(f"result status must be one of {STATUSES}, got {result['status']!r}")
+        raise ValueError(
+            f"result status must be one of {STATUSES}, got {result['status']!r}"
+        )
     atomic_write_json(Path(run_dir) / RESULT, result)
 
 
@@ -117,12 +127,19 @@ def git_state(repo: str | os.PathLike | None = None) -> dict[str, Any]:
     cwd = Path(repo) if repo else Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
                 ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=cwd, capture_output=True, text=True, check=True,
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout.strip()
         )
     except (OSError, subprocess.CalledProcessError):
@@ -141,8 +158,15 @@ def provenance() -> dict[str, Any]:
     slurm = {
         k.lower(): v
         for k, v in os.environ.items()
-        if k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID",
-                 "SLURM_RESTART_COUNT", "SLURM_JOB_PARTITION", "SLURM_NTASKS")
+        if k
+        in (
+            "SLURM_JOB_ID",
+            "SLURM_ARRAY_JOB_ID",
+            "SLURM_ARRAY_TASK_ID",
+            "SLURM_RESTART_COUNT",
+            "SLURM_JOB_PARTITION",
+            "SLURM_NTASKS",
+        )
     }
     return {
         "git": git_state(),
@@ -172,7 +196,9 @@ def collect(root: str | os.PathLike):
         config = read_json(run / CONFIG) or {}
         result = read_json(run / RESULT)
         row: dict[str, Any] = {"run_dir": str(run)}
-        row.update(pd.json_normalize(config, sep=".").iloc[0].to_dict() if config else {})
+        row.update(
+            pd.json_normalize(config, sep=".").iloc[0].to_dict() if config else {}
+        )
         if result is None:
             result = {k: None for k in RESULT_KEYS}
             result["status"] = "running" if read_log(run) else "missing"

@@ -13,7 +13,13 @@ import sys
 from collections.abc import Sequence
 
 # Modules that add subcommands, in the order `roadmap --help` lists them.
-COMMAND_MODULES = ("roadmap.commands", "experiments.bench_cli", "analysis.cli")
+COMMAND_MODULES = (
+    "roadmap.commands",
+    "experiments.train_cli",
+    "experiments.bench_cli",
+    "analysis.cli",
+    "experiments.sweep_cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,666 @@
+"""Training and inference throughput of roadmap steps against their reference implementations.
+
+Every number here is measured: a model is built, warmed up, then timed over several repeats of a
+few iterations each, and the median repeat is reported with its spread. A roadmap endpoint and its
+reference (torchvision / timm) form a *group*: their repeats are interleaved (A B A B ..., order
+rotated each round), so that a noisy, shared machine slows both alike and their ratio stays
+meaningful. Groups run one after another, so at most two models are resident at a time.
+
+- Training throughput: forward + cross-entropy + backward + AdamW step + zero_grad, images/s.
+- Inference throughput: eval mode, no grad, images/s.
+- Peak memory (MB = 2**20 bytes) of one training step. CUDA: `torch.cuda.max_memory_allocated`
+  over the step (parameters, gradients, optimizer state, activations, workspaces). CPU: the bytes
+  of parameters, buffers and AdamW state alive before the step, plus the peak of tensor bytes
+  allocated *during* the step (activations, gradients, workspaces) as reported by PyTorch's CPU
+  allocator to the profiler. Memory that bypasses that allocator (e.g. oneDNN's own scratchpads)
+  is not included; the CPU number is therefore a lower bound of the process's extra footprint.
+- GFLOPs: multiply-adds of one forward pass at the benchmark's image size (`count_gflops`).
+- MFU: achieved training FLOP/s (3 x forward, 2 FLOPs per multiply-add) over the device's dense
+  bf16 peak, on CUDA from `PEAK_BF16_TFLOPS` by device name or from `--peak-tflops`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gc
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from roadmap.complexity import count_gflops, count_params
+from roadmap.endpoints import ENDPOINTS, Endpoint
+from roadmap.model import build_model
+from roadmap.steps import steps as track_steps
+
+# Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets. Matched
+# against `torch.cuda.get_device_name()` in order, first hit wins (more specific names first).
+PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("GH200", 989.0),
+    ("H200", 989.0),
+    ("H100", 989.0),  # SXM5 ("NVIDIA H100 80GB HBM3")
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10G", 70.0),
+    ("A10", 125.0),
+)
+
+# Columns of the CSV that `--out` writes, in order (issue 6 requires the first eight).
+CSV_COLUMNS = (
+    "model",
+    "params",
+    "gflops",
+    "train_img_s",
+    "infer_img_s",
+    "peak_mem_mb",
+    "reference",
+    "train_ratio_to_reference",
+    "infer_ratio_to_reference",
+    "track",
+    "step",
+    "train_img_s_min",
+    "train_img_s_max",
+    "infer_img_s_min",
+    "infer_img_s_max",
+    "mfu",
+    "data_img_s",
+    "bound",
+    "device",
+    "device_name",
+    "threads",
+    "batch",
+    "image_size",
+    "amp",
+    "channels_last",
+    "compile",
+    "repeats",
+    "iters",
+    "timer",
+    "torch",
+)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How to measure: device, batch, precision, layout, compile and the timing schedule."""
+
+    device: str = "cpu"
+    batch: int = 32
+    image_size: int = 224
+    amp: str | None = None  # None (fp32) or "bf16" (autocast)
+    channels_last: bool = False
+    compile: bool = False
+    warmup: int = 2  # untimed iterations per model and mode before the repeats
+    iters: int = 2  # iterations per timed repeat
+    repeats: int = 5  # timed repeats per model and mode; the median is reported
+    num_classes: int = 1000
+    memory: bool = True  # measure the peak memory of one training step
+    peak_tflops: float | None = None  # overrides the device table for MFU
+    timer: str = "wall"  # "wall" clock, or "cpu": this process's CPU seconds (CPU only)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One model to benchmark: a roadmap step or a reference implementation."""
+
+    model: str  # timm name of a step ("resnet50_kernel_7") or "<lib>.<name>" of a reference
+    track: str
+    step: str | None  # None for a reference
+    reference: str | None  # the reference this step is compared with, if any
+    build: Callable[[], nn.Module] = field(repr=False, compare=False)
+
+
+def _reference_entry(endpoint: Endpoint, num_classes: int) -> Entry:
+    lib, name = endpoint.reference.split(".", 1)
+
+    def build() -> nn.Module:
+        if lib == "timm":
+            import timm
+
+            return timm.create_model(name, pretrained=False, num_classes=num_classes)
+        import torchvision
+
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+
+    return Entry(endpoint.reference, endpoint.track, None, None, build)
+
+
+def plan(
+    track: str,
+    step_names: Sequence[str] | None = None,
+    references: bool = True,
+    num_classes: int = 1000,
+) -> list[list[Entry]]:
+    """Groups of models to measure: each endpoint with its reference, other steps alone.
+
+    `step_names` may name steps of `track`, or be None / ["all"] (every step), ["on-path"] or
+    ["endpoints"] (the steps that have a reference).
+    """
+    all_steps = track_steps(track)
+    by_name = {s.name: s for s in all_steps}
+    endpoints = {e.step: e for e in ENDPOINTS if e.track == track}
+    names = list(step_names or ["all"])
+    if names == ["all"]:
+        chosen = [s.name for s in all_steps]
+    elif names == ["on-path"]:
+        chosen = [s.name for s in all_steps if s.on_path]
+    elif names == ["endpoints"]:
+        chosen = [s.name for s in all_steps if s.name in endpoints]
+    else:
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ValueError(
+                f"unknown step(s) {', '.join(unknown)} on track {track!r}; steps are: "
+                f"{', '.join(by_name)} (or one of all, on-path, endpoints)"
+            )
+        chosen = list(dict.fromkeys(names))
+    groups = []
+    for name in chosen:
+        step = by_name[name]
+        endpoint = endpoints.get(name) if references else None
+
+        def build(spec: Any = step.spec) -> nn.Module:
+            return build_model(spec, num_classes=num_classes)
+
+        ours = Entry(
+            step.model_name,
+            track,
+            name,
+            endpoint.reference if endpoint else None,
+            build,
+        )
+        group = [ours]
+        if endpoint is not None:
+            group.append(_reference_entry(endpoint, num_classes))
+        groups.append(group)
+    return groups
+
+
+def peak_bf16_tflops(device_name: str) -> float | None:
+    """Dense bf16 peak of a known CUDA device (by `get_device_name`), else None."""
+    for key, tflops in PEAK_BF16_TFLOPS:
+        if key.lower() in device_name.lower():
+            return tflops
+    return None
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable name of the device the benchmark runs on."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu} ({torch.get_num_threads()} threads)"
+
+
+class _Runner:
+    """A model on the device with its optimizer, a fixed batch and timed train/infer loops."""
+
+    def __init__(self, entry: Entry, cfg: BenchConfig, device: torch.device) -> None:
+        torch.manual_seed(cfg.seed)
+        model = entry.build()
+        self.params = count_params(model)
+        self.gflops = count_gflops(model, cfg.image_size)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = model.to(device, memory_format=fmt).train()
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=1e-4,
+            weight_decay=0.05,
+            fused=True if device.type == "cuda" else None,
+        )
+        self.forward: nn.Module = (
+            torch.compile(self.model) if cfg.compile else self.model  # type: ignore[assignment]
+        )
+        gen = torch.Generator().manual_seed(cfg.seed)
+        size = (cfg.batch, 3, cfg.image_size, cfg.image_size)
+        self.x = torch.randn(size, generator=gen).to(device, memory_format=fmt)
+        self.y = torch.randint(0, cfg.num_classes, (cfg.batch,), generator=gen).to(
+            device
+        )
+        self.cfg, self.device = cfg, device
+        self.train_s: list[float] = []
+        self.infer_s: list[float] = []
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.amp == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_iter(self) -> None:
+        """One optimisation step on the fixed batch."""
+        with self._autocast():
+            loss = F.cross_entropy(self.forward(self.x), self.y)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def infer_iter(self) -> None:
+        """One forward pass in eval mode."""
+        with self._autocast():
+            self.forward(self.x)
+
+    def warmup(self) -> None:
+        """Untimed iterations of both modes (compilation, allocator and oneDNN caches)."""
+        self.model.train()
+        for _ in range(self.cfg.warmup):
+            self.train_iter()
+        self.model.eval()
+        for _ in range(self.cfg.warmup):
+            self.infer_iter()
+        self.model.train()
+
+    def time(self, mode: str) -> None:
+        """One timed repeat of `cfg.iters` iterations of `mode` ("train" or "infer")."""
+        train = mode == "train"
+        self.model.train(train)
+        step = self.train_iter if train else self.infer_iter
+        seconds = _timed(step, self.cfg.iters, self.device, self.cfg.timer)
+        (self.train_s if train else self.infer_s).append(seconds)
+        self.model.train()
+
+    def peak_memory_mb(self) -> float | None:
+        """Peak memory of one training step (see the module doc for what it counts)."""
+        self.model.train()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.train_iter()
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        if self.device.type != "cpu":
+            return None
+        resident = _state_bytes(self.model, self.optimizer)
+        peak = _cpu_step_peak_bytes(self.train_iter)
+        return None if peak is None else (resident + peak) / 2**20
+
+    def close(self) -> None:
+        """Drop the model, optimizer and batch."""
+        del self.model, self.optimizer, self.forward, self.x, self.y
+
+
+def _timed(
+    fn: Callable[[], None], iters: int, device: torch.device, timer: str = "wall"
+) -> float:
+    """Seconds for `iters` calls of `fn`; on CUDA between events after a synchronise.
+
+    `timer="cpu"` counts this process's CPU seconds instead of wall-clock ones (CPU device only).
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    clock = time.process_time if timer == "cpu" else time.perf_counter
+    t0 = clock()
+    for _ in range(iters):
+        fn()
+    return clock() - t0
+
+
+def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of parameters, buffers, existing gradients and optimizer state tensors."""
+    seen: set[int] = set()
+    total = 0
+
+    def add(t: torch.Tensor | None) -> None:
+        nonlocal total
+        if isinstance(t, torch.Tensor) and t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.untyped_storage().nbytes()
+
+    for p in model.parameters():
+        add(p)
+        add(p.grad)
+    for b in model.buffers():
+        add(b)
+    for state in optimizer.state.values():
+        for t in state.values():
+            add(t)
+    return total
+
+
+def _cpu_step_peak_bytes(fn: Callable[[], None]) -> int | None:
+    """Peak of CPU tensor bytes allocated during `fn` and alive at once, from profiler events.
+
+    The profiler's allocation events carry the allocator's running total of bytes allocated
+    since profiling began (frees of older tensors do not lower it), whose maximum is the peak
+    extra memory of the step. None where this profiler API is not available.
+    """
+    try:
+        from torch._C._profiler import _EventType
+        from torch.profiler import ProfilerActivity, profile
+    except ImportError:  # pragma: no cover - private API moved
+        return None
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    try:
+        tree = prof.profiler.kineto_results.experimental_event_tree()  # type: ignore[union-attr]
+    except AttributeError:  # pragma: no cover - private API moved
+        return None
+    peak, stack = 0, list(tree)
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
+            peak = max(peak, int(node.extra_fields.total_allocated))
+    return peak
+
+
+def _spread(seconds: list[float], images: int) -> tuple[float, float, float]:
+    """Median, min and max images/s over repeats."""
+    rates = [images / s for s in seconds]
+    return statistics.median(rates), min(rates), max(rates)
+
+
+def _rotations(n: int, rounds: int) -> Iterator[list[int]]:
+    """Orders of `n` models for each round, rotated so that no model always runs first."""
+    for r in range(rounds):
+        yield [(i + r) % n for i in range(n)]
+
+
+def measure_group(
+    group: Sequence[Entry], cfg: BenchConfig, device: torch.device | None = None
+) -> list[dict[str, Any]]:
+    """Measure the models of one group with interleaved repeats; one row per model."""
+    device = device or torch.device(cfg.device)
+    runners = [_Runner(e, cfg, device) for e in group]
+    try:
+        for r in runners:
+            r.warmup()
+        for mode in ("train", "infer"):
+            for order in _rotations(len(runners), cfg.repeats):
+                for i in order:
+                    runners[i].time(mode)
+        memory = [r.peak_memory_mb() if cfg.memory else None for r in runners]
+        peak = cfg.peak_tflops
+        if peak is None and device.type == "cuda":
+            peak = peak_bf16_tflops(torch.cuda.get_device_name(device))
+        images = cfg.batch * cfg.iters
+        by_model = {e.model: r for e, r in zip(group, runners, strict=True)}
+        rows = []
+        for entry, runner, mem in zip(group, runners, memory, strict=True):
+            train, train_min, train_max = _spread(runner.train_s, images)
+            infer, infer_min, infer_max = _spread(runner.infer_s, images)
+            ref = by_model.get(entry.reference or "")
+            mfu = None
+            if peak:
+                mfu = train * 3 * 2 * runner.gflops * 1e9 / (peak * 1e12)
+            rows.append(
+                {
+                    "model": entry.model,
+                    "track": entry.track,
+                    "step": entry.step,
+                    "reference": entry.reference,
+                    "params": runner.params,
+                    "gflops": runner.gflops,
+                    "train_img_s": train,
+                    "train_img_s_min": train_min,
+                    "train_img_s_max": train_max,
+                    "infer_img_s": infer,
+                    "infer_img_s_min": infer_min,
+                    "infer_img_s_max": infer_max,
+                    "peak_mem_mb": mem,
+                    "mfu": mfu,
+                    "train_ratio_to_reference": _paired_ratio(
+                        runner.train_s, ref.train_s
+                    )
+                    if ref
+                    else None,
+                    "infer_ratio_to_reference": _paired_ratio(
+                        runner.infer_s, ref.infer_s
+                    )
+                    if ref
+                    else None,
+                }
+            )
+    finally:
+        for r in runners:
+            r.close()
+        del runners
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def _paired_ratio(ours: list[float], ref: list[float]) -> float:
+    """Median over rounds of the reference's seconds over ours (images/s ratio).
+
+    Each round times ours and the reference back to back, so a round's ratio cancels the load
+    that a shared machine had at that moment; the median drops disturbed rounds.
+    """
+    return statistics.median(r / o for o, r in zip(ours, ref, strict=True))
+
+
+def run(
+    groups: Sequence[Sequence[Entry]],
+    cfg: BenchConfig,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Measure every group in turn; rows carry the run's settings too."""
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: CUDA is not available on this machine")
+    if cfg.timer not in ("wall", "cpu") or (
+        cfg.timer == "cpu" and device.type != "cpu"
+    ):
+        raise ValueError(f"--timer {cfg.timer}: wall, or cpu on the CPU device only")
+    if cfg.amp not in (None, "bf16"):
+        raise ValueError(f"--amp must be bf16 (or omitted), got {cfg.amp!r}")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = (
+            True  # same for every model: fastest conv algorithms
+        )
+    settings = {
+        "device": device.type,
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "batch": cfg.batch,
+        "image_size": cfg.image_size,
+        "amp": cfg.amp or "fp32",
+        "channels_last": cfg.channels_last,
+        "compile": cfg.compile,
+        "repeats": cfg.repeats,
+        "iters": cfg.iters,
+        "timer": cfg.timer,
+        "torch": torch.__version__,
+    }
+    rows = []
+    for group in groups:
+        if progress:
+            progress("measuring " + " vs ".join(e.model for e in group))
+        rows += [{**row, **settings} for row in measure_group(group, cfg, device)]
+    return rows
+
+
+def measure_data(
+    root: str | Path,
+    image_size: int = 224,
+    batch: int = 32,
+    workers: int = 4,
+    batches: int = 30,
+    warmup_batches: int = 5,
+) -> dict[str, Any]:
+    """Images/s of the ImageFolder training pipeline (timm training transform) over `batches`.
+
+    Decoding, RandomResizedCrop, flip, colour jitter, ToTensor and normalisation run in
+    `workers` processes; the first `warmup_batches` (worker start-up) are not timed.
+    """
+    from timm.data import create_transform
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    dataset = ImageFolder(
+        str(train_dir), transform=create_transform(image_size, is_training=True)
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=False,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(0),
+    )
+    total_batches = warmup_batches + batches
+    timed_images, t0, seen = 0, None, 0
+    while seen < total_batches:  # cycle over a small folder as often as needed
+        for images, _ in loader:
+            if seen == warmup_batches:
+                t0 = time.perf_counter()
+            if seen >= warmup_batches:
+                timed_images += images.shape[0]
+            seen += 1
+            if seen >= total_batches:
+                break
+    seconds = time.perf_counter() - t0 if t0 is not None else math.nan
+    return {
+        "data_dir": str(train_dir),
+        "images_in_folder": len(dataset),
+        "workers": workers,
+        "batch": batch,
+        "batches": batches,
+        "data_img_s": timed_images / seconds if seconds > 0 else math.nan,
+    }
+
+
+def add_data_bound(rows: list[dict[str, Any]], data_img_s: float) -> None:
+    """Annotate each row with the pipeline's images/s and which of the two bounds training."""
+    for row in rows:
+        row["data_img_s"] = data_img_s
+        row["bound"] = "data" if data_img_s < row["train_img_s"] else "model"
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Write rows with `CSV_COLUMNS` (empty cells for values not measured)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(row.get(k)) for k in CSV_COLUMNS})
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def load_measured_throughput(
+    path: str | Path, device: str | None = None
+) -> dict[tuple[str, str] | str, float]:
+    """Training images/s measured by `roadmap bench --out`, keyed for the sweep's estimates.
+
+    Keys: `(track, step)` and the model name (`"resnet50_kernel_7"`) for roadmap steps, the
+    model name (`"timm.convnext_tiny"`) for references. `device` keeps only rows of that device
+    type ("cpu", "cuda"); where several rows give the same key, the last one wins.
+    """
+    out: dict[tuple[str, str] | str, float] = {}
+    with Path(path).open(newline="") as f:
+        for row in csv.DictReader(f):
+            if device is not None and row.get("device") != device:
+                continue
+            value = row.get("train_img_s") or ""
+            if not value:
+                continue
+            img_s = float(value)
+            out[row["model"]] = img_s
+            if row.get("track") and row.get("step"):
+                out[(row["track"], row["step"])] = img_s
+    return out
+
+
+def gpu_hours(
+    train_img_s: float, epochs: float = 300, images_per_epoch: int = 1_281_167
+) -> float:
+    """Device-hours of `epochs` over ImageNet-1k's training set at a measured images/s."""
+    return epochs * images_per_epoch / train_img_s / 3600
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Aligned text table of benchmark rows."""
+    head = [
+        "model",
+        "params",
+        "GFLOPs",
+        "train img/s",
+        "(min-max)",
+        "infer img/s",
+        "(min-max)",
+        "peak MB",
+        "reference",
+        "train x",
+        "infer x",
+    ]
+    has_mfu = any(r.get("mfu") is not None for r in rows)
+    has_data = any(r.get("data_img_s") is not None for r in rows)
+    if has_mfu:
+        head.append("MFU")
+    if has_data:
+        head += ["data img/s", "bound"]
+
+    def num(v: Any, fmt: str) -> str:
+        return "" if v is None else format(v, fmt)
+
+    body = []
+    for r in rows:
+        line = [
+            r["model"],
+            f"{r['params'] / 1e6:.1f}M",
+            f"{r['gflops']:.3f}",
+            num(r["train_img_s"], ".2f"),
+            f"{r['train_img_s_min']:.2f}-{r['train_img_s_max']:.2f}",
+            num(r["infer_img_s"], ".2f"),
+            f"{r['infer_img_s_min']:.2f}-{r['infer_img_s_max']:.2f}",
+            num(r.get("peak_mem_mb"), ".0f"),
+            r.get("reference") or "",
+            num(r.get("train_ratio_to_reference"), ".3f"),
+            num(r.get("infer_ratio_to_reference"), ".3f"),
+        ]
+        if has_mfu:
+            mfu = r.get("mfu")
+            line.append("" if mfu is None else f"{100 * mfu:.1f}%")
+        if has_data:
+            line += [num(r.get("data_img_s"), ".1f"), r.get("bound") or ""]
+        body.append(line)
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    left = {0, 8, len(head) - 1} if has_data else {0, 8}
+    lines = [
+        "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in [head, *body]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,207 @@
+"""`roadmap bench`: training/inference throughput of roadmap steps against their references."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from roadmap.steps import TRACKS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `bench` subcommand."""
+    p = sub.add_parser(
+        "bench",
+        help="measure train/inference images/s, memory and MFU of steps and their references",
+        description="Measure training (forward, backward, AdamW) and inference images/s, peak "
+        "memory and GFLOPs of a track's steps; each endpoint is measured interleaved with its "
+        "reference implementation (torchvision/timm) in the same run, and their ratio printed.",
+    )
+    p.add_argument("--track", default="resnet50", choices=list(TRACKS))
+    p.add_argument(
+        "--steps",
+        nargs="+",
+        default=["all"],
+        metavar="STEP",
+        help="step names, or one of: all (default), on-path, endpoints",
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--amp", choices=["bf16"], default=None, help="autocast dtype")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile every model")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed iterations per model and mode (default: 2 on CPU, 5 on CUDA)",
+    )
+    p.add_argument(
+        "--iters",
+        type=int,
+        default=None,
+        help="iterations per timed repeat (default: 2 on CPU, 10 on CUDA)",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats (median)")
+    p.add_argument(
+        "--no-references",
+        dest="references",
+        action="store_false",
+        help="do not measure the reference implementations",
+    )
+    p.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="skip the peak-memory step",
+    )
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="device's dense bf16 peak for MFU (default: table by CUDA device name)",
+    )
+    p.add_argument(
+        "--timer",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall clock (default), or this process's CPU seconds: on a shared CPU, "
+        "with --threads 1, throughput unaffected by other processes' load",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's); 1 gives stable ratios on a shared machine",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="also measure the ImageFolder training pipeline in DIR (or DIR/train)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="data loader worker processes (0: in process)",
+    )
+    p.add_argument("--data-batches", type=int, default=30, help="timed data batches")
+    p.add_argument("--out", default=None, metavar="FILE.csv", help="write rows as CSV")
+    p.set_defaults(func=cmd_bench)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The `roadmap bench` command that reproduces `args` (every option spelt out)."""
+    parts = ["roadmap", "bench", "--track", args.track, "--steps", *args.steps]
+    for name in ("device", "batch", "image_size", "warmup", "iters", "repeats"):
+        parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if args.amp:
+        parts += ["--amp", args.amp]
+    for flag in ("channels_last", "compile"):
+        if getattr(args, flag):
+            parts.append(f"--{flag.replace('_', '-')}")
+    if not args.references:
+        parts.append("--no-references")
+    if args.peak_tflops:
+        parts += ["--peak-tflops", str(args.peak_tflops)]
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
+    if args.timer != "wall":
+        parts += ["--timer", args.timer]
+    if args.data:
+        parts += ["--data", args.data, "--workers", str(args.workers)]
+        parts += ["--data-batches", str(args.data_batches)]
+    if args.out:
+        parts += ["--out", args.out]
+    return shlex.join(parts)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the table and write `--out`."""
+    import torch
+
+    cuda = args.device.startswith("cuda")
+    if args.warmup is None:
+        args.warmup = 5 if cuda else 2
+    if args.iters is None:
+        args.iters = 10 if cuda else 2
+    for name in ("batch", "image_size", "iters", "repeats", "data_batches"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("warmup", "workers"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must be >= 0")
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _bench(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """The body of `cmd_bench`, with the thread count set."""
+    from experiments.bench import (
+        BenchConfig,
+        add_data_bound,
+        format_table,
+        measure_data,
+        plan,
+        run,
+        write_csv,
+    )
+
+    cfg = BenchConfig(
+        device=args.device,
+        batch=args.batch,
+        image_size=args.image_size,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        warmup=args.warmup,
+        iters=args.iters,
+        repeats=args.repeats,
+        memory=args.memory,
+        peak_tflops=args.peak_tflops,
+        timer=args.timer,
+    )
+    groups = plan(args.track, args.steps, references=args.references)
+    rows = run(
+        groups, cfg, progress=lambda msg: print(msg, file=sys.stderr, flush=True)
+    )
+    first = rows[0]
+    print(f"# {command_line(args)}")
+    print(
+        f"# device: {first['device_name']}; torch {first['torch']}; batch {cfg.batch}, "
+        f"{cfg.image_size}px, {first['amp']}, channels_last={cfg.channels_last}, "
+        f"compile={cfg.compile}; median of {cfg.repeats} repeats x {cfg.iters} iterations"
+        f"; timer: {'process CPU seconds' if cfg.timer == 'cpu' else 'wall clock'}"
+    )
+    if args.data:
+        data = measure_data(
+            args.data, cfg.image_size, cfg.batch, args.workers, args.data_batches
+        )
+        add_data_bound(rows, data["data_img_s"])
+    print(format_table(rows))
+    if args.data:
+        slowest = min(rows, key=lambda r: r["train_img_s"])
+        fastest = max(rows, key=lambda r: r["train_img_s"])
+        print(
+            f"input pipeline ({data['data_dir']}, {data['images_in_folder']} images, "
+            f"{args.workers} workers): {data['data_img_s']:.1f} img/s; "
+            f"models train at {slowest['train_img_s']:.1f}-{fastest['train_img_s']:.1f} img/s"
+        )
+        for row in rows:
+            print(f"  {row['model']}: training is {row['bound']}-bound")
+    print(
+        "train/infer x: ours over the reference, median of per-round ratios (each round "
+        "times both back to back); peak MB: one training step (see experiments/bench.py)"
+    )
+    if args.out:
+        write_csv(rows, args.out)
+        print(f"wrote {args.out}")
+    return 0

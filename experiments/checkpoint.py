@@ -1,0 +1,335 @@
+"""Checkpoints that survive crashes, and signal handling that keeps them consistent.
+
+A checkpoint is a pair in `<run>/checkpoints/`: `ckpt_<step>.pt` (torch.save, weights-only
+loadable) and `ckpt_<step>.json` (its size and SHA-256, step, epoch, reason, time). Both are
+written to a temporary file, fsynced and renamed, the .pt first, so a reader sees whole files or
+none; a checkpoint is valid only if its .json matches the .pt byte for byte and torch can load
+it. `load_latest` returns the newest valid one, reporting the torn or unreadable ones it skipped.
+
+`DeferredSignals` holds Python signal handlers (submitit's USR2 handler, the CLI's) while the
+trainer is inside an optimizer step or writing a checkpoint, and runs them right after, so a
+handler that saves a checkpoint always sees the state of a completed step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from experiments.records import LOG, atomic_write_json, read_json, read_log
+
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^ckpt_(\d{9})\.pt$")
+
+
+class _HashingFile:
+    """File wrapper that hashes and counts what torch.save writes through it."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def save(
+    folder: str | os.PathLike, step: int, payload: dict[str, Any], meta: dict
+) -> Path:
+    """Write checkpoint `step` atomically (temporary file, fsync, rename) and return its path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"ckpt_{step:09d}.pt"
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer = _HashingFile(f)
+            torch.save(payload, writer)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    info = {
+        **meta,
+        "step": step,
+        "bytes": writer.size,
+        "sha256": writer.sha.hexdigest(),
+    }
+    atomic_write_json(path.with_suffix(".json"), info)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def listing(folder: str | os.PathLike) -> list[Path]:
+    """Checkpoint files in `folder`, newest (highest step) first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if _NAME.match(p.name)]
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def check(path: Path) -> str | None:
+    """Why checkpoint `path` is not usable (None if its .json matches it)."""
+    meta = read_json_safe(path.with_suffix(".json"))
+    if meta is None:
+        return "no readable .json beside it (torn write)"
+    size = path.stat().st_size
+    if size != meta.get("bytes"):
+        return f"{size} bytes on disk, {meta.get('bytes')} written (torn write)"
+    if _sha256(path) != meta.get("sha256"):
+        return "SHA-256 differs from the one written (corrupted)"
+    return None
+
+
+def read_json_safe(path: Path) -> dict[str, Any] | None:
+    """JSON content of `path`, or None if it is missing or not valid JSON."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def load_latest(
+    folder: str | os.PathLike, log: Callable[[str], None] = print
+) -> tuple[dict[str, Any], Path] | None:
+    """The newest valid checkpoint's payload and path, or None if there is none."""
+    for path in listing(folder):
+        problem = check(path)
+        if problem is None:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True), path
+            except Exception as err:  # noqa: BLE001 - any load failure means unusable
+                problem = f"torch.load failed: {type(err).__name__}: {err}"
+        log(f"checkpoint {path.name} is unusable ({problem}); trying the previous one")
+    return None
+
+
+def prune(folder: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints (and stray temporary files)."""
+    folder = Path(folder)
+    for path in listing(folder)[keep:]:
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+    for tmp in folder.glob(".ckpt.*.tmp"):
+        if time.time() - tmp.stat().st_mtime > 3600:  # leftovers of a crash mid-write
+            tmp.unlink(missing_ok=True)
+
+
+def remove_all(folder: str | os.PathLike) -> None:
+    """Delete every checkpoint of a run (when the recipe keeps none after the end)."""
+    folder = Path(folder)
+    for path in listing(folder):
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+# ---- what a checkpoint holds ------------------------------------------------------------------
+
+
+def epoch_counters() -> dict[str, Any]:
+    """Per-epoch accumulators, as at the start of an epoch."""
+    return {
+        "loss_sum": 0.0,
+        "loss_count": 0,
+        "epoch_images": 0,  # per rank
+        "epoch_train_s": 0.0,
+        "epoch_seconds": 0.0,  # training and evaluation
+    }
+
+
+def fresh_state(steps_per_epoch: int, effective_batch: int) -> dict[str, Any]:
+    """The training state before the first step (all of it goes into checkpoints)."""
+    return {
+        "epoch": 0,  # completed epochs
+        "step_in_epoch": 0,  # optimizer steps done in the current epoch
+        "global_step": 0,  # optimizer steps done
+        "steps_per_epoch": steps_per_epoch,
+        "effective_batch": effective_batch,
+        "best_top1": None,
+        "last_eval": None,  # metrics of the last evaluation
+        "last_lr": None,
+        "failed_iteration": None,
+        "wall_s": 0.0,  # seconds, summed over restarts
+        "train_images": 0,  # per rank, all epochs
+        "train_s": 0.0,
+        **epoch_counters(),
+    }
+
+
+def capture(trainer: Any) -> dict[str, Any]:
+    """Everything a resume needs from a `Trainer`: weights, optimizer, schedule, EMA, RNGs."""
+    return {
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "scaler": trainer.scaler.state_dict(),
+        "ema": None if trainer.ema is None else trainer.ema.state_dict(),
+        "state": dict(trainer.state),
+        "rng": rng_state(),
+    }
+
+
+def restore(trainer: Any, payload: dict[str, Any]) -> None:
+    """Put what `capture` took back into a freshly built `Trainer`."""
+    trainer.model.load_state_dict(payload["model"])
+    trainer.optimizer.load_state_dict(payload["optimizer"])
+    trainer.scheduler.load_state_dict(payload["scheduler"])
+    trainer.scaler.load_state_dict(payload["scaler"])
+    if trainer.ema is not None:
+        trainer.ema.load_state_dict(payload["ema"])
+    trainer.state = dict(payload["state"])
+    set_rng_state(payload["rng"])
+
+
+def truncate_log(run_dir: Path, epochs: int) -> None:
+    """Keep the log.jsonl lines of the first `epochs` epochs (those a resumed state has done)."""
+    path = Path(run_dir) / LOG
+    if not path.exists():
+        return
+    rows = [r for r in read_log(run_dir) if r.get("epoch", 0) <= epochs]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ---- random number generator states ------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """Python's, numpy's and torch's (CPU and CUDA) generator states, as weights-only types."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [
+            kind,
+            torch.from_numpy(keys.astype(np.int64)),
+            pos,
+            has_gauss,
+            cached,
+        ],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(int(x) for x in internal.tolist()), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_step(seed: int, rank: int, step: int) -> None:
+    """Seed every generator from (seed, rank, optimizer step), so a resume draws the same."""
+    s = int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+# ---- signals -----------------------------------------------------------------------------------
+
+
+class DeferredSignals:
+    """Run Python handlers of `signums` only outside `critical()` sections of the main thread."""
+
+    def __init__(self, signums: tuple[int, ...] | None = None) -> None:
+        default = (
+            (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
+            if hasattr(signal, "SIGUSR1")
+            else ()
+        )
+        self.signums = default if signums is None else signums
+        self._originals: dict[int, Callable[..., Any]] = {}
+        self._pending: list[tuple[int, Any]] = []
+        self._depth = 0
+
+    @property
+    def busy(self) -> bool:
+        """Whether a critical section is open."""
+        return self._depth > 0
+
+    def install(self) -> None:
+        """Wrap the callable handlers now installed (again, if someone replaced ours)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in self.signums:
+            handler = signal.getsignal(signum)
+            if callable(handler) and handler != self._handle:
+                self._originals[signum] = handler
+                signal.signal(signum, self._handle)
+
+    def uninstall(self) -> None:
+        """Put the original handlers back."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._originals.items():
+            if signal.getsignal(signum) == self._handle:
+                signal.signal(signum, handler)
+        self._originals.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._depth:
+            self._pending.append((signum, frame))
+        else:
+            self._originals[signum](signum, frame)
+
+    @contextmanager
+    def critical(self) -> Iterator[None]:
+        """Hold the wrapped handlers until the block ends, then run those that arrived.
+
+        If the block raises, the held handlers are dropped: the state may be half-updated,
+        and a checkpoint of it must not be written.
+        """
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if not self._depth:
+                self._pending.clear()
+            raise
+        self._depth -= 1
+        while not self._depth and self._pending:
+            signum, frame = self._pending.pop(0)
+            self._originals[signum](signum, frame)

@@ -1,0 +1,405 @@
+"""The training recipe: a frozen dataclass kept apart from the architecture, and its presets.
+
+A run is (track, step, seed, preset, overrides). The preset names a `Recipe`; overrides are
+`recipe.<field>=value` strings (`roadmap train --set recipe.epochs=5`), parsed by the field's type.
+`paper` follows "A ConvNet for the 2020s" (Table 5, Appendix A.1), `original` torchvision's
+classic ResNet-50 recipe (the 76.1% bar), `proxy` a small-compute ImageNet-100-style setting and
+`smoke` a seconds-long CPU run on the built-in dataset. docs/training.md explains every field.
+The builders at the end turn a recipe into timm's parts (transforms, optimizer, schedule, Mixup).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+OPTIMIZERS = ("adamw", "momentum")  # timm: AdamW; SGD with (non-Nesterov) momentum
+SCHEDULES = ("cosine", "step")
+INTERPOLATIONS = ("bicubic", "bilinear")
+AMP_DTYPES = ("bfloat16", "float16", "float32")
+OPTIONAL = ("auto_augment",)  # fields that may be None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: optimization, augmentation, regularization, system and data sizes."""
+
+    # -- schedule and optimizer (paper: Table 5; original: torchvision's classic recipe)
+    epochs: int = 300
+    warmup_epochs: float = (
+        20.0  # linear warm-up, then `sched` over the remaining epochs
+    )
+    batch_size: int = 128  # per device (GPU or CPU process)
+    # Micro-batches per optimizer step; 0: chosen at run time so that devices x batch_size x
+    # accum_steps == base_batch (the paper's 4096 on any device count that divides it).
+    accum_steps: int = 0
+    # Peak learning rate at base_batch, scaled linearly with the effective batch.
+    base_lr: float = 4e-3
+    base_batch: int = 4096
+    min_lr: float = 1e-6  # end of the cosine
+    warmup_lr: float = 0.0  # learning rate of the first update
+    opt: str = "adamw"
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.05
+    # False: no weight decay on 1-D parameters (norms, biases, layer scales), as ConvNeXt.
+    decay_norms_biases: bool = False
+    sched: str = "cosine"
+    decay_epochs: float = 30.0  # step schedule: lr x decay_rate every decay_epochs
+    decay_rate: float = 0.1
+    clip_grad: float = 0.0  # max gradient norm; 0: none (the paper clips nothing)
+    # -- data and augmentation (timm's create_transform and Mixup)
+    image_size: int = 224
+    eval_crop_pct: float = 0.875  # eval: resize to image_size / crop_pct, center crop
+    interpolation: str = "bicubic"
+    scale_min: float = 0.08  # RandomResizedCrop's smallest area fraction
+    hflip: float = 0.5
+    color_jitter: float = 0.4  # timm ignores it when auto_augment is set
+    auto_augment: str | None = "rand-m9-mstd0.5-inc1"  # RandAugment (9, 0.5)
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    reprob: float = 0.25  # random erasing
+    smoothing: float = 0.1  # label smoothing
+    # -- model regularization (written into the run's spec)
+    drop_path: float = 0.1  # spec.drop_path_rate
+    # spec.layer_scale_init: Table 5 says 1e-6; 0 turns it off (the authors' pre-release code).
+    layer_scale: float = 1e-6
+    ema: bool = False  # off for roadmap steps (the paper: EMA hurts BatchNorm models)
+    ema_decay: float = 0.9999
+    # -- system
+    workers: int = 10  # data-loading processes per device (0: in the main process)
+    threads: int = 0  # torch threads; 0: leave torch's default
+    amp_dtype: str = (
+        "bfloat16"  # autocast on CUDA (float16 adds a grad scaler); CPU: fp32
+    )
+    channels_last: bool = True  # memory format of the model and its inputs
+    compile: bool = False  # torch.compile the training model
+    checkpoint_minutes: float = 30.0  # checkpoint this often within an epoch too
+    keep_checkpoints: int = 2
+    keep_final_checkpoint: bool = (
+        True  # False: delete the checkpoints once the run is done
+    )
+    log_every: int = 50  # steps between progress lines (non-interactive output)
+    # -- the built-in dataset (no --data): experiments/data.py
+    builtin_classes: int = 10
+    builtin_train_per_class: int = 200
+    builtin_val_per_class: int = 50
+    builtin_seed: int = 0  # the dataset's own seed: every run sees the same images
+
+    def __post_init__(self) -> None:
+        """Check every field, so a bad recipe fails before any work starts."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (value is None and f.name in OPTIONAL or _fits(value, f.default)):
+                kind = _kind_name(f.default) + (
+                    " or none" if f.name in OPTIONAL else ""
+                )
+                raise ValueError(f"recipe.{f.name} must be {kind}, got {value!r}")
+            if isinstance(f.default, float) and isinstance(value, int):
+                object.__setattr__(self, f.name, float(value))
+        p = (self.hflip, self.reprob, self.mixup_prob, self.mixup_switch_prob)
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (
+                0 <= self.warmup_epochs < self.epochs,
+                "warmup_epochs must be in [0, epochs)",
+            ),
+            (min(self.batch_size, self.base_batch) >= 1, "batch sizes must be >= 1"),
+            (self.accum_steps >= 0, "accum_steps must be >= 0 (0: reach base_batch)"),
+            (self.base_lr > 0, "base_lr must be > 0"),
+            (
+                min(self.min_lr, self.warmup_lr) >= 0,
+                "min_lr and warmup_lr must be >= 0",
+            ),
+            (self.opt in OPTIMIZERS, f"opt must be one of {OPTIMIZERS}"),
+            (self.sched in SCHEDULES, f"sched must be one of {SCHEDULES}"),
+            (
+                self.decay_epochs > 0 < self.decay_rate <= 1,
+                "bad decay_epochs/decay_rate",
+            ),
+            (
+                min(self.weight_decay, self.clip_grad) >= 0,
+                "negative weight_decay/clip_grad",
+            ),
+            (
+                self.image_size >= 32,
+                "image_size must be >= 32 (the networks stride 32)",
+            ),
+            (0 < self.eval_crop_pct <= 1, "eval_crop_pct must be in (0, 1]"),
+            (
+                self.interpolation in INTERPOLATIONS,
+                f"interpolation: one of {INTERPOLATIONS}",
+            ),
+            (0 < self.scale_min <= 1, "scale_min must be in (0, 1]"),
+            (all(0 <= x <= 1 for x in p), "probabilities must be in [0, 1]"),
+            (
+                min(self.mixup, self.cutmix, self.color_jitter) >= 0,
+                "negative augmentation",
+            ),
+            (0 <= self.smoothing < 1, "smoothing must be in [0, 1)"),
+            (0 <= self.drop_path < 1, "drop_path must be in [0, 1)"),
+            (self.layer_scale >= 0, "layer_scale must be >= 0 (0: off)"),
+            (0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
+            (min(self.workers, self.threads) >= 0, "workers and threads must be >= 0"),
+            (self.amp_dtype in AMP_DTYPES, f"amp_dtype must be one of {AMP_DTYPES}"),
+            (self.checkpoint_minutes > 0, "checkpoint_minutes must be > 0"),
+            (
+                min(self.keep_checkpoints, self.log_every) >= 1,
+                "keep/log_every must be >= 1",
+            ),
+            (2 <= self.builtin_classes <= 10, "builtin_classes must be in [2, 10]"),
+            (
+                min(self.builtin_train_per_class, self.builtin_val_per_class) >= 1,
+                "empty",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"recipe: {message}")
+        if self.mixing and self.batch_size % 2:
+            raise ValueError("recipe: mixup/cutmix need an even batch_size")
+
+    @property
+    def mixing(self) -> bool:
+        """Whether Mixup/CutMix is on."""
+        return self.mixup_prob > 0 and (self.mixup > 0 or self.cutmix > 0)
+
+    def accum_for(self, world_size: int) -> int:
+        """Micro-batches per optimizer step on `world_size` devices (resolves accum_steps=0)."""
+        if self.accum_steps:
+            return self.accum_steps
+        per_step = world_size * self.batch_size
+        if self.base_batch % per_step:
+            raise ValueError(
+                f"recipe: base_batch {self.base_batch} is not a multiple of {world_size} "
+                f"device(s) x batch_size {self.batch_size}; set recipe.accum_steps"
+            )
+        return self.base_batch // per_step
+
+    def lr_for(self, effective_batch: int) -> float:
+        """Peak learning rate: base_lr scaled linearly from base_batch to `effective_batch`."""
+        return self.base_lr * effective_batch / self.base_batch
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """Whether `value` has the type of the field's default (ints pass as floats)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and math.isfinite(value)
+    if isinstance(default, tuple):
+        return (
+            isinstance(value, tuple)
+            and len(value) == len(default)
+            and all(_fits(v, d) for v, d in zip(value, default, strict=True))
+        )
+    return isinstance(value, type(default))
+
+
+def _kind_name(default: Any) -> str:
+    """What `_fits` expects, in words."""
+    if isinstance(default, tuple):
+        return f"{len(default)} comma-separated numbers"
+    names = {bool: "true or false", int: "an int", float: "a number", str: "a string"}
+    return names[type(default)]
+
+
+# ImageNet-1K per "A ConvNet for the 2020s", Table 5 / Appendix A.1: the class defaults.
+PAPER = Recipe()
+
+# fmt: off
+# torchvision's classic ResNet-50 recipe (references/classification, the 76.13% weights): SGD
+# momentum 0.9, lr 0.1 at batch 256 (8 GPUs x 32), wd 1e-4 on every parameter, 90 epochs, lr / 10
+# every 30, RandomResizedCrop + flip only, bilinear, eval resize 256 / crop 224.
+ORIGINAL = dataclasses.replace(
+    PAPER, epochs=90, warmup_epochs=0.0, batch_size=32, base_lr=0.1, base_batch=256, min_lr=0.0,
+    opt="momentum", weight_decay=1e-4, decay_norms_biases=True, sched="step", decay_epochs=30.0,
+    interpolation="bilinear", color_jitter=0.0, auto_augment=None, mixup=0.0, cutmix=0.0,
+    reprob=0.0, smoothing=0.0, drop_path=0.0, layer_scale=0.0, workers=16,
+)
+
+# The paper's recipe for an ImageNet-100-style subset (100 classes, ~1300 train images each) at
+# 128 px on one to eight GPUs: 100 epochs, 5 warm-up, effective batch 1024 at the paper's lr per
+# image (4e-3 / 4096 = 1e-3 / 1024); the paper's augmentation and regularization.
+PROXY = dataclasses.replace(
+    PAPER, epochs=100, warmup_epochs=5.0, base_lr=1e-3, base_batch=1024, image_size=128, workers=8,
+)
+
+# Seconds on a 2-core CPU: the built-in dataset at 32 px, 2 epochs of 31 steps, light
+# augmentation. Two deviations make ~60 steps informative (docs/training.md): layer scale 0.1
+# (at 1e-6 the residual branches stay asleep that long) and no stochastic depth.
+SMOKE = dataclasses.replace(
+    PAPER, epochs=2, warmup_epochs=0.3, batch_size=32, accum_steps=1, base_lr=1e-3, base_batch=32,
+    min_lr=1e-5, image_size=32, eval_crop_pct=1.0, scale_min=0.8, color_jitter=0.0,
+    auto_augment=None, mixup=0.0, cutmix=0.0, reprob=0.0, drop_path=0.0, layer_scale=0.1,
+    workers=0, threads=1, checkpoint_minutes=5.0, keep_final_checkpoint=False, log_every=10,
+    builtin_train_per_class=100, builtin_val_per_class=30,
+)
+# fmt: on
+
+PRESETS: dict[str, Recipe] = {
+    "paper": PAPER,
+    "original": ORIGINAL,
+    "proxy": PROXY,
+    "smoke": SMOKE,
+}
+
+
+def valid_keys() -> list[str]:
+    """Every key `--set` accepts: `recipe.<field>`."""
+    return [f"recipe.{f.name}" for f in fields(Recipe)]
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """Parse `recipe.<field>=value` strings into {key: typed value}; errors list valid keys."""
+    defaults = {f"recipe.{f.name}": f.default for f in fields(Recipe)}
+    parsed: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = str(item).partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected recipe.<field>=value")
+        if key not in defaults:
+            near = difflib.get_close_matches(key, defaults, n=1)
+            near = near or difflib.get_close_matches(f"recipe.{key}", defaults, n=1)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            raise ValueError(
+                f"--set: unknown key {key!r}.{hint} Valid keys: {', '.join(defaults)}"
+            )
+        if key.removeprefix("recipe.") in OPTIONAL and text.lower() in ("none", "null"):
+            parsed[key] = None
+            continue
+        value = _parse(text, defaults[key])
+        if value is None:
+            raise ValueError(
+                f"--set {key}={text}: expected {_kind_name(defaults[key])}"
+            )
+        parsed[key] = value
+    return parsed
+
+
+def _parse(text: str, default: Any) -> Any:
+    """`text` as the type of `default`, or None if it is not one."""
+    if isinstance(default, bool):
+        return {"true": True, "yes": True, "1": True, "on": True}.get(
+            text.lower(), False if text.lower() in ("false", "no", "0", "off") else None
+        )
+    if isinstance(default, tuple):
+        parts = [
+            _parse(p.strip(), d) for p, d in zip(text.split(","), default, strict=False)
+        ]
+        ok = len(text.split(",")) == len(default) and None not in parts
+        return tuple(parts) if ok else None
+    try:
+        value = type(default)(text)
+    except ValueError:
+        return None
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
+    """The recipe of `preset` with `recipe.<field>=value` overrides applied and checked."""
+    if preset not in PRESETS:
+        near = difflib.get_close_matches(preset, PRESETS, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise ValueError(
+            f"unknown preset {preset!r}.{hint} Presets: {', '.join(PRESETS)}"
+        )
+    changes = {
+        k.removeprefix("recipe."): v for k, v in parse_overrides(overrides).items()
+    }
+    return dataclasses.replace(PRESETS[preset], **changes)
+
+
+def recipe_from_dict(data: dict[str, Any]) -> Recipe:
+    """Inverse of `dataclasses.asdict` after a JSON round trip (as in config.json)."""
+    unknown = sorted(set(data) - {f.name for f in fields(Recipe)})
+    if unknown:
+        raise ValueError(f"config recipe has unknown fields: {', '.join(unknown)}")
+    return Recipe(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    )
+
+
+# ---- timm's parts, as the recipe selects them -------------------------------------------------
+
+
+def build_transforms(recipe: Recipe) -> tuple[Any, Any]:
+    """Timm's train and eval transforms (PIL image -> normalized tensor)."""
+    from timm.data import create_transform
+
+    common = {"input_size": recipe.image_size, "interpolation": recipe.interpolation}
+    train = create_transform(
+        is_training=True,
+        scale=(recipe.scale_min, 1.0),
+        hflip=recipe.hflip,
+        color_jitter=recipe.color_jitter or None,
+        auto_augment=recipe.auto_augment,
+        re_prob=recipe.reprob,
+        re_mode="pixel",
+        **common,
+    )
+    return train, create_transform(
+        is_training=False, crop_pct=recipe.eval_crop_pct, **common
+    )
+
+
+def build_optimization(
+    recipe: Recipe, model: Any, lr: float, steps_per_epoch: int
+) -> tuple:
+    """Timm's optimizer and per-iteration schedule: linear warm-up, then cosine or step."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    extra: dict[str, Any] = {"betas": recipe.betas} if recipe.opt == "adamw" else {}
+    optimizer = create_optimizer_v2(
+        model,
+        recipe.opt,
+        lr=lr,
+        weight_decay=recipe.weight_decay,
+        momentum=recipe.momentum,
+        filter_bias_and_bn=not recipe.decay_norms_biases,
+        **extra,
+    )
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=recipe.sched,
+        # Warm-up first, then the whole decay over the remaining epochs (as ConvNeXt's code).
+        num_epochs=recipe.epochs - recipe.warmup_epochs,  # type: ignore[arg-type]
+        warmup_prefix=True,
+        warmup_epochs=recipe.warmup_epochs,  # type: ignore[arg-type]
+        warmup_lr=recipe.warmup_lr,
+        min_lr=recipe.min_lr,
+        decay_epochs=recipe.decay_epochs,
+        decay_rate=recipe.decay_rate,
+        step_on_epochs=False,
+        updates_per_epoch=steps_per_epoch,
+    )
+    return optimizer, scheduler
+
+
+def build_loss(recipe: Recipe, num_classes: int) -> tuple[Any, Any]:
+    """Timm's Mixup/CutMix (None when off) and the matching training loss."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+    from torch import nn
+
+    if recipe.mixing:
+        mixup = Mixup(
+            mixup_alpha=recipe.mixup,
+            cutmix_alpha=recipe.cutmix,
+            prob=recipe.mixup_prob,
+            switch_prob=recipe.mixup_switch_prob,
+            label_smoothing=recipe.smoothing,
+            num_classes=num_classes,
+        )
+        return mixup, SoftTargetCrossEntropy()
+    if recipe.smoothing:
+        return None, LabelSmoothingCrossEntropy(recipe.smoothing)
+    return None, nn.CrossEntropyLoss()

@@ -1,0 +1,296 @@
+"""The local executor: a sweep's jobs on this machine through submitit, a few at a time.
+
+submitit's `LocalExecutor` starts one controller process per job and has no limit of its own, so
+the sweep process (the driver) keeps at most `len(slots)` jobs alive, starts the next when one
+ends, and prints a line per finished run with counts and an ETA. Controllers run in their own
+session: Ctrl-C reaches only the driver, which then asks each running job to checkpoint and stop
+(USR2 with `stop_requested` in its job.json); a later `roadmap sweep` resumes them. SIGTERM (what
+`roadmap cancel` sends) does the same but records the runs as cancelled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from experiments import records
+from experiments.launcher import RunJob, new_job
+from experiments.sweep_status import (
+    now,
+    process_alive,
+    process_start,
+    read_job,
+    write_job,
+)
+
+POLL_S = 0.5
+STOP_WAIT_S = 90  # how long a job may take to checkpoint and exit after USR2
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Room for one local job: torch threads and the GPUs it may see."""
+
+    threads: int
+    gpus: tuple[int, ...] = ()
+
+
+def local_slots(jobs: int | None = None) -> list[Slot]:
+    """Slots for this machine: one job per GPU if there are GPUs, else jobs sharing the cores.
+
+    A local job is one process on one GPU (several-GPU DDP runs are for the Slurm executor).
+    Without GPUs the default is one single-threaded job per core, as far as memory allows
+    (2 GiB each): on 2 cores the smoke sweep ran fastest that way (docs/sweep.md), and
+    one-thread jobs do not slow down under other load the way multi-threaded torch does.
+    """
+    if jobs is not None and jobs < 1:
+        raise ValueError("--jobs must be >= 1")
+    cores = len(os.sched_getaffinity(0))
+    gpus = _gpu_count()
+    if gpus:
+        n = min(jobs or gpus, gpus)
+        return [Slot(max(1, cores // n), (i,)) for i in range(n)]
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    n = jobs or max(1, min(cores, int(memory_gib // 2)))
+    return [Slot(max(1, cores // n)) for _ in range(n)]
+
+
+def _gpu_count() -> int:
+    """CUDA devices visible to this process (0 without torch.cuda)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+class _Executor(submitit.LocalExecutor):
+    """LocalExecutor whose controllers start in their own session (safe from the driver's ^C)."""
+
+    def _submit_command(self, command: str) -> submitit.LocalJob:
+        ntasks = self.parameters.get("tasks_per_node", 1)
+        gpus = self.parameters.get("visible_gpus", ())
+        env = dict(os.environ)
+        env.update(
+            SUBMITIT_LOCAL_NTASKS=str(ntasks),
+            SUBMITIT_LOCAL_COMMAND=command,
+            SUBMITIT_LOCAL_TIMEOUT_S=str(
+                int(60 * self.parameters.get("timeout_min", 2.0))
+            ),
+            SUBMITIT_LOCAL_SIGNAL_DELAY_S=str(
+                int(self.parameters.get("signal_delay_s", 30))
+            ),
+            SUBMITIT_LOCAL_NODEID="0",
+            SUBMITIT_LOCAL_JOB_NUM_NODES="1",
+            SUBMITIT_STDERR_TO_STDOUT="",
+            SUBMITIT_EXECUTOR="local",
+            CUDA_VISIBLE_DEVICES=",".join(str(g) for g in gpus),
+            SUBMITIT_LOCAL_WITH_SHELL="",
+        )
+        cmd = [sys.executable, "-m", "submitit.local._local", str(self.folder)]
+        process = subprocess.Popen(cmd, env=env, start_new_session=True)
+        return submitit.LocalJob(
+            folder=self.folder,
+            job_id=str(process.pid),
+            process=process,
+            tasks=list(range(ntasks)),
+        )
+
+
+def _children(pid: int) -> list[int]:
+    """Child process ids of `pid` (the tasks of a local controller)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def stop_local_job(
+    run_dir: Path, reason: str, cancelled: bool, wait_s: float = STOP_WAIT_S
+) -> str:
+    """Ask a running local job to checkpoint and exit; kill it if it does not; record it."""
+    job = read_job(run_dir) or {}
+    pid = job.get("job_id")
+    alive = process_alive(pid, job.get("proc_start"), job.get("host"))
+    how = "was not running"
+    if alive:
+        job["stop_requested"] = reason
+        write_job(run_dir, job)
+        for task in _children(int(pid)):
+            _signal(task, signal.SIGUSR2)
+        how = "checkpointed and stopped"
+        deadline = time.time() + wait_s
+        while (
+            process_alive(pid, job.get("proc_start"), job.get("host"))
+            and time.time() < deadline
+        ):
+            time.sleep(POLL_S)
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            if process_alive(pid, job.get("proc_start"), job.get("host")):
+                how = "killed (no checkpoint in time)"
+                _signal(int(pid), sig)
+                for task in _children(int(pid)):
+                    _signal(task, sig)
+                time.sleep(2)
+    job = read_job(run_dir) or job
+    job.pop("stop_requested", None)
+    job["stopped"] = {
+        "time": now(),
+        "cancelled": cancelled,
+        "reason": f"{reason}; {how}",
+    }
+    write_job(run_dir, job)
+    return how
+
+
+def _signal(pid: int, sig: int) -> None:
+    """Send a signal, ignoring a process that is already gone."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _fmt_s(seconds: float) -> str:
+    """Seconds as 1h02m, 3m05s or 42s."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class LocalDriver:
+    """Run configs as local submitit jobs, at most one per slot, with progress lines."""
+
+    def __init__(
+        self, folder: Path, slots: list[Slot], max_requeues: int = 3, out: Any = None
+    ):
+        self.folder = folder
+        self.slots = slots
+        self.max_requeues = max_requeues
+        self.out = out or (lambda line: print(line, flush=True))
+        # (reason, cancelled) once a signal asked the driver to stop.
+        self.stop: tuple[str, bool] | None = None
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGTERM:
+            self.stop = ("cancelled (roadmap cancel, or SIGTERM to the sweep)", True)
+        else:
+            self.stop = (
+                "interrupted (Ctrl-C on the sweep); resumes from its checkpoint",
+                False,
+            )
+
+    def run(self, configs: list[Path]) -> dict[str, int]:
+        """Run every config; the counts of done, failed and stopped runs."""
+        me = {
+            "pid": os.getpid(),
+            "start": process_start(os.getpid()),
+            "host": os.uname().nodename,
+        }
+        for config in configs:
+            new_job(config.parent, executor="local", job_id=None, queued_by=me)
+        old = {
+            s: signal.signal(s, self._on_signal)
+            for s in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            return self._loop(list(configs))
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    def _loop(self, queue: list[Path]) -> dict[str, int]:
+        """Keep every slot busy until the queue is empty or a signal asks to stop."""
+        total, t_start = len(queue), time.time()
+        free = list(self.slots)
+        running: dict[Path, tuple[Any, Slot, float]] = {}
+        counts = {"done": 0, "failed": 0, "stopped": 0}
+        durations: list[float] = []
+        while queue or running:
+            if self.stop is not None:
+                self._stop_all(queue, running, counts)
+                break
+            while queue and free:
+                config, slot = queue.pop(0), free.pop(0)
+                running[config] = (self._start(config, slot), slot, time.time())
+            time.sleep(POLL_S)
+            for config, (job, slot, t0) in list(running.items()):
+                if not job.done():
+                    continue
+                del running[config]
+                free.append(slot)
+                durations.append(time.time() - t0)
+                status, detail = self._outcome(config.parent, job)
+                counts[status] += 1
+                finished = counts["done"] + counts["failed"]
+                left = len(queue) + len(running)
+                eta = sum(durations) / len(durations) * left / len(self.slots)
+                name = f"{config.parent.parent.name}/{config.parent.name}"
+                self.out(
+                    f"[{finished:>{len(str(total))}}/{total}] {status:<6} {name:<34} {detail}"
+                    f" ({_fmt_s(durations[-1])}) | done {counts['done']}, failed "
+                    f"{counts['failed']}, running {len(running)}, queued {len(queue)}"
+                    f" | elapsed {_fmt_s(time.time() - t_start)}, ETA {_fmt_s(eta)}"
+                )
+        return counts
+
+    def _start(self, config: Path, slot: Slot) -> Any:
+        """Start one local job on `slot`; record its controller in job.json."""
+        executor = _Executor(folder=self.folder, max_num_timeout=self.max_requeues)
+        executor.update_parameters(
+            timeout_min=60 * 24 * 365,
+            visible_gpus=slot.gpus,
+            gpus_per_node=len(slot.gpus),
+        )
+        job = executor.submit(RunJob(str(config), slot.threads, self.max_requeues))
+        pid = str(job.job_id)
+        new_job(
+            config.parent,
+            executor="local",
+            job_id=pid,
+            proc_start=process_start(pid),
+            submitit_folder=str(self.folder),
+            threads=slot.threads,
+            gpus=list(slot.gpus),
+        )
+        return job
+
+    def _outcome(self, run_dir: Path, job: Any) -> tuple[str, str]:
+        """(done|failed, detail) of a local job that has ended."""
+        result = records.read_json(run_dir / records.RESULT)
+        if result is not None and result.get("status") == "done":
+            top1 = result.get("top1")
+            return "done", "top-1 ?" if top1 is None else f"top-1 {top1:.2f}"
+        if result is not None:
+            return "failed", str(result.get("reason"))
+        log = Path(self.folder) / f"{job.job_id}_0_log.err"
+        return "failed", f"ended without a result (log: {log})"
+
+    def _stop_all(
+        self, queue: list[Path], running: dict[Path, Any], counts: dict
+    ) -> None:
+        """Stop running jobs (checkpoint first) and mark queued runs as not started."""
+        reason, cancelled = self.stop or ("stopped", False)
+        self.out(f"stopping: {reason}; {len(running)} running, {len(queue)} queued")
+        for config in queue:
+            job = read_job(config.parent) or {}
+            job["stopped"] = {
+                "time": now(),
+                "cancelled": cancelled,
+                "reason": f"{reason}; never started",
+            }
+            write_job(config.parent, job)
+        for config in running:
+            how = stop_local_job(config.parent, reason, cancelled)
+            counts["stopped"] += 1
+            self.out(f"  {config.parent.parent.name}/{config.parent.name}: {how}")

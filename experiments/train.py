@@ -1,0 +1,426 @@
+"""One training run: (track, step, seed, preset, overrides) -> a trained model and a run record.
+
+`prepare_run` checks everything and writes `<out>/config.json`; `run(run_dir)`, or
+`Trainer(run_dir).fit()`, trains from it, resuming from the newest valid checkpoint, and writes
+`log.jsonl` and `result.json` (experiments/records.py, docs/training.md). On the CPU a run stopped
+anywhere and resumed ends bit-identical to an uninterrupted one: data order and augmentation are
+functions of (seed, epoch, position) (experiments/data.py), and every generator is reseeded from
+(seed, rank, step) before each optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from experiments import checkpoint as ckpt
+from experiments import records
+from experiments.data import build_loaders, dataset_size, validate_data
+from experiments.recipe import (
+    build_loss,
+    build_optimization,
+    recipe_from_dict,
+    resolve_recipe,
+)
+from experiments.train_cli import (
+    Preempted,
+    describe,
+    init_distributed,
+    prepare_run,
+    progress_bar,
+    record_failure,
+    result_record,
+    run,
+)
+
+__all__ = [
+    "Preempted",
+    "Trainer",
+    "dataset_size",
+    "prepare_run",
+    "resolve_recipe",
+    "run",
+    "validate_data",
+]
+
+
+class Trainer:
+    """Train the run described by `<run_dir>/config.json`: `fit()`, `save_checkpoint(reason)`."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        from timm.utils import ModelEmaV3
+
+        import roadmap
+
+        self.run_dir = Path(run_dir).absolute()
+        config = records.read_json(self.run_dir / records.CONFIG)
+        if config is None:
+            raise FileNotFoundError(
+                f"{self.run_dir} has no {records.CONFIG} (see prepare_run)"
+            )
+        self.config, self.seed = config, int(config["seed"])
+        self.recipe = r = recipe_from_dict(config["recipe"])
+        dist = torch.distributed
+        self._owns_process_group = dist.is_available() and not dist.is_initialized()
+        self.rank, self.world, local = init_distributed()
+        self._owns_process_group &= self.world > 1
+        self.main = self.rank == 0
+        if r.threads:
+            torch.set_num_threads(r.threads)
+        cuda = torch.cuda.is_available()
+        self.device = torch.device(
+            f"cuda:{local % torch.cuda.device_count()}" if cuda else "cpu"
+        )
+        if cuda:
+            torch.cuda.set_device(self.device)
+        self.amp_dtype = getattr(torch, r.amp_dtype) if cuda else torch.float32
+        self.channels_last = r.channels_last
+
+        self.accum = r.accum_for(self.world)
+        self.effective_batch = self.world * r.batch_size * self.accum
+        self.data = build_loaders(
+            r, config["data"], self.seed, self.rank, self.world, self.accum
+        )
+        self.steps_per_epoch = self.data.steps_per_epoch
+        self.num_classes = self.data.info["classes"]
+
+        # The same initial weights on every rank and restart.
+        torch.manual_seed(self.seed)
+        spec = roadmap.ArchSpec.from_dict(config["spec"])
+        self.model = model = roadmap.build_model(spec, num_classes=self.num_classes)
+        self.params = roadmap.count_params(model)
+        self.gflops = roadmap.count_gflops(model, image_size=r.image_size)
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.ema = ModelEmaV3(model, decay=r.ema_decay) if r.ema else None
+        self.lr = r.lr_for(self.effective_batch)
+        self.optimizer, self.scheduler = build_optimization(
+            r, model, self.lr, self.steps_per_epoch
+        )
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        self.mixup, self.criterion = build_loss(r, self.num_classes)
+        train_model: nn.Module = model
+        if self.world > 1:
+            ids = [self.device.index] if cuda else None
+            train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.train_model = torch.compile(train_model) if r.compile else train_model
+
+        self.state = ckpt.fresh_state(self.steps_per_epoch, self.effective_batch)
+        self.signals = ckpt.DeferredSignals()
+        self._lock = threading.RLock()
+        self._finished = False
+        self._session_start = self._last_save = time.perf_counter()
+        self.ckpt_dir = self.run_dir / ckpt.CHECKPOINT_DIR
+        self.resumed_from = self._resume()
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+
+    def _resume(self) -> Path | None:
+        """Load the newest valid checkpoint, if any, and cut log.jsonl back to its epoch."""
+        found = ckpt.load_latest(self.ckpt_dir, log=self._say)
+        if found is None:
+            if self.main:
+                ckpt.truncate_log(self.run_dir, 0)
+            return None
+        payload, path = found
+        saved = payload["state"]
+        if (saved["steps_per_epoch"], saved["effective_batch"]) != (
+            self.steps_per_epoch,
+            self.effective_batch,
+        ):
+            raise ValueError(
+                f"{path} was written with {saved['steps_per_epoch']} steps per epoch of "
+                f"{saved['effective_batch']} images, this job has {self.steps_per_epoch} of "
+                f"{self.effective_batch}: resume it with the same devices and batch"
+            )
+        ckpt.restore(self, payload)
+        if self.main:
+            ckpt.truncate_log(self.run_dir, self.state["epoch"])
+        return path
+
+    def save_checkpoint(self, reason: str) -> Path | None:
+        """Save the state of the last completed optimizer step; its path (None off rank 0).
+
+        Safe from a signal handler in the main thread at any moment (`DeferredSignals` runs
+        handlers between steps) and from other threads (they wait for the step to end). Called
+        from inside a step itself, it saves nothing and returns the newest checkpoint.
+        """
+        if not self.main or self._finished:
+            return None
+        if self.signals.busy and threading.current_thread() is threading.main_thread():
+            self._say(
+                f"save_checkpoint({reason!r}) inside a step: keeping the last checkpoint"
+            )
+            newest = ckpt.listing(self.ckpt_dir)
+            return newest[0] if newest else None
+        with self._critical():
+            payload = ckpt.capture(self)
+            state = payload["state"]
+            state["wall_s"] = self.wall_seconds()
+            meta = {"epoch": state["epoch"], "step_in_epoch": state["step_in_epoch"]}
+            meta.update(reason=reason, time=_now(), world_size=self.world)
+            path = ckpt.save(self.ckpt_dir, state["global_step"], payload, meta)
+            ckpt.prune(self.ckpt_dir, self.recipe.keep_checkpoints)
+            self._last_save = time.perf_counter()
+        return path
+
+    @contextlib.contextmanager
+    def _critical(self) -> Iterator[None]:
+        """A section that signal handlers and other threads' checkpoints wait for."""
+        with self._lock, self.signals.critical():
+            yield
+
+    def wall_seconds(self) -> float:
+        """Seconds of training so far, summed over restarts."""
+        return self.state["wall_s"] + time.perf_counter() - self._session_start
+
+    def _say(self, message: str) -> None:
+        """Print one progress line (rank 0 only)."""
+        if self.main:
+            print(message, flush=True)
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the last epoch (or the first non-finite loss); write and return the result."""
+        done = records.read_json(self.run_dir / records.RESULT)
+        if done is not None and done.get("status") == "done":
+            return done
+        self._session_start = time.perf_counter()
+        self._say(describe(self))
+        self.signals.install()
+        try:
+            while self.state["epoch"] < self.recipe.epochs:
+                if self.state["step_in_epoch"] < self.steps_per_epoch:
+                    failure = self._train_epoch()
+                    if failure is not None:
+                        return self._finish("failed", failure)
+                t0 = time.perf_counter()
+                metrics = self.evaluate(self.model)
+                if self.ema is not None:
+                    ema = self.evaluate(self.ema.module)
+                    metrics.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+                with self._critical():
+                    self._end_epoch(metrics, time.perf_counter() - t0)
+                # (A last checkpoint that the recipe would delete at once is not written.)
+                ongoing = self.state["epoch"] < self.recipe.epochs
+                if ongoing or self.recipe.keep_final_checkpoint:
+                    self.save_checkpoint("epoch")
+            return self._finish("done", None)
+        finally:
+            self.signals.uninstall()
+            if self._owns_process_group:
+                torch.distributed.destroy_process_group()
+
+    def _train_epoch(self) -> str | None:
+        """Train the rest of the current epoch; the failure reason, or None."""
+        r, st = self.recipe, self.state
+        self.data.sampler.set_epoch(
+            st["epoch"], st["step_in_epoch"] * self.accum * r.batch_size
+        )
+        self.train_model.train()
+        batches = iter(self.data.train)
+        bar = progress_bar(self)
+        while st["step_in_epoch"] < self.steps_per_epoch:
+            t0 = time.perf_counter()
+            with self._critical():
+                failure = self._step(batches)
+                seconds = time.perf_counter() - t0
+                st["train_s"] += seconds
+                st["epoch_train_s"] += seconds
+                st["epoch_seconds"] += seconds
+            if failure is not None:
+                return failure
+            step = st["step_in_epoch"]
+            loss = st["loss_sum"] / max(st["loss_count"], 1)
+            if bar is not None:
+                bar.set_postfix(
+                    loss=f"{loss:.4f}", lr=f"{st['last_lr']:.2e}", refresh=False
+                )
+                bar.update(1)
+            elif self.main and (
+                step % r.log_every == 0 or step == self.steps_per_epoch
+            ):
+                rate = st["epoch_images"] * self.world / max(st["epoch_train_s"], 1e-9)
+                self._say(
+                    f"  epoch {st['epoch'] + 1}/{r.epochs} step {step}/{self.steps_per_epoch}"
+                    f"  loss {loss:.4f}  lr {st['last_lr']:.2e}  {rate:.1f} img/s"
+                )
+            if time.perf_counter() - self._last_save > r.checkpoint_minutes * 60:
+                self.save_checkpoint("periodic")
+        if bar is not None:
+            bar.close()
+        return None
+
+    def _step(self, batches: Iterator[Any]) -> str | None:
+        """One optimizer step over `accum` micro-batches; the failure reason, or None."""
+        st, r = self.state, self.recipe
+        ckpt.seed_step(self.seed, self.rank, st["global_step"])
+        self.scheduler.step_update(st["global_step"])
+        self.optimizer.zero_grad(set_to_none=True)
+        losses = []
+        for i in range(self.accum):
+            x, y = self._to_device(*next(batches))
+            if self.mixup is not None:
+                x, y = self.mixup(x, y)
+            last = i == self.accum - 1
+            sync = contextlib.nullcontext()
+            if self.world > 1 and not last:
+                sync = self.train_model.no_sync()  # type: ignore[operator]
+            with sync:
+                with self._autocast():
+                    loss = self.criterion(self.train_model(x), y)
+                value = loss.item()
+                if not self._all_finite(value):
+                    st["failed_iteration"] = st["global_step"] + 1
+                    return (
+                        f"non-finite loss ({value}) at iteration {st['global_step'] + 1} "
+                        f"(epoch {st['epoch'] + 1}, step {st['step_in_epoch'] + 1}/"
+                        f"{self.steps_per_epoch}, micro-batch {i + 1}/{self.accum})"
+                    )
+                self.scaler.scale(loss / self.accum).backward()
+            losses.append(value)
+        if r.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), r.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model, step=st["global_step"])
+        images = self.accum * r.batch_size
+        st.update(
+            global_step=st["global_step"] + 1,
+            step_in_epoch=st["step_in_epoch"] + 1,
+            last_lr=self.optimizer.param_groups[0]["lr"],
+            loss_sum=st["loss_sum"] + sum(losses),
+            loss_count=st["loss_count"] + len(losses),
+            train_images=st["train_images"] + images,
+            epoch_images=st["epoch_images"] + images,
+        )
+        return None
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """A batch on the training device, images in the model's memory format."""
+        x, y = (
+            x.to(self.device, non_blocking=True),
+            y.to(self.device, non_blocking=True),
+        )
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 (or fp16) autocast on CUDA; fp32, nothing, on the CPU."""
+        enabled = self.amp_dtype != torch.float32
+        return torch.autocast(self.device.type, self.amp_dtype, enabled=enabled)
+
+    def _all_finite(self, value: float) -> bool:
+        """Whether the loss is finite on every rank (all ranks stop together)."""
+        bad = not math.isfinite(value)
+        if self.world > 1:
+            flag = torch.tensor([float(bad)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            bad = bool(flag.item())
+        return not bad
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Top-1, top-5 (%) and mean loss of `model` on the validation set (all ranks)."""
+        was_training = model.training
+        model.eval()
+        totals = torch.zeros(4, dtype=torch.float64, device=self.device)
+        k = min(5, self.num_classes)
+        for batch in self.data.val:
+            x, y = self._to_device(*batch)
+            with self._autocast():
+                logits = model(x).float()
+            hits = logits.topk(k, dim=1).indices.eq(y[:, None])
+            loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+            totals += torch.stack(
+                [hits[:, 0].sum(), hits.any(dim=1).sum(), loss, torch.tensor(len(y))]
+            ).to(totals)
+        if self.world > 1:
+            torch.distributed.all_reduce(totals)
+        model.train(was_training)
+        c1, c5, loss_sum, n = totals.tolist()
+        return {"top1": 100 * c1 / n, "top5": 100 * c5 / n, "val_loss": loss_sum / n}
+
+    def _end_epoch(self, metrics: dict[str, float], eval_seconds: float) -> None:
+        """Write the epoch's log.jsonl line, then move the state to the next epoch."""
+        st = self.state
+        st["epoch_seconds"] += eval_seconds
+        row = {
+            "epoch": st["epoch"] + 1,
+            "iterations": st["global_step"],
+            "lr": st["last_lr"],
+            "train_loss": st["loss_sum"] / max(st["loss_count"], 1),
+            **metrics,
+            "img_s": st["epoch_images"] * self.world / max(st["epoch_train_s"], 1e-9),
+            "seconds": st["epoch_seconds"],
+            "time": _now(),
+        }
+        if self.main:
+            records.append_jsonl(self.run_dir / records.LOG, row)
+            ema = f"  EMA top-1 {row['ema_top1']:.2f}" if self.ema is not None else ""
+            self._say(
+                f"epoch {row['epoch']}/{self.recipe.epochs}: train loss {row['train_loss']:.4f}"
+                f"  top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}{ema}  lr {row['lr']:.2e}"
+                f"  {row['img_s']:.1f} img/s  {row['seconds']:.1f} s"
+            )
+        best = st["best_top1"]
+        st.update(ckpt.epoch_counters())
+        st.update(
+            epoch=st["epoch"] + 1,
+            step_in_epoch=0,
+            best_top1=metrics["top1"] if best is None else max(best, metrics["top1"]),
+            last_eval=metrics,
+        )
+
+    def _finish(self, status: str, reason: str | None) -> dict[str, Any]:
+        """Write result.json (rank 0), drop the checkpoints if the recipe says so; the result."""
+        result = result_record(self, status, reason)
+        self._finished = True
+        if self.main:
+            records.write_result(self.run_dir, result)
+            if status == "done" and not self.recipe.keep_final_checkpoint:
+                ckpt.remove_all(self.ckpt_dir)
+            self._say(
+                f"{status}: top-1 {_pct(result['top1'])} (best {_pct(result['best_top1'])}) "
+                f"in {result['wall_s']:.1f} s -> {self.run_dir / records.RESULT}"
+                + (f"\n  {reason}" if reason else "")
+            )
+        return result
+
+    def record_failure(self, reason: str) -> None:
+        """Record an exception that ended the run as a failed result (rank 0, if none yet)."""
+        if self.main and not self._finished:
+            known = {
+                "params": self.params,
+                "gflops": self.gflops,
+                "wall_s": self.wall_seconds(),
+            }
+            record_failure(
+                self.run_dir, reason, best_top1=self.state["best_top1"], **known
+            )
+
+
+def _now() -> str:
+    """The time now, ISO 8601 in UTC."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _pct(value: float | None) -> str:
+    """A percentage, or n/a."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}%"

@@ -1,0 +1,223 @@
+"""The sweep's planning and validation: run layout, errors before anything is written, dry-run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments import records
+from experiments.sweep import Request, make_plan, parse_seeds, parse_steps, run_dir
+from experiments.sweep_profile import load_profile
+from roadmap.cli import main
+from roadmap.steps import get_step, step_names, steps
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sweep(*args: str) -> int:
+    """Run `roadmap sweep ARGS`; its exit status."""
+    return main(["sweep", *args])
+
+
+def test_parse_steps_sets_names_and_order() -> None:
+    assert [s.name for s in parse_steps("all", "resnet50")] == step_names("resnet50")
+    on_path = [s.name for s in parse_steps("on-path", "resnet50")]
+    assert on_path == [s.name for s in steps("resnet50") if s.on_path]
+    assert "kernel_5" not in on_path and len(on_path) == 13
+    # Roadmap order, whatever order they were given in; duplicates collapse.
+    picked = parse_steps("kernel_7,stage_ratio,kernel_7", "resnet50")
+    assert [s.name for s in picked] == ["stage_ratio", "kernel_7"]
+
+
+def test_parse_steps_unknown_name_suggests_nearest() -> None:
+    with pytest.raises(ValueError, match="Did you mean 'patchify_stem'"):
+        parse_steps("stage_ratio,patchify_stm", "resnet50")
+    with pytest.raises(ValueError, match="empty"):
+        parse_steps(" , ", "resnet50")
+
+
+def test_parse_seeds() -> None:
+    assert parse_seeds("0,1,2") == [0, 1, 2]
+    assert parse_seeds("3-5") == [3, 4, 5]
+    assert parse_seeds("7") == [7]
+    for bad in ("0,0", "a", "-1", ""):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
+
+
+def test_run_dir_layout(tmp_path: Path) -> None:
+    step = get_step("patchify_stem", "resnet50")
+    assert run_dir(tmp_path, "resnet50", step, 2) == (
+        tmp_path / "resnet50" / "03_patchify_stem" / "seed2"
+    )
+    step = get_step("kernel_11", "resnet50")
+    assert run_dir(tmp_path, "resnet50", step, 0).parent.name == "11_kernel_11"
+
+
+def _profile(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cluster.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--steps", "patchify_stm"], "Did you mean 'patchify_stem'"),
+        (["--preset", "smok"], "unknown preset 'smok'. Did you mean 'smoke'"),
+        (["--set", "recipe.epoch=2"], "unknown key 'recipe.epoch'"),
+        (
+            ["--data", "/nonexistent/imagenet"],
+            "data root /nonexistent/imagenet does not exist",
+        ),
+        (["--seeds", "1,1"], "--seeds"),
+        (["--executor", "slurm"], "--executor slurm needs --profile"),
+        (["--profile", "slurm/local.toml"], "use it with --executor slurm"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+        (["--bench", "/nonexistent.csv"], "--bench /nonexistent.csv: no such file"),
+    ],
+)
+def test_sweep_rejects_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
+    root = tmp_path / "runs"
+    base = ["--preset", "smoke", "--root", str(root)]
+    if "--preset" in args:
+        base = ["--root", str(root)]
+    assert sweep(*base, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roadmap sweep: error: ") and message in err, err
+    assert not root.exists()
+
+
+def test_sweep_rejects_unwritable_root(capsys: pytest.CaptureFixture) -> None:
+    # /proc refuses new files even to root, so this holds whoever runs the tests.
+    assert sweep("--preset", "smoke", "--root", "/proc/roadmap-sweep-test") == 2
+    assert (
+        "output root /proc/roadmap-sweep-test is not writable"
+        in capsys.readouterr().err
+    )
+
+
+def test_sweep_rejects_root_under_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "file").write_text("x")
+    assert sweep("--preset", "smoke", "--root", str(tmp_path / "file" / "runs")) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('partiton = "gpu"\n', "unknown key 'partiton'. Did you mean 'partition'"),
+        ("nodes = 0\n", "nodes must be >= 1"),
+        ('gpus_per_node = "8"\n', "gpus_per_node must be int"),
+        ("time_min = 1\n", "time_min must be >= 2"),
+        (
+            "time_min = 10\nsignal_delay_s = 400\n",
+            "signal_delay_s must be > 0 and below half",
+        ),
+        ("nodes = [\n", "not valid TOML"),
+        ("setup = [1]\n", "setup must be list of strings"),
+    ],
+)
+def test_profile_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ValueError, match="cluster.toml") as err:
+        load_profile(_profile(tmp_path, text))
+    assert message in str(err.value)
+
+
+def test_shipped_profiles_load() -> None:
+    local = load_profile(REPO / "slurm" / "local.toml")
+    assert (local.partition, local.world_size, local.threads) == ("debug", 1, 1)
+    assert local.time_min >= 50 and local.signal_delay_s <= 60  # the submitit traps
+    gpu = load_profile(REPO / "slurm" / "example-gpu-cluster.toml")
+    assert gpu.world_size == 32 and gpu.tasks_per_node == 8
+    params = gpu.slurm_parameters()
+    assert params["ntasks_per_node"] == 8 and params["gpus_per_node"] == 8
+    assert params["additional_parameters"] == {"requeue": True}
+    assert params["setup"][0].startswith("module load")
+
+
+def test_gpus_that_do_not_divide_the_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # paper: base batch 4096 at 128 per GPU; 3 GPUs x 128 does not divide 4096.
+    profile = _profile(
+        tmp_path, 'partition = "gpu"\ngpus_per_node = 3\ntime_min = 600\n'
+    )
+    root = tmp_path / "runs"
+    code = sweep("--preset", "paper", "--root", str(root), "--executor", "slurm",
+                 "--profile", str(profile), "--dry-run")  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "base_batch 4096 is not a multiple of 3 device(s)" in err
+    assert "3 GPU(s) in" in err and not root.exists()
+
+
+def test_existing_run_of_another_preset_is_an_error(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, "resnet50", get_step("stage_ratio"), 0)
+    d.mkdir(parents=True)
+    records.atomic_write_json(d / records.CONFIG, {"track": "resnet50", "step": "stage_ratio",
+                                                   "seed": 0, "preset": "paper",
+                                                   "overrides": {}, "data": None})  # fmt: skip
+    request = Request(root=tmp_path, preset="smoke", steps="stage_ratio", seeds="0")
+    with pytest.raises(
+        ValueError, match="already holds a different run: preset 'paper'"
+    ):
+        make_plan(request)
+
+
+def test_dry_run_local_prints_plan_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = tmp_path / "runs"
+    assert sweep("--preset", "smoke", "--root", str(root), "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "16 step(s) x 3 seed(s) = 48 runs" in out
+    assert "to submit: 48" in out
+    assert "executor local" in out and "job(s) at once" in out
+    assert "CPU core-hours" in out and "estimate, not measured" in out
+    assert (
+        "01_resnet50_modern_recipe/seed0" in out
+        and "16_separate_downsampling/seed2" in out
+    )
+    assert not root.exists()
+
+
+def test_dry_run_slurm_gpu_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = tmp_path / "runs"
+    code = sweep("--preset", "paper", "--root", str(root), "--steps", "on-path", "--seeds",
+                 "0-2", "--executor", "slurm", "--profile",
+                 str(REPO / "slurm" / "example-gpu-cluster.toml"), "--dry-run")  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "13 step(s) x 3 seed(s) = 39 runs" in out
+    assert "1 job array of 39 task(s), at most 16 at once" in out
+    assert "4 nodes x 8 GPU, 32 tasks" in out and "time limit 48:00:00" in out
+    assert "GPU-hours" in out and "32 GPU(s) per job" in out
+    assert not root.exists()
+
+
+def test_dry_run_uses_a_bench_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    bench = tmp_path / "bench.csv"
+    lines = ["model,track,step,train_img_s,device,image_size"]
+    lines += [
+        f"resnet50_{n},resnet50,{n},100.0,cpu,32" for n in step_names("resnet50")[:2]
+    ]
+    bench.write_text("\n".join(lines) + "\n")
+    root = tmp_path / "runs"
+    code = sweep("--preset", "smoke", "--root", str(root), "--steps",
+                 "resnet50_modern_recipe,stage_ratio", "--seeds", "0", "--bench", str(bench),
+                 "--dry-run")  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"measured by roadmap bench ({bench}, cpu, 32 px)" in out
+    # 2 runs x 3 epochs x 1000 images at 100 img/s = 60 s = 0.0167 job-hours; 2 threads each.
+    assert "~100.0 img/s per job" in out

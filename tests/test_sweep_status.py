@@ -1,0 +1,149 @@
+"""`roadmap status` on hand-made run directories: each state, reasons, job ids, totals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments import records
+from experiments import sweep_status as st
+from experiments.sweep_status import process_start
+from roadmap.cli import main
+
+
+def make_run(root: Path, index: int, step: str, seed: int, result: dict | None = None,
+             job: dict | None = None) -> Path:  # fmt: skip
+    d = root / "resnet50" / f"{index:02d}_{step}" / f"seed{seed}"
+    d.mkdir(parents=True)
+    records.atomic_write_json(d / records.CONFIG, {"track": "resnet50", "step": step,
+                                                   "seed": seed, "preset": "smoke"})  # fmt: skip
+    if result is not None:
+        full = dict.fromkeys(records.RESULT_KEYS)
+        full.update(result)
+        records.write_result(d, full)
+    if job is not None:
+        st.write_job(d, job)
+    return d
+
+
+@pytest.fixture
+def sleeper():
+    """A live process standing in for a local job's controller."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_states_from_records_jobs_and_sacct(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeper: subprocess.Popen
+) -> None:
+    host = __import__("socket").gethostname()
+    make_run(tmp_path, 1, "resnet50_modern_recipe", 0, {"status": "done", "top1": 61.25},
+             {"executor": "slurm", "job_id": "41_0", "submitted": st.now()})  # fmt: skip
+    make_run(tmp_path, 1, "resnet50_modern_recipe", 1,
+             {"status": "failed", "reason": "non-finite loss at iteration 12"})  # fmt: skip
+    make_run(tmp_path, 2, "stage_ratio", 0, None,
+             {"executor": "slurm", "job_id": "41_2", "submitted": st.now()})  # fmt: skip
+    make_run(tmp_path, 2, "stage_ratio", 1, None,
+             {"executor": "slurm", "job_id": "41_3", "submitted": st.now()})  # fmt: skip
+    make_run(tmp_path, 3, "patchify_stem", 0, None,
+             {"executor": "slurm", "job_id": "41_4", "submitted": st.now()})  # fmt: skip
+    make_run(tmp_path, 3, "patchify_stem", 1, None,
+             {"executor": "local", "job_id": str(sleeper.pid), "host": host,
+              "proc_start": process_start(sleeper.pid)})  # fmt: skip
+    make_run(tmp_path, 4, "depthwise_conv", 0, None,
+             {"executor": "local", "job_id": "999999999", "host": host})  # fmt: skip
+    make_run(tmp_path, 4, "depthwise_conv", 1)
+    sacct = {
+        "41_2": {
+            "State": "RUNNING",
+            "ExitCode": "0:0",
+            "Reason": "None",
+            "NodeList": "localhost",
+        },
+        "41_3": {"State": "PENDING", "ExitCode": "0:0", "Reason": "JobArrayTaskLimit"},
+        "41_4": {"State": "CANCELLED by 0", "ExitCode": "0:15", "Reason": "None"},
+    }
+    asked: list[list[str]] = []
+    monkeypatch.setattr(
+        st, "sacct_states", lambda ids: asked.append(sorted(ids)) or sacct
+    )
+    states = {(s.step, s.seed): s for s in st.sweep_states(tmp_path)}
+    assert asked == [
+        ["41_0", "41_2", "41_3", "41_4"]
+    ]  # one sacct call for the whole root
+    got = {k: (s.status, s.detail) for k, s in states.items()}
+    assert got[("resnet50_modern_recipe", 0)] == ("done", "61.25")
+    assert got[("resnet50_modern_recipe", 1)] == (
+        "failed",
+        "non-finite loss at iteration 12",
+    )
+    assert got[("stage_ratio", 0)] == ("running", "localhost")
+    assert got[("stage_ratio", 1)] == ("pending", "pending (JobArrayTaskLimit)")
+    assert got[("patchify_stem", 0)] == ("failed", "CANCELLED by 0, exit 0:15")
+    assert got[("patchify_stem", 1)][0] == "running"
+    assert got[("depthwise_conv", 0)][0] == "failed"
+    assert "process ended without a result" in got[("depthwise_conv", 0)][1]
+    assert got[("depthwise_conv", 1)] == ("missing", "")
+    assert states[("stage_ratio", 1)].job_id == "41_3"
+
+
+def test_recycled_pid_is_not_alive(sleeper: subprocess.Popen) -> None:
+    assert st.process_alive(sleeper.pid, process_start(sleeper.pid), None)
+    assert not st.process_alive(sleeper.pid, "1", None)  # same pid, another start time
+    assert st.process_alive(sleeper.pid, None, "some-other-host") is None
+
+
+def test_stopped_runs(tmp_path: Path) -> None:
+    make_run(tmp_path, 1, "resnet50_modern_recipe", 0, None,
+             {"executor": "local", "job_id": "1", "stopped": {
+                 "cancelled": True, "reason": "cancelled by roadmap cancel"}})  # fmt: skip
+    make_run(tmp_path, 1, "resnet50_modern_recipe", 1, None,
+             {"executor": "local", "job_id": "1", "stopped": {
+                 "cancelled": False, "reason": "interrupted (Ctrl-C)"}})  # fmt: skip
+    by_seed = {s.seed: s for s in st.sweep_states(tmp_path)}
+    assert (by_seed[0].status, by_seed[0].detail) == (
+        "failed",
+        "cancelled by roadmap cancel",
+    )
+    assert by_seed[1].status == "missing"  # interrupted: the next sweep resumes it
+
+
+def test_status_command_table_and_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    make_run(tmp_path, 1, "resnet50_modern_recipe", 0, {"status": "done", "top1": 61.25},
+             {"executor": "slurm", "job_id": "41_0"})  # fmt: skip
+    d = make_run(tmp_path, 1, "resnet50_modern_recipe", 1, None,
+                 {"executor": "slurm", "job_id": "41_1"})  # fmt: skip
+    st.append_event(d, "requeue", count=1)
+    make_run(tmp_path, 2, "stage_ratio", 0)
+    sacct = {"41_1": {"State": "TIMEOUT", "ExitCode": "0:0", "Reason": "None"}}
+    monkeypatch.setattr(st, "sacct_states", lambda ids: sacct)
+    assert main(["status", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == f"resnet50 under {tmp_path}"
+    row = next(x for x in lines if x.startswith("01"))
+    assert "done 61.25 (41_0)" in row and "failed [1] (41_1) r1" in row
+    assert any(x.startswith("02") and "missing" in x for x in lines)
+    assert "3 runs: 1 done, 0 running, 0 pending, 1 failed, 1 missing" in out
+    assert "Slurm jobs: 41" in out and "requeues: 1" in out
+    assert "[1] 01_resnet50_modern_recipe/seed1: TIMEOUT" in out
+
+    assert main(["status", "--root", str(tmp_path), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["totals"] == {"done": 1, "failed": 1, "missing": 1}
+    assert {r["job_id"] for r in data["runs"]} == {"41_0", "41_1", None}
+
+
+def test_status_of_a_missing_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["status", "--root", str(tmp_path / "nope")]) == 2
+    assert "no sweep under" in capsys.readouterr().err

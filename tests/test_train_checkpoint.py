@@ -1,0 +1,119 @@
+"""Checkpoints: atomic pairs, torn or corrupt ones skipped, pruning, RNG states, held signals."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments import checkpoint as ckpt
+
+
+def _payload(value: float) -> dict:
+    return {
+        "model": {"w": torch.full((3, 3), value)},
+        "state": {"global_step": int(value)},
+    }
+
+
+def test_save_and_load_latest(tmp_path: Path) -> None:
+    for step in (1, 2, 3):
+        path = ckpt.save(tmp_path, step, _payload(step), {"reason": "test"})
+        assert path.name == f"ckpt_{step:09d}.pt" and path.with_suffix(".json").exists()
+    payload, path = ckpt.load_latest(tmp_path)
+    assert path.name == "ckpt_000000003.pt" and payload["model"]["w"][0, 0] == 3
+    assert not list(tmp_path.glob(".ckpt.*"))  # no temporary files left behind
+    ckpt.prune(tmp_path, keep=2)
+    assert [p.name for p in ckpt.listing(tmp_path)] == [
+        "ckpt_000000003.pt",
+        "ckpt_000000002.pt",
+    ]
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no_meta"])
+def test_torn_or_corrupt_checkpoint_falls_back(tmp_path: Path, damage: str) -> None:
+    ckpt.save(tmp_path, 1, _payload(1), {})
+    newest = ckpt.save(tmp_path, 2, _payload(2), {})
+    data = newest.read_bytes()
+    if damage == "truncate":
+        newest.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        newest.write_bytes(data[:-40] + bytes([data[-40] ^ 0xFF]) + data[-39:])
+    else:
+        newest.with_suffix(".json").unlink()
+    messages: list[str] = []
+    payload, path = ckpt.load_latest(tmp_path, log=messages.append)
+    assert path.name == "ckpt_000000001.pt" and payload["state"]["global_step"] == 1
+    assert len(messages) == 1 and "ckpt_000000002.pt is unusable" in messages[0]
+
+
+def test_no_checkpoint_is_none(tmp_path: Path) -> None:
+    assert ckpt.load_latest(tmp_path / "absent") is None
+    ckpt.save(tmp_path, 1, _payload(1), {})
+    ckpt.remove_all(tmp_path)
+    assert ckpt.load_latest(tmp_path) is None and not tmp_path.exists()
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(
+    tmp_path: Path,
+) -> None:
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    ckpt.save(tmp_path, 1, {"rng": ckpt.rng_state()}, {})
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    payload, _ = ckpt.load_latest(tmp_path)
+    ckpt.set_rng_state(payload["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_seed_step_depends_on_seed_rank_and_step() -> None:
+    draws = {}
+    for key in [(0, 0, 5), (0, 0, 5), (1, 0, 5), (0, 1, 5), (0, 0, 6)]:
+        ckpt.seed_step(*key)
+        draws.setdefault(key, []).append(
+            (random.random(), np.random.rand(), torch.rand(1).item())
+        )
+    assert draws[(0, 0, 5)][0] == draws[(0, 0, 5)][1]
+    assert len({d[0] for d in draws.values()}) == 4
+
+
+def test_deferred_signals_wait_for_the_critical_section() -> None:
+    calls: list[str] = []
+    previous = signal.signal(signal.SIGUSR2, lambda s, f: calls.append("handler"))
+    deferred = ckpt.DeferredSignals((signal.SIGUSR2,))
+    deferred.install()
+    try:
+        with deferred.critical():
+            os.kill(os.getpid(), signal.SIGUSR2)
+            calls.append("step done")
+        calls.append("after")
+        os.kill(os.getpid(), signal.SIGUSR2)  # outside: handled at once
+        calls.append("end")
+    finally:
+        deferred.uninstall()
+        restored = signal.getsignal(signal.SIGUSR2)
+        signal.signal(signal.SIGUSR2, previous)
+    assert calls == ["step done", "handler", "after", "handler", "end"]
+    assert restored is not deferred._handle
+
+
+def test_deferred_signals_are_dropped_when_the_step_raises() -> None:
+    calls: list[str] = []
+    previous = signal.signal(signal.SIGUSR2, lambda s, f: calls.append("handler"))
+    deferred = ckpt.DeferredSignals((signal.SIGUSR2,))
+    deferred.install()
+    try:
+        with pytest.raises(RuntimeError), deferred.critical():
+            os.kill(os.getpid(), signal.SIGUSR2)
+            raise RuntimeError("half-done step")
+        with deferred.critical():
+            calls.append("next step")
+    finally:
+        deferred.uninstall()
+        signal.signal(signal.SIGUSR2, previous)
+    assert calls == ["next step"]  # no checkpoint of a half-updated state

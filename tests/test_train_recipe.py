@@ -1,0 +1,189 @@
+"""Recipes: the presets follow the paper / torchvision, `--set` parses and rejects clearly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from experiments.recipe import (
+    PRESETS,
+    Recipe,
+    build_loss,
+    build_optimization,
+    parse_overrides,
+    recipe_from_dict,
+    resolve_recipe,
+    valid_keys,
+)
+
+
+def test_paper_preset_is_table5() -> None:
+    r = resolve_recipe("paper")
+    assert (r.opt, r.betas, r.base_lr, r.base_batch) == (
+        "adamw",
+        (0.9, 0.999),
+        4e-3,
+        4096,
+    )
+    assert (r.weight_decay, r.decay_norms_biases, r.epochs, r.warmup_epochs) == (
+        0.05,
+        False,
+        300,
+        20.0,
+    )
+    assert (r.auto_augment, r.mixup, r.cutmix, r.reprob, r.smoothing) == (
+        "rand-m9-mstd0.5-inc1",
+        0.8,
+        1.0,
+        0.25,
+        0.1,
+    )
+    assert (r.drop_path, r.layer_scale, r.ema, r.interpolation, r.eval_crop_pct) == (
+        0.1,
+        1e-6,
+        False,
+        "bicubic",
+        0.875,
+    )
+    # 4096 from GPUs x per-GPU batch x accumulation, and the lr scales with it.
+    assert r.accum_for(8) == 4 and r.accum_for(32) == 1
+    assert r.lr_for(8 * 128 * r.accum_for(8)) == pytest.approx(4e-3)
+    with pytest.raises(ValueError, match="not a multiple"):
+        r.accum_for(3)
+
+
+def test_original_preset_is_torchvision_classic() -> None:
+    r = resolve_recipe("original")
+    assert (r.opt, r.base_lr, r.base_batch, r.weight_decay, r.epochs) == (
+        "momentum",
+        0.1,
+        256,
+        1e-4,
+        90,
+    )
+    assert (r.sched, r.decay_epochs, r.decay_rate, r.warmup_epochs) == (
+        "step",
+        30.0,
+        0.1,
+        0,
+    )
+    assert (
+        not r.mixing and r.auto_augment is None and r.reprob == 0 and r.smoothing == 0
+    )
+    assert (r.drop_path, r.layer_scale, r.interpolation) == (0.0, 0.0, "bilinear")
+
+
+def test_every_preset_is_valid_and_distinct() -> None:
+    assert set(PRESETS) == {"paper", "original", "proxy", "smoke"}
+    assert len({dataclasses.astuple(r) for r in PRESETS.values()}) == 4
+    smoke = PRESETS["smoke"]
+    assert smoke.image_size == 32 and smoke.workers == 0
+
+
+def test_overrides_are_typed() -> None:
+    parsed = parse_overrides(
+        [
+            "recipe.epochs=5",
+            "recipe.base_lr=1e-3",
+            "recipe.ema=true",
+            "recipe.auto_augment=none",
+            "recipe.betas=0.9,0.95",
+            "recipe.interpolation=bilinear",
+        ]
+    )
+    assert parsed == {
+        "recipe.epochs": 5,
+        "recipe.base_lr": 1e-3,
+        "recipe.ema": True,
+        "recipe.auto_augment": None,
+        "recipe.betas": (0.9, 0.95),
+        "recipe.interpolation": "bilinear",
+    }
+    r = resolve_recipe("smoke", ["recipe.epochs=5", "recipe.ema=yes"])
+    assert r.epochs == 5 and r.ema is True
+
+
+def test_unknown_set_key_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError) as err:
+        resolve_recipe("smoke", ["recipe.epoch=5"])
+    message = str(err.value)
+    assert (
+        "unknown key 'recipe.epoch'" in message
+        and "Did you mean 'recipe.epochs'" in message
+    )
+    assert all(key in message for key in valid_keys())
+    with pytest.raises(ValueError, match="Valid keys: recipe.epochs"):
+        resolve_recipe("smoke", ["spec.kernel_size=7"])
+    with pytest.raises(ValueError, match="expected recipe.<field>=value"):
+        resolve_recipe("smoke", ["recipe.epochs"])
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("recipe.epochs=five", "expected an int"),
+        ("recipe.ema=maybe", "expected true or false"),
+        ("recipe.base_lr=nan", "expected a number"),
+        ("recipe.epochs=0", "epochs must be >= 1"),
+        ("recipe.opt=lamb", "opt must be one of"),
+        ("recipe.image_size=16", "image_size must be >= 32"),
+    ],
+)
+def test_bad_values_are_one_clear_error(item: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_recipe("smoke", [item])
+
+
+def test_unknown_preset_suggests() -> None:
+    with pytest.raises(ValueError, match="Did you mean 'paper'"):
+        resolve_recipe("papr")
+
+
+def test_odd_batch_with_mixup_is_rejected() -> None:
+    with pytest.raises(ValueError, match="even batch_size"):
+        resolve_recipe("paper", ["recipe.batch_size=7"])
+
+
+def test_recipe_round_trips_through_json_types() -> None:
+    r = resolve_recipe("paper")
+    data = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in dataclasses.asdict(r).items()
+    }
+    assert recipe_from_dict(data) == r
+    with pytest.raises(ValueError, match="unknown fields: bogus"):
+        recipe_from_dict({**data, "bogus": 1})
+
+
+def test_optimizer_skips_decay_on_norms_and_biases() -> None:
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    paper = Recipe(epochs=10, warmup_epochs=2)
+    opt, sched = build_optimization(paper, model, lr=1e-3, steps_per_epoch=5)
+    decays = sorted((g["weight_decay"], len(g["params"])) for g in opt.param_groups)
+    assert decays == [(0.0, 3), (0.05, 1)]  # conv bias, bn weight+bias | conv weight
+    sched.step_update(0)
+    assert opt.param_groups[0]["lr"] == 0.0  # warm-up starts at warmup_lr
+    sched.step_update(10)  # end of warm-up (2 epochs x 5 steps)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)  # the peak, then cosine
+    sched.step_update(30)  # half-way through the 40 cosine steps
+    assert opt.param_groups[0]["lr"] == pytest.approx((1e-3 + paper.min_lr) / 2)
+    sched.step_update(50)
+    assert opt.param_groups[0]["lr"] == pytest.approx(paper.min_lr)
+    original = resolve_recipe("original")
+    opt, _ = build_optimization(original, model, lr=0.1, steps_per_epoch=5)
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-4]
+
+
+def test_loss_follows_mixup_and_smoothing() -> None:
+    mixup, loss = build_loss(resolve_recipe("paper"), 10)
+    assert (
+        type(mixup).__name__ == "Mixup"
+        and type(loss).__name__ == "SoftTargetCrossEntropy"
+    )
+    mixup, loss = build_loss(resolve_recipe("smoke"), 10)
+    assert mixup is None and type(loss).__name__ == "LabelSmoothingCrossEntropy"
+    mixup, loss = build_loss(resolve_recipe("original"), 10)
+    assert mixup is None and type(loss).__name__ == "CrossEntropyLoss"

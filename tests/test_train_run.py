@@ -1,0 +1,182 @@
+"""Training runs end to end: loss goes down, the record's schema, NaN stops, bad input errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from experiments import records
+from experiments.train import Trainer, prepare_run, run
+from roadmap.cli import main
+from roadmap.steps import step_names
+
+
+@pytest.mark.parametrize("step", [step_names()[0], step_names()[-1]])
+def test_smoke_training_lowers_the_loss(
+    tmp_path: Path, step: str, tiny_overrides
+) -> None:
+    overrides = (*tiny_overrides, "recipe.epochs=3")
+    run_dir = prepare_run(
+        "resnet50", step, 0, "smoke", tmp_path / step, overrides=overrides
+    )
+    result = run(run_dir)
+    losses = [row["train_loss"] for row in records.read_log(run_dir)]
+    assert result["status"] == "done" and len(losses) == 3
+    # Chance is ln(10) = 2.30 (label smoothing 0.1 cannot go below 0.5): the last epoch fits
+    # the 40 training images clearly better than chance and than the first epoch.
+    assert losses[-1] < min(losses[0], math.log(10)) - 0.2, losses
+
+
+def test_run_record_schema(tmp_path: Path, tiny_overrides) -> None:
+    runs = tmp_path / "runs"
+    run_dir = prepare_run(
+        "resnet50", "depthwise_conv", 1, "smoke", runs / "a", overrides=tiny_overrides
+    )
+    result = run(run_dir)
+    config = records.read_json(run_dir / records.CONFIG)
+    assert {
+        "track",
+        "step",
+        "seed",
+        "preset",
+        "overrides",
+        "data",
+        "spec",
+        "recipe",
+        "provenance",
+        "created",
+        "out_dir",
+    } <= set(config)
+    assert config["overrides"]["recipe.builtin_train_per_class"] == 4
+    assert len(config["overrides"]) == len(tiny_overrides)
+    assert config["data"] is None and config["spec"]["depthwise"] is True
+    assert config["spec"]["drop_path_rate"] == config["recipe"]["drop_path"] == 0.0
+    assert config["spec"]["layer_scale_init"] == config["recipe"]["layer_scale"] == 0.1
+    assert {"commit", "dirty"} <= set(config["provenance"]["git"])
+    log = records.read_log(run_dir)
+    assert [row["epoch"] for row in log] == [1, 2]
+    for row in log:
+        assert {"lr", "train_loss", "top1", "top5", "img_s", "seconds"} <= set(row)
+    assert set(records.RESULT_KEYS) <= set(result)
+    assert result == json.loads((run_dir / records.RESULT).read_text())
+    assert result["status"] == "done" and result["reason"] is None
+    assert result["ema_top1"] is None and result["top1"] == log[-1]["top1"]
+    assert result["best_top1"] == max(row["top1"] for row in log)
+    assert result["params"] > 1e6 and 0 < result["gflops"] < 0.2 and result["img_s"] > 0
+    assert not (run_dir / "checkpoints").exists()  # smoke keeps no checkpoint once done
+    assert run(run_dir) == result  # done: returned without training
+    frame = records.collect(runs)
+    assert len(frame) == 1 and frame.loc[0, "spec.kernel_size"] == 3
+    assert frame.loc[0, "recipe.epochs"] == 2 and frame.loc[0, "status"] == "done"
+
+
+def test_nan_loss_ends_as_a_failed_record(tmp_path: Path, tiny_overrides) -> None:
+    run_dir = prepare_run(
+        "resnet50",
+        "depthwise_conv",
+        0,
+        "smoke",
+        tmp_path / "r",
+        overrides=tiny_overrides,
+    )
+    trainer = Trainer(run_dir)
+    calls = []
+
+    def poison(module, inputs, output):
+        if module.training:
+            calls.append(1)
+            if (
+                len(calls) == 7
+            ):  # iteration 7: the second step of epoch 2 (5 steps an epoch)
+                return output * float("nan")
+        return output
+
+    trainer.model.register_forward_hook(poison)
+    result = trainer.fit()
+    assert result["status"] == "failed" and result["failed_iteration"] == 7
+    assert "non-finite loss (nan) at iteration 7 (epoch 2, step 2/5" in result["reason"]
+    assert records.read_json(run_dir / records.RESULT) == result
+    assert [row["epoch"] for row in records.read_log(run_dir)] == [1]
+    assert result["epochs"] == 1 and result["iterations"] == 6
+
+
+def test_prepare_run_is_idempotent_and_refuses_another_run(tmp_path: Path) -> None:
+    first = prepare_run("resnet50", "kernel_7", 0, "smoke", tmp_path / "r")
+    config = (first / records.CONFIG).read_text()
+    assert prepare_run("resnet50", "kernel_7", 0, "smoke", tmp_path / "r") == first
+    assert (first / records.CONFIG).read_text() == config
+    with pytest.raises(ValueError, match=r"different run \(seed 0 -> 1\)"):
+        prepare_run("resnet50", "kernel_7", 1, "smoke", tmp_path / "r")
+    with pytest.raises(ValueError, match=r"recipe.epochs 2 -> 5"):
+        prepare_run(
+            "resnet50",
+            "kernel_7",
+            0,
+            "smoke",
+            tmp_path / "r",
+            overrides=["recipe.epochs=5"],
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"step": "kernel7"}, ValueError, "Did you mean 'kernel_7'"),
+        ({"track": "resnet101"}, ValueError, "unknown track"),
+        ({"preset": "fast"}, ValueError, "unknown preset 'fast'"),
+        ({"seed": -1}, ValueError, "seed must be a non-negative int"),
+        ({"overrides": ["recipe.lr=1"]}, ValueError, "Valid keys: recipe.epochs"),
+        ({"data": "/nonexistent/imagenet"}, FileNotFoundError, "does not exist"),
+    ],
+)
+def test_prepare_run_errors_before_writing(
+    tmp_path: Path, kwargs, error, message
+) -> None:
+    args = {"track": "resnet50", "step": "kernel_7", "seed": 0, "preset": "smoke"}
+    args.update(kwargs)
+    with pytest.raises(error, match=message):
+        prepare_run(out_dir=tmp_path / "r", **args)
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "r")
+    assert (
+        main(["train", "--step", "kernel_7", "--out", out, "--data", str(tmp_path)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("roadmap train: error:") and "has no train/ folder" in err
+    assert (
+        main(["train", "--step", "kernel_7", "--out", out, "--set", "recipe.epoch=1"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "unknown key 'recipe.epoch'" in err and "recipe.builtin_seed" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_trains_and_resumes_done_run(
+    tmp_path: Path, capsys, tiny_overrides
+) -> None:
+    sets = [a for o in tiny_overrides for a in ("--set", o)]
+    argv = [
+        "train",
+        "--step",
+        "depthwise_conv",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    assert main([*argv, *sets, "--set", "recipe.epochs=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/1: train loss" in printed and "done: top-1" in printed
+    assert (
+        main([*argv, *sets, "--set", "recipe.epochs=1"]) == 0
+    )  # already done: no training
+    printed = capsys.readouterr().out
+    assert "already done" in printed and "epoch 1/1" not in printed
