@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import records
-from experiments.data import validate_data
+from experiments.data import dataset_size, validate_data
 from experiments.recipe import PRESETS, Recipe, parse_overrides, resolve_recipe
 
 # config.json keys that define the run; an existing config must match them to be reused.
@@ -70,6 +70,15 @@ def prepare_run(
     overrides = tuple(overrides)
     recipe = resolve_recipe(preset, overrides)
     root = None if data is None else validate_data(data)["root"]
+    # The built-in dataset must fill one optimizer step on one device (an ImageFolder is
+    # counted when the run starts: counting ImageNet's files takes a while).
+    per_step = recipe.batch_size * recipe.accum_steps or recipe.base_batch
+    if root is None and dataset_size(recipe, None) < per_step:
+        raise ValueError(
+            f"the built-in dataset's {dataset_size(recipe, None)} training images cannot fill "
+            f"one optimizer step of {per_step}: use --data, or set "
+            "recipe.builtin_train_per_class or the batch"
+        )
     out = Path(out_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a directory")
@@ -142,11 +151,8 @@ def init_distributed() -> tuple[int, int, int]:
     local = int(os.environ.get("LOCAL_RANK", 0))
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), local
-    if (
-        int(os.environ.get("WORLD_SIZE", 1))
-        <= 1
-        < int(os.environ.get("SLURM_NTASKS", 1))
-    ):
+    launched = int(os.environ.get("WORLD_SIZE", 1)) > 1  # torchrun (or done by hand)
+    if not launched and int(os.environ.get("SLURM_NTASKS", 1)) > 1:
         import submitit
 
         with contextlib.suppress(RuntimeError):  # not a Slurm job after all
@@ -179,7 +185,7 @@ def describe(trainer: Any) -> str:
         f"val images, {t.num_classes} classes\n"
         f"  {r.epochs} epochs x {t.steps_per_epoch} steps of {t.effective_batch} images "
         f"({t.world} x {r.batch_size} x {t.accum}), peak lr {t.lr:.3g}; {t.device}, "
-        f"{torch.get_num_threads()} threads; {where} (epoch {st['epoch']}, "
+        f"{torch.get_num_threads()} thread(s); {where} (epoch {st['epoch']}, "
         f"step {st['step_in_epoch']})"
     )
 

@@ -130,6 +130,11 @@ def test_prepare_run_is_idempotent_and_refuses_another_run(tmp_path: Path) -> No
         ({"seed": -1}, ValueError, "seed must be a non-negative int"),
         ({"overrides": ["recipe.lr=1"]}, ValueError, "Valid keys: recipe.epochs"),
         ({"data": "/nonexistent/imagenet"}, FileNotFoundError, "does not exist"),
+        (
+            {"preset": "paper"},
+            ValueError,
+            "2000 training images cannot fill one optimizer",
+        ),
     ],
 )
 def test_prepare_run_errors_before_writing(
@@ -180,3 +185,31 @@ def test_cli_trains_and_resumes_done_run(
     )  # already done: no training
     printed = capsys.readouterr().out
     assert "already done" in printed and "epoch 1/1" not in printed
+
+
+def test_trains_on_an_image_folder(tmp_path: Path, tiny_overrides) -> None:
+    from PIL import Image
+
+    for split, count in (("train", 8), ("val", 2)):
+        for c, colour in enumerate(((200, 30, 30), (30, 30, 200))):
+            folder = tmp_path / "data" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (40, 48), colour).save(folder / f"{i}.jpg")
+    run_dir = prepare_run(
+        "resnet50",
+        "kernel_7",
+        0,
+        "smoke",
+        tmp_path / "r",
+        tmp_path / "data",
+        tiny_overrides,
+    )
+    result = run(run_dir)
+    assert (
+        result["status"] == "done" and result["iterations"] == 4
+    )  # 16 images / 8, 2 epochs
+    assert (
+        result["dataset"]["name"] == "imagefolder" and result["dataset"]["classes"] == 2
+    )
+    assert records.read_json(run_dir / records.CONFIG)["data"] == str(tmp_path / "data")

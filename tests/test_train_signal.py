@@ -1,0 +1,45 @@
+"""`roadmap train` in its own process: SIGUSR2 mid-epoch checkpoints and exits 75; rerun resumes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from experiments import records
+from experiments.checkpoint import CHECKPOINT_DIR
+
+
+def test_signal_checkpoints_exits_75_and_the_same_command_resumes(
+    tmp_path: Path, tiny_overrides
+) -> None:
+    sets = [a for o in (*tiny_overrides, "recipe.log_every=1") for a in ("--set", o)]
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "roadmap.cli", "train", "--step", "depthwise_conv"]
+    cmd += ["--out", str(out), *sets]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    seen = []
+    for line in proc.stdout:  # plain progress lines: stdout is not a terminal
+        seen.append(line)
+        if "epoch 2/2 step 1/5" in line:
+            proc.send_signal(signal.SIGUSR2)
+            break
+    rest, err = proc.communicate(timeout=300)
+    assert proc.returncode == 75, "".join(seen) + rest + err
+    assert "stopped by SIGUSR2; run the same command to resume" in err
+    assert not (out / records.RESULT).exists()
+    meta = records.read_json(sorted((out / CHECKPOINT_DIR).glob("*.json"))[-1])
+    assert meta["reason"] == "signal SIGUSR2" and meta["epoch"] == 1
+    assert (
+        1 <= meta["step_in_epoch"] <= 5
+    )  # where the step under way when it came ended
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"resuming ckpt_{meta['step']:09d}.pt" in again.stdout
+    result = records.read_json(out / records.RESULT)
+    assert result["status"] == "done" and result["iterations"] == 10
+    assert [row["epoch"] for row in records.read_log(out)] == [1, 2]
