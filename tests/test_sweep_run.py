@@ -88,21 +88,18 @@ def test_debug_sweep_runs_then_skips_done(
 def test_failed_runs_rerun_only_with_retry_failed(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    # 2 x 8 images cannot fill one optimizer step of 32: the trainer fails at once.
+    # A learning rate of 1e30 passes validation, but AdamW's first real step (epoch 2, after
+    # the warm-up's lr 0) makes every weight ~1e30: the loss of epoch 3 is NaN at run time.
     failing = [
-        "--seeds",
-        "0",
-        "--executor",
-        "debug",
-        "--set",
-        "recipe.builtin_train_per_class=8",
-    ]
+        "--seeds", "0", "--executor", "debug",
+        "--set", "recipe.epochs=3", "--set", "recipe.base_lr=1e30",
+    ]  # fmt: skip
     assert sweep(tmp_path, *failing) == 1
     d = run(tmp_path, 0)
     result = records.read_json(d / records.RESULT)
     assert (
         result["status"] == "failed"
-        and "cannot fill one optimizer step" in result["reason"]
+        and "non-finite loss (nan) at iteration 3" in result["reason"]
     )
     capsys.readouterr()
 
@@ -119,9 +116,11 @@ def test_failed_runs_rerun_only_with_retry_failed(
         kept["reason"] == result["reason"]
     )  # the first failure is kept, the run ran again
     assert records.read_json(d / records.RESULT)["status"] == "failed"
-    assert [e["event"] for e in read_events(d)] == ["start", "end", "start", "end"]
+    # The retry resumes from the newest checkpoint (end of epoch 2), as docs/sweep.md says.
+    events = [e["event"] for e in read_events(d)]
+    assert events == ["start", "end", "start", "resume", "end"]
     assert main(["status", "--root", str(tmp_path)]) == 0
-    assert "cannot fill one optimizer step" in capsys.readouterr().out
+    assert "non-finite loss" in capsys.readouterr().out
 
 
 def test_local_executor_runs_jobs_as_subprocesses(
