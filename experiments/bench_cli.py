@@ -194,6 +194,7 @@ def _bench(args: argparse.Namespace) -> int:
             f"input pipeline ({data['data_dir']}, {data['images_in_folder']} images, "
             f"{args.workers} workers): {data['data_img_s']:.1f} img/s; "
             f"models train at {slowest['train_img_s']:.1f}-{fastest['train_img_s']:.1f} img/s"
+            " (each measured alone; in training they share the CPU cores)"
         )
         for row in rows:
             print(f"  {row['model']}: training is {row['bound']}-bound")

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from timm.layers import DropPath, LayerNorm2d, trunc_normal_
 from torch import nn
 
@@ -164,50 +163,32 @@ class Block(nn.Module):
         else:
             self.shortcut = nn.Identity()
         self.act = nn.Identity() if spec.fewer_activations else layers.act()
-        # Speed only (same parameters, same maths): where the two 1x1 convs come last and have
-        # no norm (ConvNeXt's block, from fewer_norms on), they run as Linear layers on a
-        # channels-last view, with the norm and layer scale, as timm's ConvNeXtBlock does: one
-        # permute pair per block instead of one per LayerNorm2d, and plain GEMMs instead of
-        # 1x1 convolutions (measured in docs/benchmarks.md).
+        # Speed only (same parameters, same maths): ConvNeXt-shaped blocks (two norm-free 1x1
+        # convs last, from fewer_norms on) run their 1x1 convs on channels-last memory, see
+        # `forward` and docs/benchmarks.md.
         self.channels_last_mlp = spec.spatial_first and not (has_norm[1] or has_norm[2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual branch, scaled and dropped, plus shortcut, then the outer activation."""
         shortcut = self.shortcut(x)
+        x = self.conv1(x)
         if self.channels_last_mlp:
-            x = self._mlp_channels_last(x)
-        else:
-            x = self.conv3(self.conv2(self.conv1(x)))
-            if self.gamma is not None:
-                x = x * self.gamma.view(1, -1, 1, 1)
-        return self.act(self.drop_path(x) + shortcut)
-
-    def _mlp_channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """The residual branch with conv2/conv3 as Linear layers on channels-last activations.
-
-        conv1 runs on NCHW; its LayerNorm (or, before bn_to_ln, its BatchNorm on NCHW), the two
-        1x1 convs, their activations and the layer scale run on the NHWC permutation, exactly
-        the computation of timm's ConvNeXtBlock (conv_mlp=False). Returns NCHW (a view).
-        """
-        x = self.conv1.conv(x)
-        norm = getattr(self.conv1, "norm", None)
-        if isinstance(norm, LayerNorm2d):
-            x = x.permute(0, 2, 3, 1)
-            x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-        else:
-            if norm is not None:
-                x = norm(x)
-            x = x.permute(0, 2, 3, 1)
-        if hasattr(self.conv1, "act"):
-            x = self.conv1.act(x)
-        for cna in (self.conv2, self.conv3):
-            w = cna.conv.weight
-            x = F.linear(x, w.view(w.shape[0], w.shape[1]), cna.conv.bias)
-            if hasattr(cna, "act"):
-                x = cna.act(x)
+            # The 1x1 convs are then GEMMs over channels (oneDNN NHWC / cuDNN NHWC). After a
+            # LayerNorm2d (a permuted view) this is already so and costs nothing; after a
+            # BatchNorm on NCHW it is one copy, and the rest of the stage stays channels-last.
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.conv3(self.conv2(x))
         if self.gamma is not None:
-            x = x * self.gamma
-        return x.permute(0, 3, 1, 2)
+            x = x * self.gamma.view(1, -1, 1, 1)
+        x = self.drop_path(x)
+        # In place, as torchvision's `out += identity` (no tensor saved for backward is
+        # overwritten; autograd would raise if one were); out of place where autocast made the
+        # dtypes differ, so that the sum keeps the promoted dtype.
+        if x.dtype == shortcut.dtype:
+            x += shortcut
+        else:
+            x = x + shortcut
+        return self.act(x)
 
 
 class Stage(nn.Module):
