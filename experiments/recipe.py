@@ -4,7 +4,7 @@ A run is (track, step, seed, preset, overrides). The preset names a `Recipe`; ov
 `recipe.<field>=value` strings (`roadmap train --set recipe.epochs=5`), parsed by the field's type.
 `paper` follows "A ConvNet for the 2020s" (Table 5, Appendix A.1), `original` torchvision's
 classic ResNet-50 recipe (the 76.1% bar), `proxy` a small-compute ImageNet-100-style setting and
-`smoke` a seconds-long CPU run on the built-in dataset. docs/training.md explains every field.
+`smoke` a seconds-long CPU run on the built-in dataset. README.md ("Presets") explains every field.
 The builders at the end turn a recipe into timm's parts (transforms, optimizer, schedule, Mixup).
 """
 
@@ -232,7 +232,7 @@ PROXY = dataclasses.replace(
 )
 
 # Seconds on a 2-core CPU: the built-in dataset at 32 px, 2 epochs of 31 steps, light
-# augmentation. Two deviations make ~60 steps informative (docs/training.md): layer scale 0.1
+# augmentation. Two deviations make ~60 steps informative (README, "Presets"): layer scale 0.1
 # (at 1e-6 the residual branches stay asleep that long) and no stochastic depth.
 SMOKE = dataclasses.replace(
     PAPER, epochs=2, warmup_epochs=0.3, batch_size=32, accum_steps=1, base_lr=1e-3, base_batch=32,

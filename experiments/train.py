@@ -2,10 +2,10 @@
 
 `prepare_run` checks everything and writes `<out>/config.json`; `run(run_dir)`, or
 `Trainer(run_dir).fit()`, trains from it, resuming from the newest valid checkpoint, and writes
-`log.jsonl` and `result.json` (experiments/records.py, docs/training.md). On the CPU a run stopped
-anywhere and resumed ends bit-identical to an uninterrupted one: data order and augmentation are
-functions of (seed, epoch, position) (experiments/data.py), and every generator is reseeded from
-(seed, rank, step) before each optimizer step.
+`log.jsonl` and `result.json` (experiments/records.py; README, "The run record"). On the CPU a
+run stopped anywhere and resumed ends bit-identical to an uninterrupted one: data order and
+augmentation are functions of (seed, epoch, position) (experiments/data.py), and every generator
+is reseeded from (seed, rank, step) before each optimizer step.
 """
 
 from __future__ import annotations

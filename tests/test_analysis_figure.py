@@ -18,6 +18,7 @@ from analysis.figure import (
     bar_label,
     draw_staircase,
     figure_size,
+    gflops_text,
     group_label,
     staircase_figure,
     step_label,
@@ -202,3 +203,14 @@ def test_cli_rejects_bad_formats_and_both_sources(root, tmp_path):
     for extra in (["--paper", "--formats", "gif"], ["--paper", "--root", str(root)]):
         with pytest.raises(SystemExit):
             main(["staircase", "--out", str(tmp_path), *extra])
+
+
+@pytest.mark.parametrize(
+    ("gflops", "text"),
+    # The paper's one decimal (halves up) from 1 GFLOP; two significant digits below, where a
+    # smoke run at 32 px costs 0.03-0.09 GFLOPs and one decimal would blur the steps together.
+    [(4.456, "4.5"), (4.45, "4.5"), (15.35, "15.4"), (1.0, "1.0"), (0.0835, "0.084"),
+     (0.0367, "0.037"), (0.5, "0.5")],
+)  # fmt: skip
+def test_gflops_text(gflops: float, text: str) -> None:
+    assert gflops_text(gflops) == text

@@ -116,7 +116,7 @@ def test_failed_runs_rerun_only_with_retry_failed(
         kept["reason"] == result["reason"]
     )  # the first failure is kept, the run ran again
     assert records.read_json(d / records.RESULT)["status"] == "failed"
-    # The retry resumes from the newest checkpoint (end of epoch 2), as docs/sweep.md says.
+    # The retry resumes from the newest checkpoint (end of epoch 2): README, "The sweep".
     events = [e["event"] for e in read_events(d)]
     assert events == ["start", "end", "start", "resume", "end"]
     assert main(["status", "--root", str(tmp_path)]) == 0
