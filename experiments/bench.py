@@ -25,7 +25,11 @@ import contextlib
 import csv
 import gc
 import math
+import os
+import re
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -344,6 +348,38 @@ def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     return total
 
 
+# What the profiler's native code (kineto) writes to stderr on every start and stop, and, in a
+# CUDA build of torch on a machine without a GPU, once per process: noise, not news.
+_PROFILER_NOISE = re.compile(
+    r"(SyncActivityProfilerHandler\.cpp.*profiler_(start|stop)"
+    r"|DeviceProperties\.cpp.*gpuGetDeviceCount failed)"
+)
+
+
+@contextlib.contextmanager
+def _without_profiler_noise() -> Iterator[None]:
+    """Hold back the profiler's start/stop lines from stderr (file descriptor 2); keep the rest.
+
+    Native code writes to the descriptor, not to `sys.stderr`, so the descriptor is pointed at a
+    temporary file for the duration and every line that is not known noise is written back.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines(keepends=True):
+                if not _PROFILER_NOISE.search(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def _cpu_step_peak_bytes(fn: Callable[[], None]) -> int | None:
     """Peak of CPU tensor bytes allocated during `fn` and alive at once, from profiler events.
 
@@ -356,7 +392,10 @@ def _cpu_step_peak_bytes(fn: Callable[[], None]) -> int | None:
         from torch.profiler import ProfilerActivity, profile
     except ImportError:  # pragma: no cover - private API moved
         return None
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with (
+        _without_profiler_noise(),
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+    ):
         fn()
     try:
         tree = prof.profiler.kineto_results.experimental_event_tree()  # type: ignore[union-attr]
@@ -498,6 +537,23 @@ def run(
     return rows
 
 
+def data_train_dir(root: str | Path) -> Path:
+    """The training folder of `--data` (ROOT/train, or ROOT itself), checked before measuring."""
+    from experiments.data import IMAGE_EXTENSIONS, count_images
+
+    root = Path(root).expanduser()
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"--data {root}: no such directory")
+    classes = [e for e in os.scandir(train_dir) if e.is_dir()]
+    if not classes or not any(count_images(c.path) for c in classes[:1]):
+        raise ValueError(
+            f"--data {root}: {train_dir} is not an ImageFolder (class folders with "
+            f"{', '.join(IMAGE_EXTENSIONS)} images)"
+        )
+    return train_dir
+
+
 def measure_data(
     root: str | Path,
     image_size: int = 224,
@@ -505,21 +561,25 @@ def measure_data(
     workers: int = 4,
     batches: int = 30,
     warmup_batches: int = 5,
+    preset: str = "paper",
 ) -> dict[str, Any]:
-    """Images/s of the ImageFolder training pipeline (timm training transform) over `batches`.
+    """Images/s of the ImageFolder training pipeline of `preset`'s recipe over `batches`.
 
-    Decoding, RandomResizedCrop, flip, colour jitter, ToTensor and normalisation run in
-    `workers` processes; the first `warmup_batches` (worker start-up) are not timed. Measured
-    alone: in training the pipeline's workers and the model share the machine's CPU cores.
+    The recipe's training transform (timm's `create_transform`: decoding, RandomResizedCrop,
+    flip, RandAugment or colour jitter, normalisation, random erasing), at `image_size`, runs in
+    `workers` processes; the first `warmup_batches` (worker start-up) are not timed. Mixup and
+    CutMix act on whole batches in the training loop and are not part of it. Measured alone:
+    in training the pipeline's workers and the model share the machine's CPU cores.
     """
-    from timm.data import create_transform
+    import dataclasses
+
     from torchvision.datasets import ImageFolder
 
-    root = Path(root)
-    train_dir = root / "train" if (root / "train").is_dir() else root
-    dataset = ImageFolder(
-        str(train_dir), transform=create_transform(image_size, is_training=True)
-    )
+    from experiments.recipe import build_transforms, resolve_recipe
+
+    recipe = dataclasses.replace(resolve_recipe(preset), image_size=image_size)
+    train_dir = data_train_dir(root)
+    dataset = ImageFolder(str(train_dir), transform=build_transforms(recipe)[0])
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch,
@@ -544,6 +604,7 @@ def measure_data(
     seconds = time.perf_counter() - t0 if t0 is not None else math.nan
     return {
         "data_dir": str(train_dir),
+        "preset": preset,
         "images_in_folder": len(dataset),
         "workers": workers,
         "batch": batch,

@@ -89,6 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="data loader worker processes (0: in process)",
     )
     p.add_argument("--data-batches", type=int, default=30, help="timed data batches")
+    p.add_argument(
+        "--data-preset",
+        default="paper",
+        help="recipe whose training transform the pipeline runs (default: paper, i.e. "
+        "RandAugment and random erasing)",
+    )
     p.add_argument("--out", default=None, metavar="FILE.csv", help="write rows as CSV")
     p.set_defaults(func=cmd_bench)
 
@@ -114,6 +120,7 @@ def command_line(args: argparse.Namespace) -> str:
     if args.data:
         parts += ["--data", args.data, "--workers", str(args.workers)]
         parts += ["--data-batches", str(args.data_batches)]
+        parts += ["--data-preset", args.data_preset]
     if args.out:
         parts += ["--out", args.out]
     return shlex.join(parts)
@@ -169,6 +176,12 @@ def _bench(args: argparse.Namespace) -> int:
         peak_tflops=args.peak_tflops,
         timer=args.timer,
     )
+    if args.data:  # bad input fails before minutes of model timing, not after
+        from experiments.bench import data_train_dir
+        from experiments.recipe import resolve_recipe
+
+        data_train_dir(args.data)
+        resolve_recipe(args.data_preset)
     groups = plan(args.track, args.steps, references=args.references)
     rows = run(
         groups, cfg, progress=lambda msg: print(msg, file=sys.stderr, flush=True)
@@ -183,7 +196,12 @@ def _bench(args: argparse.Namespace) -> int:
     )
     if args.data:
         data = measure_data(
-            args.data, cfg.image_size, cfg.batch, args.workers, args.data_batches
+            args.data,
+            cfg.image_size,
+            cfg.batch,
+            args.workers,
+            args.data_batches,
+            preset=args.data_preset,
         )
         add_data_bound(rows, data["data_img_s"])
     print(format_table(rows))
@@ -192,7 +210,8 @@ def _bench(args: argparse.Namespace) -> int:
         fastest = max(rows, key=lambda r: r["train_img_s"])
         print(
             f"input pipeline ({data['data_dir']}, {data['images_in_folder']} images, "
-            f"{args.workers} workers): {data['data_img_s']:.1f} img/s; "
+            f"{args.workers} workers, {args.data_preset} preset's training transform): "
+            f"{data['data_img_s']:.1f} img/s; "
             f"models train at {slowest['train_img_s']:.1f}-{fastest['train_img_s']:.1f} img/s"
             " (each measured alone; in training they share the CPU cores)"
         )

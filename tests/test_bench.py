@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,54 @@ def test_data_pipeline(tmp_path: Path) -> None:
 
 def test_gpu_hours() -> None:
     assert bench.gpu_hours(1_281_167 / 3600, epochs=1) == pytest.approx(1.0)
+
+
+def test_profiler_noise_is_held_back_and_other_stderr_kept(
+    capfd: pytest.CaptureFixture,
+) -> None:
+    noise = (
+        "USDT:2026-11-21 12:57:20 28088:28088 SyncActivityProfilerHandler.cpp:39] "
+        "profiler_start\n"
+        "ERROR:2026-11-21 13:46:48 30204:30204 DeviceProperties.cpp:56] gpuGetDeviceCount "
+        "failed with code 35\n"
+    )
+    with bench._without_profiler_noise():
+        os.write(2, noise.encode())  # as native code writes: to the descriptor
+        os.write(2, b"a real native warning\n")
+        print("python stderr", file=sys.stderr)
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err.splitlines()
+    # (pytest's capture of sys.stderr does not go through descriptor 2: order not compared)
+    assert sorted(err) == ["a real native warning", "after", "python stderr"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root / "missing", "no such directory"),
+        (
+            lambda root: (root / "train" / "a").mkdir(parents=True) or root,
+            "not an ImageFolder",
+        ),
+    ],
+)
+def test_bad_data_fails_before_any_model_is_timed(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch, make, message
+) -> None:
+    def not_reached(*args, **kwargs):
+        raise AssertionError("models were timed before --data was checked")
+
+    monkeypatch.setattr(bench, "run", not_reached)
+    argv = [
+        "bench",
+        "--steps",
+        "resnet50_modern_recipe",
+        *TINY,
+        "--data",
+        str(make(tmp_path)),
+    ]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    argv[-2:] = ["--data", str(_image_folder(tmp_path / "ok")), "--data-preset", "papr"]
+    assert main(argv) == 2
+    assert "unknown preset 'papr'. Did you mean 'paper'?" in capsys.readouterr().err

@@ -187,3 +187,29 @@ def test_loss_follows_mixup_and_smoothing() -> None:
     assert mixup is None and type(loss).__name__ == "LabelSmoothingCrossEntropy"
     mixup, loss = build_loss(resolve_recipe("original"), 10)
     assert mixup is None and type(loss).__name__ == "CrossEntropyLoss"
+
+
+def _augment_ops(transform) -> list:
+    """timm AugmentOps inside a Compose (RandAugment's ops)."""
+    return [op for t in transform.transforms for op in getattr(t, "ops", ())]
+
+
+def test_paper_randaugment_posterize_at_magnitude_10_gives_black_not_an_error() -> None:
+    # rand-m9-mstd0.5-inc1 draws magnitude 10 (clipped from N(9, 0.5)) in ~2% of its ops,
+    # where increasing posterize keeps 0 bits; Pillow 13 raises there (data loader crash).
+    import numpy as np
+    from PIL import Image
+
+    from experiments.recipe import build_transforms
+
+    recipe = dataclasses.replace(resolve_recipe("paper"), image_size=32)
+    train, _ = build_transforms(recipe)
+    ops = {op.name: op for op in _augment_ops(train)}
+    assert "PosterizeIncreasing" in ops  # the paper's inc1 policy
+    op = ops["PosterizeIncreasing"]
+    op.prob, op.magnitude, op.magnitude_std = 1.0, 10, 0.0
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(1, 256, (40, 40, 3), dtype=np.uint8))
+    assert not np.asarray(op(img)).any()  # 0 bits kept: black, as TF and Pillow < 13
+    op.magnitude = 5  # 4 - int(5 / 10 * 4) = 2 bits: only the two high bits survive
+    assert np.array_equal(np.asarray(op(img)), np.asarray(img) & 0b11000000)
