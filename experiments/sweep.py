@@ -294,7 +294,7 @@ def estimate(
     img_s, source = {}, ""
     if request.bench:
         img_s, source = _bench(request.bench, request.track, names, size, gpu)
-        img_s = {n: v * (plan.world_size if gpu else 1) for n, v in img_s.items()}
+        img_s = {n: v * per_job for n, v in img_s.items()}  # per device -> per job
     if not img_s:
         img_s, source = _measured_runs(plan, names)
     if not img_s:
@@ -346,15 +346,22 @@ def _measured_runs(plan: Plan, names: set[str]) -> tuple[dict[str, float], str]:
 def _bench(
     path: str, track: str, names: set[str], size: int, gpu: bool
 ) -> tuple[dict, str]:
-    """Training img/s per device and step from `roadmap bench --out`, scaled to `size` px."""
+    """Training img/s per GPU, or per CPU core, and step from `roadmap bench --out`.
+
+    Scaled to `size` px by pixel count; on the CPU divided by the benchmark's torch threads
+    (a job's throughput is taken as proportional to its cores: rough, and said so).
+    """
     from experiments.bench import load_measured_throughput
 
     device = "cuda" if gpu else "cpu"
     measured = load_measured_throughput(path, device=device)
     with open(path, newline="") as f:
-        sizes = {int(r["image_size"]) for r in csv.DictReader(f) if r.get("image_size")}
+        rows = [r for r in csv.DictReader(f) if r.get("device") == device]
+    sizes = {int(r["image_size"]) for r in rows if r.get("image_size")}
     bench_size = sizes.pop() if len(sizes) == 1 else size
-    scale = (bench_size / size) ** 2
+    threads = {int(r["threads"]) for r in rows if r.get("threads")}
+    cores = threads.pop() if not gpu and len(threads) == 1 else 1
+    scale = (bench_size / size) ** 2 / cores
     img_s = {n: measured[(track, n)] * scale for n in names if (track, n) in measured}
     missing = sorted(names - set(img_s))
     if missing and img_s:  # steps not benchmarked: the mean of those that were
@@ -365,5 +372,6 @@ def _bench(
     return img_s, (
         f"measured by roadmap bench ({path}, {device}, {bench_size} px"
         f"{f' scaled to {size} px' if bench_size != size else ''}"
+        f"{f', {cores} threads taken as {cores} cores' if cores > 1 else ''}"
         f"{f'; {len(missing)} step(s) not in it use the mean' if missing else ''})"
     )

@@ -219,5 +219,15 @@ def test_dry_run_uses_a_bench_csv(
     assert code == 0
     out = capsys.readouterr().out
     assert f"measured by roadmap bench ({bench}, cpu, 32 px)" in out
-    # 2 runs x 3 epochs x 1000 images at 100 img/s = 60 s = 0.0167 job-hours; 2 threads each.
+    # No threads column: the figure is taken as one core's; smoke jobs have one thread each.
     assert "~100.0 img/s per job" in out
+
+    # Measured with 2 torch threads: per core half of it, for a one-thread job.
+    lines[0] += ",threads"
+    bench.write_text("\n".join([lines[0], *(x + ",2" for x in lines[1:])]) + "\n")
+    assert sweep("--preset", "smoke", "--root", str(root), "--steps",
+                 "resnet50_modern_recipe,stage_ratio", "--seeds", "0", "--bench", str(bench),
+                 "--dry-run") == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "cpu, 32 px, 2 threads taken as 2 cores)" in out
+    assert "~50.0 img/s per job" in out
