@@ -105,11 +105,11 @@ def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
-def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Epoch lines of a run (a torn last line, from a crash mid-write, is ignored)."""
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file, [] if it is missing; a torn line (crash mid-write) is skipped."""
     rows = []
     try:
-        with open(Path(run_dir) / LOG) as f:
+        with open(path) as f:
             for line in f:
                 try:
                     rows.append(json.loads(line))
@@ -118,6 +118,11 @@ def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     except FileNotFoundError:
         pass
     return rows
+
+
+def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Epoch lines of a run (a torn last line is ignored)."""
+    return read_jsonl(Path(run_dir) / LOG)
 
 
 def write_result(run_dir: str | os.PathLike, result: dict[str, Any]) -> None:

@@ -90,19 +90,7 @@ def append_event(run_dir: str | os.PathLike, event: str, **fields: Any) -> None:
 
 def read_events(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The run's events, oldest first (a torn last line is ignored)."""
-    import json
-
-    rows = []
-    try:
-        with open(Path(run_dir) / EVENTS) as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    except FileNotFoundError:
-        pass
-    return rows
+    return records.read_jsonl(Path(run_dir) / EVENTS)
 
 
 def now() -> str:
