@@ -1,6 +1,7 @@
 """The steps: names and order match the paper, deltas chain, side branches stay off the path."""
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -55,9 +56,10 @@ def test_names_index_group_and_path_join_the_paper_table(track):
 
 def test_shipped_paper_numbers_equal_the_shared_reference():
     if not SHARED_CSV.exists():
-        pytest.skip(
-            f"reference copy not found at {SHARED_CSV} (only present in the dev tree)"
-        )
+        # CI lays shared/ beside the clone; elsewhere (an installed copy) it may be absent.
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the reference copy is missing: {SHARED_CSV}")
+        pytest.skip(f"reference copy not found at {SHARED_CSV} (only in the dev tree)")
     shipped = Path(__file__).resolve().parents[1] / "roadmap/data/paper_roadmap.csv"
     assert shipped.read_text() == SHARED_CSV.read_text()
     assert len(list(csv.DictReader(SHARED_CSV.open()))) == len(paper_rows())
