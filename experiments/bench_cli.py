@@ -152,15 +152,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     """The body of `cmd_bench`, with the thread count set."""
-    from experiments.bench import (
-        BenchConfig,
-        add_data_bound,
-        format_table,
-        measure_data,
-        plan,
-        run,
-        write_csv,
-    )
+    from experiments.bench import BenchConfig, plan, run
+    from experiments.bench_data import add_data_bound, measure_data
+    from experiments.bench_report import format_table, write_csv
 
     cfg = BenchConfig(
         device=args.device,
@@ -177,7 +171,7 @@ def _bench(args: argparse.Namespace) -> int:
         timer=args.timer,
     )
     if args.data:  # bad input fails before minutes of model timing, not after
-        from experiments.bench import data_train_dir
+        from experiments.bench_data import data_train_dir
         from experiments.recipe import resolve_recipe
 
         data_train_dir(args.data)

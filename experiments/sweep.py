@@ -351,7 +351,7 @@ def _bench(
     Scaled to `size` px by pixel count; on the CPU divided by the benchmark's torch threads
     (a job's throughput is taken as proportional to its cores: rough, and said so).
     """
-    from experiments.bench import load_measured_throughput
+    from experiments.bench_report import load_measured_throughput
 
     device = "cuda" if gpu else "cpu"
     measured = load_measured_throughput(path, device=device)

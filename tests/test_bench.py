@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import bench
-from experiments.bench import (
-    CSV_COLUMNS,
-    BenchConfig,
-    load_measured_throughput,
-    plan,
-)
+from experiments import bench, bench_data, bench_report
+from experiments.bench import BenchConfig, plan
+from experiments.bench_report import CSV_COLUMNS, load_measured_throughput
 from roadmap.cli import main
 
 REQUIRED = (
@@ -112,7 +108,7 @@ def test_bench_intermediate_step_has_no_reference_and_mfu_with_peak(
     assert row["peak_mem_mb"] is None
     expected = row["train_img_s"] * 6 * row["gflops"] * 1e9 / 1e12
     assert row["mfu"] == pytest.approx(expected)
-    bench.write_csv(rows, tmp_path / "b.csv")
+    bench_report.write_csv(rows, tmp_path / "b.csv")
     with (tmp_path / "b.csv").open() as f:
         assert tuple(csv.DictReader(f).fieldnames or ()) == CSV_COLUMNS
 
@@ -155,7 +151,7 @@ def test_paired_ratio() -> None:
 
 
 def test_data_pipeline(tmp_path: Path) -> None:
-    data = bench.measure_data(
+    data = bench_data.measure_data(
         _image_folder(tmp_path),
         image_size=32,
         batch=2,
@@ -165,12 +161,12 @@ def test_data_pipeline(tmp_path: Path) -> None:
     )
     assert data["images_in_folder"] == 6 and data["data_img_s"] > 0
     rows = [{"train_img_s": data["data_img_s"] * 2}, {"train_img_s": 1e-9}]
-    bench.add_data_bound(rows, data["data_img_s"])
+    bench_data.add_data_bound(rows, data["data_img_s"])
     assert [r["bound"] for r in rows] == ["data", "model"]
 
 
 def test_gpu_hours() -> None:
-    assert bench.gpu_hours(1_281_167 / 3600, epochs=1) == pytest.approx(1.0)
+    assert bench_report.gpu_hours(1_281_167 / 3600, epochs=1) == pytest.approx(1.0)
 
 
 def test_profiler_noise_is_held_back_and_other_stderr_kept(

@@ -1,0 +1,94 @@
+"""Throughput of the ImageFolder training pipeline, to compare with the model's (`--data`)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def data_train_dir(root: str | Path) -> Path:
+    """The training folder of `--data` (ROOT/train, or ROOT itself), checked before measuring."""
+    from experiments.data import IMAGE_EXTENSIONS, count_images
+
+    root = Path(root).expanduser()
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"--data {root}: no such directory")
+    classes = [e for e in os.scandir(train_dir) if e.is_dir()]
+    if not classes or not any(count_images(c.path) for c in classes[:1]):
+        raise ValueError(
+            f"--data {root}: {train_dir} is not an ImageFolder (class folders with "
+            f"{', '.join(IMAGE_EXTENSIONS)} images)"
+        )
+    return train_dir
+
+
+def measure_data(
+    root: str | Path,
+    image_size: int = 224,
+    batch: int = 32,
+    workers: int = 4,
+    batches: int = 30,
+    warmup_batches: int = 5,
+    preset: str = "paper",
+) -> dict[str, Any]:
+    """Images/s of the ImageFolder training pipeline of `preset`'s recipe over `batches`.
+
+    The recipe's training transform (timm's `create_transform`: decoding, RandomResizedCrop,
+    flip, RandAugment or colour jitter, normalisation, random erasing), at `image_size`, runs in
+    `workers` processes; the first `warmup_batches` (worker start-up) are not timed. Mixup and
+    CutMix act on whole batches in the training loop and are not part of it. Measured alone:
+    in training the pipeline's workers and the model share the machine's CPU cores.
+    """
+    import dataclasses
+
+    from torchvision.datasets import ImageFolder
+
+    from experiments.recipe import build_transforms, resolve_recipe
+
+    recipe = dataclasses.replace(resolve_recipe(preset), image_size=image_size)
+    train_dir = data_train_dir(root)
+    dataset = ImageFolder(str(train_dir), transform=build_transforms(recipe)[0])
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=False,
+        # A small folder is cycled through several times: keep the workers between passes.
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    total_batches = warmup_batches + batches
+    timed_images, t0, seen = 0, None, 0
+    while seen < total_batches:  # cycle over a small folder as often as needed
+        for images, _ in loader:
+            if seen == warmup_batches:
+                t0 = time.perf_counter()
+            if seen >= warmup_batches:
+                timed_images += images.shape[0]
+            seen += 1
+            if seen >= total_batches:
+                break
+    seconds = time.perf_counter() - t0 if t0 is not None else math.nan
+    return {
+        "data_dir": str(train_dir),
+        "preset": preset,
+        "images_in_folder": len(dataset),
+        "workers": workers,
+        "batch": batch,
+        "batches": batches,
+        "data_img_s": timed_images / seconds if seconds > 0 else math.nan,
+    }
+
+
+def add_data_bound(rows: list[dict[str, Any]], data_img_s: float) -> None:
+    """Annotate each row with the pipeline's images/s and which of the two bounds training."""
+    for row in rows:
+        row["data_img_s"] = data_img_s
+        row["bound"] = "data" if data_img_s < row["train_img_s"] else "model"
