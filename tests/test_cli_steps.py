@@ -34,6 +34,16 @@ def test_steps_table_and_json_for_the_second_track(capsys):
     assert "separate_downsampling" in out and "28,589,128" in out and "side" in out
 
 
+def test_steps_table_rounds_gflops_once(capsys):
+    # ConvNeXt-T measures 4.455531264 GMACs: 4.456 at three decimals (4.455 if the row were
+    # first rounded to 4.4555 and then to three decimals).
+    assert main(["steps"]) == 0
+    line = next(
+        x for x in capsys.readouterr().out.splitlines() if "separate_downsampling" in x
+    )
+    assert line.split()[-3:] == ["4.456", "4.49", "-0.034"]
+
+
 def test_check_endpoints_prints_one_json_line_per_pair_and_exits_zero():
     proc = subprocess.run(
         [sys.executable, "-m", "roadmap.cli", "check-endpoints", "--image-size", "32",
