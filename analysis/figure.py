@@ -99,9 +99,10 @@ def one_decimal(value: float) -> str:
 def gflops_text(value: float) -> str:
     """GFLOPs as the paper writes them (one decimal); below 1, two significant digits.
 
-    Smoke runs at 32 px cost 0.03-0.09 GFLOPs: one decimal would print them all as 0.0 or 0.1.
+    Smoke runs at 32 px cost 0.03-0.11 GFLOPs: one decimal would print them all as 0.0 or 0.1.
+    Trailing zeros stay (0.090, not 0.09), so every label has the same precision.
     """
-    return one_decimal(value) if value >= 1 else f"{value:.2g}"
+    return one_decimal(value) if value >= 1 else f"{value:#.2g}"
 
 
 def bar_label(row: pd.Series) -> str:

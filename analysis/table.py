@@ -37,6 +37,14 @@ def _top1(mean: float, std: float, n: float, pm: str) -> str:
     return text
 
 
+def gflops_cell(value: float) -> str:
+    """Two decimals, as Tables 10 and 11; below 1 GFLOP, two significant digits (0.090).
+
+    Smoke runs at 32 px cost 0.03-0.11 GFLOPs, which two decimals would blur together.
+    """
+    return f"{value:.2f}" if value >= 1 else f"{value:#.2g}"
+
+
 def _cells(frame: pd.DataFrame, pm: str) -> list[list[str]]:
     """Formatted cells of every row, in `HEADERS` order."""
 
@@ -48,7 +56,7 @@ def _cells(frame: pd.DataFrame, pm: str) -> list[list[str]]:
             r["step"],
             r["group"],
             _path(r),
-            num(r["gflops"], ".2f"),
+            "" if pd.isna(r["gflops"]) else gflops_cell(r["gflops"]),
             "" if pd.isna(r["params"]) else f"{r['params'] / 1e6:.2f}M",
             _top1(r["top1_mean"], r["top1_std"], r["n"], pm),
             num(r["change"], "+.2f"),

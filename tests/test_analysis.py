@@ -15,7 +15,7 @@ from analysis.collect import (
     paper_staircase,
     select_runs,
 )
-from analysis.table import to_csv, to_latex, to_markdown
+from analysis.table import gflops_cell, to_csv, to_latex, to_markdown
 from roadmap.paper import paper_row, paper_rows
 from roadmap.steps import step_names, steps
 
@@ -190,6 +190,20 @@ def test_figure_labels_that_disagree_with_table_10_are_found():
     assert figure_label_mismatches("resnet50") == [
         "bn_to_ln GFLOPs: table 4.46, figure 4.2"
     ]
+
+
+@pytest.mark.parametrize(
+    ("gflops", "text"),
+    [
+        (4.456, "4.46"),
+        (15.355, "15.36"),
+        (1.0, "1.00"),
+        (0.0835, "0.084"),
+        (0.09, "0.090"),
+    ],
+)
+def test_gflops_cell(gflops, text):
+    assert gflops_cell(gflops) == text
 
 
 def test_markdown_table(frame):

@@ -210,7 +210,7 @@ def test_cli_rejects_bad_formats_and_both_sources(root, tmp_path):
     # The paper's one decimal (halves up) from 1 GFLOP; two significant digits below, where a
     # smoke run at 32 px costs 0.03-0.09 GFLOPs and one decimal would blur the steps together.
     [(4.456, "4.5"), (4.45, "4.5"), (15.35, "15.4"), (1.0, "1.0"), (0.0835, "0.084"),
-     (0.0367, "0.037"), (0.5, "0.5")],
+     (0.0367, "0.037"), (0.09, "0.090"), (0.5, "0.50")],
 )  # fmt: skip
 def test_gflops_text(gflops: float, text: str) -> None:
     assert gflops_text(gflops) == text
