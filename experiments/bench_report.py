@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from roadmap.table import align_columns
+
 # Columns of the CSV that `--out` writes, in order (issue 6 requires the first eight).
 CSV_COLUMNS = (
     "model",
@@ -141,14 +143,5 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         if has_data:
             line += [num(r.get("data_img_s"), ".1f"), r.get("bound") or ""]
         body.append(line)
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     left = {0, 8, len(head) - 1} if has_data else {0, 8}
-    lines = [
-        "  ".join(
-            c.ljust(w) if i in left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in [head, *body]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return align_columns(head, body, right=set(range(len(head))) - left)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from roadmap.steps import DEFAULT_TRACK, TRACKS
+from roadmap.table import align_columns
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -247,14 +248,8 @@ def format_status(states: list, root: Path) -> str:
             [f"{i:02d}", name, *[cell.get((name, k), "-") for k in seeds]]
             for i, name in steps
         ]
-        widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
         out.append(f"{track} under {root}")
-        for line in [head, ["-" * w for w in widths], *body]:
-            out.append(
-                "  ".join(
-                    c.ljust(w) for c, w in zip(line, widths, strict=True)
-                ).rstrip()
-            )
+        out.extend(align_columns(head, body).splitlines())
         out.append("")
     count = totals(states)
     out.append(f"{len(states)} runs: " + ", ".join(f"{count[k]} {k}" for k in STATUSES))

@@ -63,6 +63,8 @@ def cmd_steps(args: argparse.Namespace) -> int:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Aligned text table of `roadmap steps` rows."""
+    from roadmap.table import align_columns
+
     head = ["#", "step", "group", "path", "params", "GFLOPs", "paper", "diff"]
     body = [
         [
@@ -77,17 +79,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    right = {0, 4, 5, 6, 7}
-    lines = [
-        "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in [head, *body]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + (
+    return align_columns(head, body, right={0, 4, 5, 6, 7}) + (
         "\nGFLOPs: multiply-adds at 224x224, measured from the built model; paper: Table 10/11."
     )
 

@@ -1,7 +1,8 @@
-"""The step table: one row per step with complexity measured from the built model."""
+"""The step table: one row per step with complexity measured from the built model; text tables."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import torch
@@ -37,3 +38,21 @@ def step_table(track: str) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def align_columns(
+    head: Sequence[str], body: Sequence[Sequence[str]], right: Collection[int] = ()
+) -> str:
+    """Text table: columns as wide as their widest cell, a dashed rule under `head`.
+
+    Columns whose index is in `right` are right-aligned; lines carry no trailing spaces.
+    """
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    rows = [head, ["-" * w for w in widths], *body]
+    return "\n".join(
+        "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    )
