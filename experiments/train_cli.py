@@ -231,9 +231,21 @@ def run(run_dir: str | Path, checkpoint_signals: Sequence[int] = ()) -> dict[str
             signal.signal(s, handler)
 
 
+def _terminal_columns() -> int:
+    """Width of the terminal on stderr, 0 where it reports none."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
+
+
 def progress_bar(trainer: Any) -> Any:
-    """A tqdm bar for the rest of the epoch on an interactive terminal (rank 0), else None."""
-    if not (trainer.main and sys.stderr.isatty()):
+    """A tqdm bar for the rest of the epoch on an interactive terminal (rank 0), else None.
+
+    A terminal that reports no width (`script`, some editors' shells) gets the plain lines: tqdm
+    would draw nothing there.
+    """
+    if not (trainer.main and sys.stderr.isatty() and _terminal_columns() > 0):
         return None
     from tqdm import tqdm
 

@@ -213,3 +213,28 @@ def test_trains_on_an_image_folder(tmp_path: Path, tiny_overrides) -> None:
         result["dataset"]["name"] == "imagefolder" and result["dataset"]["classes"] == 2
     )
     assert records.read_json(run_dir / records.CONFIG)["data"] == str(tmp_path / "data")
+
+
+def test_progress_bar_only_on_a_terminal_that_has_a_width(monkeypatch):
+    import os
+    import sys
+    from types import SimpleNamespace
+
+    from experiments import train_cli
+
+    trainer = SimpleNamespace(
+        main=True,
+        steps_per_epoch=4,
+        state={"step_in_epoch": 1, "epoch": 0},
+        recipe=SimpleNamespace(epochs=2),
+    )
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    size = os.terminal_size((0, 0))
+    monkeypatch.setattr(os, "get_terminal_size", lambda *a: size)
+    assert train_cli.progress_bar(trainer) is None  # `script`: a tty of width 0
+    size = os.terminal_size((120, 40))
+    bar = train_cli.progress_bar(trainer)
+    assert bar is not None and (bar.n, bar.total) == (1, 4)
+    bar.close()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert train_cli.progress_bar(trainer) is None  # a pipe or a log file
