@@ -90,13 +90,6 @@ def load_measured_throughput(
     return out
 
 
-def gpu_hours(
-    train_img_s: float, epochs: float = 300, images_per_epoch: int = 1_281_167
-) -> float:
-    """Device-hours of `epochs` over ImageNet-1k's training set at a measured images/s."""
-    return epochs * images_per_epoch / train_img_s / 3600
-
-
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """Aligned text table of benchmark rows."""
     head = [

@@ -165,10 +165,6 @@ def test_data_pipeline(tmp_path: Path) -> None:
     assert [r["bound"] for r in rows] == ["data", "model"]
 
 
-def test_gpu_hours() -> None:
-    assert bench_report.gpu_hours(1_281_167 / 3600, epochs=1) == pytest.approx(1.0)
-
-
 def test_profiler_noise_is_held_back_and_other_stderr_kept(
     capfd: pytest.CaptureFixture,
 ) -> None:
