@@ -25,6 +25,8 @@ from matplotlib.patches import Patch
 from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
+from analysis.table import gflops_cell
+
 FORMATS = ("png", "pdf", "svg")
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
 DPI = 300
@@ -100,9 +102,9 @@ def gflops_text(value: float) -> str:
     """GFLOPs as the paper writes them (one decimal); below 1, two significant digits.
 
     Smoke runs at 32 px cost 0.03-0.11 GFLOPs: one decimal would print them all as 0.0 or 0.1.
-    Trailing zeros stay (0.090, not 0.09), so every label has the same precision.
+    Below 1 the label reads as the table's cell (`analysis.table.gflops_cell`: 0.090).
     """
-    return one_decimal(value) if value >= 1 else f"{value:#.2g}"
+    return one_decimal(value) if value >= 1 else gflops_cell(value)
 
 
 def bar_label(row: pd.Series) -> str:
