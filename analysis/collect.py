@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments import records
+from experiments import records, runstate
 from roadmap.paper import PaperRow, paper_rows
 from roadmap.steps import Step, steps
 
@@ -89,11 +89,11 @@ def _find_step(track: Any, name: Any) -> Step | None:
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
-    """Every run under `root` (`experiments.records.collect`) plus a `variant` column."""
+    """Every run under `root` (`experiments.runstate.collect`) plus a `variant` column."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such directory: {root}")
-    df = records.collect(root)
+    df = runstate.collect(root)
     if df.empty:
         raise ValueError(f"no run records ({records.CONFIG}) under {root}")
     configs = [records.read_json(Path(d) / records.CONFIG) or {} for d in df["run_dir"]]

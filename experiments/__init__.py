@@ -1,1 +1,7 @@
-"""Training recipe, runs, records and the sweep launcher."""
+"""The harness around the builder: the run record, the recipe, and three subsystems.
+
+- `records` (the files of a run directory), `recipe` (the training recipe and its presets),
+  `runstate` (where each run stands, one definition), `submitit_private` (submitit's
+  non-public parts, reached from there alone);
+- `train/` (one run), `sweep/` (steps x seeds through submitit), `bench/` (throughput).
+"""

@@ -5,7 +5,8 @@ A run is (track, step, seed, preset, overrides). The preset names a `Recipe`; ov
 `paper` follows "A ConvNet for the 2020s" (Table 5, Appendix A.1), `original` torchvision's
 classic ResNet-50 recipe (the 76.1% bar), `proxy` a small-compute ImageNet-100-style setting and
 `smoke` a seconds-long CPU run on the built-in dataset. README.md ("Presets") explains every field.
-The builders at the end turn a recipe into timm's parts (transforms, optimizer, schedule, Mixup).
+experiments/train/parts.py turns a recipe into timm's parts (transforms, optimizer, schedule,
+Mixup).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -22,6 +23,78 @@ SCHEDULES = ("cosine", "step")
 INTERPOLATIONS = ("bicubic", "bilinear")
 AMP_DTYPES = ("bfloat16", "float16", "float32")
 OPTIONAL = ("auto_augment",)  # fields that may be None
+
+
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _at_least(low: float) -> Rule:
+    return (lambda v: v >= low), f">= {low:g}"
+
+
+def _above(low: float) -> Rule:
+    return (lambda v: v > low), f"> {low:g}"
+
+
+def _within(
+    low: float, high: float, low_open: bool = False, high_open: bool = False
+) -> Rule:
+    def ok(v: float) -> bool:
+        return (v > low if low_open else v >= low) and (
+            v < high if high_open else v <= high
+        )
+
+    return (
+        ok,
+        f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}",
+    )
+
+
+def _one_of(choices: tuple[str, ...]) -> Rule:
+    return (lambda v: v in choices), f"one of {', '.join(choices)}"
+
+
+# Allowed values of each field beyond its type: (test, the test in words for the error).
+RULES: dict[str, Rule] = {
+    "epochs": _at_least(1),
+    "warmup_epochs": _at_least(0),
+    "batch_size": _at_least(1),
+    "accum_steps": ((lambda v: v >= 0), ">= 0 (0: reach base_batch)"),
+    "base_lr": _above(0),
+    "base_batch": _at_least(1),
+    "min_lr": _at_least(0),
+    "warmup_lr": _at_least(0),
+    "opt": _one_of(OPTIMIZERS),
+    "weight_decay": _at_least(0),
+    "sched": _one_of(SCHEDULES),
+    "decay_epochs": _above(0),
+    "decay_rate": _within(0, 1, low_open=True),
+    "clip_grad": _at_least(0),
+    "image_size": ((lambda v: v >= 32), ">= 32 (the networks stride 32)"),
+    "eval_crop_pct": _within(0, 1, low_open=True),
+    "interpolation": _one_of(INTERPOLATIONS),
+    "scale_min": _within(0, 1, low_open=True),
+    "hflip": _within(0, 1),
+    "color_jitter": _at_least(0),
+    "mixup": _at_least(0),
+    "cutmix": _at_least(0),
+    "mixup_prob": _within(0, 1),
+    "mixup_switch_prob": _within(0, 1),
+    "reprob": _within(0, 1),
+    "smoothing": _within(0, 1, high_open=True),
+    "drop_path": _within(0, 1, high_open=True),
+    "layer_scale": ((lambda v: v >= 0), ">= 0 (0: off)"),
+    "ema_decay": _within(0, 1, low_open=True, high_open=True),
+    "workers": _at_least(0),
+    "threads": _at_least(0),
+    "amp_dtype": _one_of(AMP_DTYPES),
+    "checkpoint_minutes": _above(0),
+    "keep_checkpoints": _at_least(1),
+    "log_every": _at_least(1),
+    "builtin_classes": _within(2, 10),
+    "builtin_train_per_class": _at_least(1),
+    "builtin_val_per_class": _at_least(1),
+}
 
 
 @dataclass(frozen=True)
@@ -103,67 +176,20 @@ class Recipe:
                 raise ValueError(f"recipe.{f.name} must be {kind}, got {value!r}")
             if isinstance(f.default, float) and isinstance(value, int):
                 object.__setattr__(self, f.name, float(value))
-        p = (self.hflip, self.reprob, self.mixup_prob, self.mixup_switch_prob)
-        checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (
-                0 <= self.warmup_epochs < self.epochs,
-                "warmup_epochs must be in [0, epochs)",
-            ),
-            (min(self.batch_size, self.base_batch) >= 1, "batch sizes must be >= 1"),
-            (self.accum_steps >= 0, "accum_steps must be >= 0 (0: reach base_batch)"),
-            (self.base_lr > 0, "base_lr must be > 0"),
-            (
-                min(self.min_lr, self.warmup_lr) >= 0,
-                "min_lr and warmup_lr must be >= 0",
-            ),
-            (self.opt in OPTIMIZERS, f"opt must be one of {OPTIMIZERS}"),
-            (self.sched in SCHEDULES, f"sched must be one of {SCHEDULES}"),
-            (
-                self.decay_epochs > 0 < self.decay_rate <= 1,
-                "bad decay_epochs/decay_rate",
-            ),
-            (
-                min(self.weight_decay, self.clip_grad) >= 0,
-                "negative weight_decay/clip_grad",
-            ),
-            (
-                self.image_size >= 32,
-                "image_size must be >= 32 (the networks stride 32)",
-            ),
-            (0 < self.eval_crop_pct <= 1, "eval_crop_pct must be in (0, 1]"),
-            (
-                self.interpolation in INTERPOLATIONS,
-                f"interpolation: one of {INTERPOLATIONS}",
-            ),
-            (0 < self.scale_min <= 1, "scale_min must be in (0, 1]"),
-            (all(0 <= x <= 1 for x in p), "probabilities must be in [0, 1]"),
-            (
-                min(self.mixup, self.cutmix, self.color_jitter) >= 0,
-                "negative augmentation",
-            ),
-            (0 <= self.smoothing < 1, "smoothing must be in [0, 1)"),
-            (0 <= self.drop_path < 1, "drop_path must be in [0, 1)"),
-            (self.layer_scale >= 0, "layer_scale must be >= 0 (0: off)"),
-            (0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
-            (min(self.workers, self.threads) >= 0, "workers and threads must be >= 0"),
-            (self.amp_dtype in AMP_DTYPES, f"amp_dtype must be one of {AMP_DTYPES}"),
-            (self.checkpoint_minutes > 0, "checkpoint_minutes must be > 0"),
-            (
-                min(self.keep_checkpoints, self.log_every) >= 1,
-                "keep/log_every must be >= 1",
-            ),
-            (2 <= self.builtin_classes <= 10, "builtin_classes must be in [2, 10]"),
-            (
-                min(self.builtin_train_per_class, self.builtin_val_per_class) >= 1,
-                "empty",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"recipe: {message}")
+        for name, (ok, rule) in RULES.items():
+            value = getattr(self, name)
+            if not ok(value):
+                raise ValueError(f"recipe.{name} must be {rule}, got {value!r}")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"recipe.warmup_epochs must be below recipe.epochs ({self.epochs}), "
+                f"got {self.warmup_epochs!r}"
+            )
         if self.mixing and self.batch_size % 2:
-            raise ValueError("recipe: mixup/cutmix need an even batch_size")
+            raise ValueError(
+                "recipe.batch_size: Mixup/CutMix need an even batch_size, "
+                f"got {self.batch_size}"
+            )
 
     @property
     def mixing(self) -> bool:
@@ -325,119 +351,3 @@ def recipe_from_dict(data: dict[str, Any]) -> Recipe:
     return Recipe(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     )
-
-
-# ---- timm's parts, as the recipe selects them -------------------------------------------------
-
-
-def _posterize(img: Any, bits_to_keep: int, **_: Any) -> Any:
-    """Posterize keeping `bits_to_keep` high bits per channel; 0 bits gives a black image.
-
-    timm's RandAugment with increasing posterize (the paper's `inc1`) asks for 0 bits at
-    magnitude 10, which `m9-mstd0.5` reaches in ~2% of its samples: TensorFlow's RandAugment and
-    Pillow < 13 return a black image there; Pillow 13 raises ValueError, and the data loader
-    worker, then the whole run, dies within the first few hundred batches.
-    """
-    from PIL import ImageOps
-
-    if bits_to_keep >= 8:
-        return img
-    if bits_to_keep <= 0:
-        return img.point(lambda _: 0)
-    return ImageOps.posterize(img, bits_to_keep)
-
-
-def _keep_zero_bit_posterize(transform: Any) -> None:
-    """Point every posterize op inside `transform` at `_posterize`.
-
-    Walks timm's Compose / RandAugment / AutoAugment / AugMix containers. Only this transform
-    object changes; timm's module tables are untouched.
-    """
-    name = getattr(transform, "name", None)
-    if (
-        isinstance(name, str)
-        and name.startswith("Posterize")
-        and hasattr(transform, "aug_fn")
-    ):
-        transform.aug_fn = _posterize
-        return
-    for attr in ("transforms", "ops", "policy"):
-        for child in getattr(transform, attr, None) or ():
-            for op in child if isinstance(child, list | tuple) else (child,):
-                _keep_zero_bit_posterize(op)
-
-
-def build_transforms(recipe: Recipe) -> tuple[Any, Any]:
-    """Timm's train and eval transforms (PIL image -> normalized tensor)."""
-    from timm.data import create_transform
-
-    common = {"input_size": recipe.image_size, "interpolation": recipe.interpolation}
-    train = create_transform(
-        is_training=True,
-        scale=(recipe.scale_min, 1.0),
-        hflip=recipe.hflip,
-        color_jitter=recipe.color_jitter or None,
-        auto_augment=recipe.auto_augment,
-        re_prob=recipe.reprob,
-        re_mode="pixel",
-        **common,
-    )
-    _keep_zero_bit_posterize(train)
-    return train, create_transform(
-        is_training=False, crop_pct=recipe.eval_crop_pct, **common
-    )
-
-
-def build_optimization(
-    recipe: Recipe, model: Any, lr: float, steps_per_epoch: int
-) -> tuple:
-    """Timm's optimizer and per-iteration schedule: linear warm-up, then cosine or step."""
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-
-    extra: dict[str, Any] = {"betas": recipe.betas} if recipe.opt == "adamw" else {}
-    optimizer = create_optimizer_v2(
-        model,
-        recipe.opt,
-        lr=lr,
-        weight_decay=recipe.weight_decay,
-        momentum=recipe.momentum,
-        filter_bias_and_bn=not recipe.decay_norms_biases,
-        **extra,
-    )
-    scheduler, _ = create_scheduler_v2(
-        optimizer,
-        sched=recipe.sched,
-        # Warm-up first, then the whole decay over the remaining epochs (as ConvNeXt's code).
-        num_epochs=recipe.epochs - recipe.warmup_epochs,  # type: ignore[arg-type]
-        warmup_prefix=True,
-        warmup_epochs=recipe.warmup_epochs,  # type: ignore[arg-type]
-        warmup_lr=recipe.warmup_lr,
-        min_lr=recipe.min_lr,
-        decay_epochs=recipe.decay_epochs,
-        decay_rate=recipe.decay_rate,
-        step_on_epochs=False,
-        updates_per_epoch=steps_per_epoch,
-    )
-    return optimizer, scheduler
-
-
-def build_loss(recipe: Recipe, num_classes: int) -> tuple[Any, Any]:
-    """Timm's Mixup/CutMix (None when off) and the matching training loss."""
-    from timm.data import Mixup
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-    from torch import nn
-
-    if recipe.mixing:
-        mixup = Mixup(
-            mixup_alpha=recipe.mixup,
-            cutmix_alpha=recipe.cutmix,
-            prob=recipe.mixup_prob,
-            switch_prob=recipe.mixup_switch_prob,
-            label_smoothing=recipe.smoothing,
-            num_classes=num_classes,
-        )
-        return mixup, SoftTargetCrossEntropy()
-    if recipe.smoothing:
-        return None, LabelSmoothingCrossEntropy(recipe.smoothing)
-    return None, nn.CrossEntropyLoss()

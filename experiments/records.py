@@ -4,18 +4,26 @@ A run directory holds
 - `config.json`: everything needed to run again (track, step, seed, preset, resolved spec and
   recipe, data, provenance: git commit and dirty flag, package versions, host, Slurm ids);
 - `log.jsonl`: one JSON line per epoch (epoch, lr, train_loss, top1, top5, img_s, seconds, ...);
-- `result.json`: written once, atomically, when the run ends (`RESULT_KEYS` at least).
+- `result.json`: written once, atomically, when the run ends (`RESULT_KEYS` at least);
+- `job.json`: the job last submitted for the run (executor, job id, host, submission time,
+  submitit folder; earlier jobs under `history`), written atomically by whoever submits;
+- `events.jsonl`: what the run's jobs did (start, resume, checkpoint, requeue, end);
+- `checkpoints/ckpt_<step>.pt` (+ `.json`): the trainer's checkpoints (experiments/train).
+Time stamps are ISO 8601 in UTC with their offset (`now`); `age_s` reads any offset.
 `collect(root)` reads every run under a folder into one pandas DataFrame.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,6 +31,23 @@ from typing import Any
 CONFIG = "config.json"
 LOG = "log.jsonl"
 RESULT = "result.json"
+JOB = "job.json"
+EVENTS = "events.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+# config.json keys that define a run: two configs are the same run when these are equal.
+IDENTITY_KEYS = (
+    "track",
+    "step",
+    "seed",
+    "preset",
+    "overrides",
+    "data",
+    "spec",
+    "recipe",
+)
+CHECKPOINT_NAME = re.compile(
+    r"^ckpt_(\d{9})\.pt$"
+)  # ckpt_<optimizer step, 9 digits>.pt
 
 # Keys every result.json has (None where not applicable, e.g. ema_top1 with EMA off).
 RESULT_KEYS = (
@@ -47,6 +72,38 @@ _PACKAGES = (
     "submitit",
     "convnext-roadmap",
 )
+
+
+def now() -> str:
+    """The time now: ISO 8601 in UTC with its offset, to the second (`...T08:49:30+00:00`)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_stamp(stamp: str) -> datetime.datetime:
+    """An ISO 8601 time with any offset (`+00:00`, `+0900`, `Z`) as an aware datetime.
+
+    A stamp without an offset is taken as UTC; a malformed one is a ValueError.
+    """
+    text = stamp.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        parsed = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed
+
+
+def age_s(stamp: str | None) -> float:
+    """Seconds since `stamp` (see `parse_stamp`); infinite if it is missing or unreadable."""
+    if not stamp:
+        return float("inf")
+    try:
+        return time.time() - parse_stamp(stamp).timestamp()
+    except ValueError:
+        return float("inf")
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -137,6 +194,41 @@ def write_result(run_dir: str | os.PathLike, result: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / RESULT, result)
 
 
+def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's job manifest, or None if no job was ever submitted for it."""
+    return read_json(Path(run_dir) / JOB)
+
+
+def write_job(run_dir: str | os.PathLike, job: dict[str, Any]) -> None:
+    """Write the run's job manifest atomically."""
+    atomic_write_json(Path(run_dir) / JOB, job)
+
+
+def append_event(run_dir: str | os.PathLike, event: str, **fields: Any) -> None:
+    """Append one line to the run's `events.jsonl` (time, host and pid added)."""
+    row = {
+        "event": event,
+        "time": now(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    append_jsonl(Path(run_dir) / EVENTS, {**row, **fields})
+
+
+def read_events(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The run's events, oldest first (a torn last line is ignored)."""
+    return read_jsonl(Path(run_dir) / EVENTS)
+
+
+def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """Checkpoint files in `folder` (a run's `checkpoints/`), newest (highest step) first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if CHECKPOINT_NAME.match(p.name)]
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
 def git_state(repo: str | os.PathLike | None = None) -> dict[str, Any]:
     """Commit and dirty flag of the checkout holding this package (None outside git)."""
     cwd = Path(repo) if repo else Path(__file__).resolve().parent.parent
@@ -195,28 +287,3 @@ def provenance() -> dict[str, Any]:
 def run_dirs(root: str | os.PathLike) -> list[Path]:
     """Every run directory (one holding config.json) under `root`, sorted."""
     return sorted(p.parent for p in Path(root).rglob(CONFIG))
-
-
-def collect(root: str | os.PathLike):
-    """One pandas DataFrame row per run under `root`: config fields, then result fields.
-
-    Config keys are flattened with dots (`spec.kernel_size`, `recipe.epochs`); result keys keep
-    their names. A run with no result yet has status "missing" (or "running" if it has logged
-    at least one epoch).
-    """
-    import pandas as pd
-
-    rows = []
-    for run in run_dirs(root):
-        config = read_json(run / CONFIG) or {}
-        result = read_json(run / RESULT)
-        row: dict[str, Any] = {"run_dir": str(run)}
-        row.update(
-            pd.json_normalize(config, sep=".").iloc[0].to_dict() if config else {}
-        )
-        if result is None:
-            result = {k: None for k in RESULT_KEYS}
-            result["status"] = "running" if read_log(run) else "missing"
-        row.update(result)
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -1,36 +1,38 @@
 """The `roadmap` command: one console script, one subcommand per job.
 
-Each command module exposes `register(subparsers)`, which adds its parsers and sets `func` on
-them; `func(args)` returns the exit status.
+Subcommands come from the entry points of group `roadmap.commands` (pyproject.toml), taken in
+the order of their names: each names a function `register(subparsers)` that adds its parsers
+and sets `func` on them;
+`func(args)` returns the exit status. So this package names none of the modules that train,
+sweep or plot, and another installed package can add a command the same way.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
-# Modules that add subcommands, in the order `roadmap --help` lists them.
-COMMAND_MODULES = (
-    "roadmap.commands",
-    "experiments.train_cli",
-    "experiments.bench_cli",
-    "analysis.cli",
-    "experiments.sweep_cli",
-)
+COMMAND_GROUP = "roadmap.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every command module's subcommands."""
+    """The full argument parser, with every installed command's subcommands."""
     parser = argparse.ArgumentParser(
         prog="roadmap",
         description="The ResNet -> ConvNeXt modernization roadmap: build, train, sweep, plot.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    commands = entry_points(group=COMMAND_GROUP)
+    if not commands:
+        raise SystemExit(
+            f"roadmap: no commands are installed (entry points {COMMAND_GROUP!r}); "
+            "install the project: pip install -e ."
+        )
+    for command in sorted(commands, key=lambda c: c.name):
+        command.load()(sub)
     return parser
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from roadmap.steps import TRACKS
+from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "steps", help="list a track's steps with measured params and GFLOPs"
     )
-    p.add_argument("--track", default="resnet50", choices=list(TRACKS))
+    p.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
     p.set_defaults(func=cmd_steps)
 

@@ -29,12 +29,16 @@ class Endpoint:
     reference: str  # "<library>.<model>"
     source: str  # converter name in roadmap.convert.SOURCES
 
-    def build_reference(self) -> nn.Module:
+    def build_reference(self, num_classes: int = 1000) -> nn.Module:
         """The reference model, randomly initialised (nothing is downloaded)."""
         lib, name = self.reference.split(".", 1)
         factories: dict[str, Callable[[], nn.Module]] = {
-            "torchvision": lambda: getattr(torchvision.models, name)(weights=None),
-            "timm": lambda: timm.create_model(name, pretrained=False),
+            "torchvision": lambda: getattr(torchvision.models, name)(
+                weights=None, num_classes=num_classes
+            ),
+            "timm": lambda: timm.create_model(
+                name, pretrained=False, num_classes=num_classes
+            ),
         }
         return factories[lib]()
 

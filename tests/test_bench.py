@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import bench, bench_data, bench_report
-from experiments.bench import BenchConfig, plan
-from experiments.bench_report import CSV_COLUMNS, load_measured_throughput
+from experiments.bench import cli as bench_cli
+from experiments.bench import data as bench_data
+from experiments.bench import measure, models, profiler
+from experiments.bench import report as bench_report
+from experiments.bench.models import BenchConfig, plan
+from experiments.bench.report import CSV_COLUMNS, load_measured_throughput
 from roadmap.cli import main
 
 REQUIRED = (
@@ -101,7 +104,7 @@ def test_bench_intermediate_step_has_no_reference_and_mfu_with_peak(
     )
     groups = plan("resnet50", ["kernel_7"], num_classes=10)
     assert [[e.model for e in g] for g in groups] == [["resnet50_kernel_7"]]
-    rows = bench.run(groups, cfg)
+    rows = measure.run(groups, cfg)
     (row,) = rows
     assert row["reference"] is None and row["train_ratio_to_reference"] is None
     assert row["timer"] == "cpu"
@@ -132,11 +135,11 @@ def test_plan_selections() -> None:
 
 
 def test_peak_table() -> None:
-    assert bench.peak_bf16_tflops("NVIDIA H100 80GB HBM3") == 989.0
-    assert bench.peak_bf16_tflops("NVIDIA H100 PCIe") == 756.0
-    assert bench.peak_bf16_tflops("NVIDIA A100-SXM4-80GB") == 312.0
-    assert bench.peak_bf16_tflops("NVIDIA L4") == 121.0
-    assert bench.peak_bf16_tflops("Some Future GPU") is None
+    assert models.peak_bf16_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert models.peak_bf16_tflops("NVIDIA H100 PCIe") == 756.0
+    assert models.peak_bf16_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert models.peak_bf16_tflops("NVIDIA L4") == 121.0
+    assert models.peak_bf16_tflops("Some Future GPU") is None
 
 
 def test_cuda_unavailable_is_an_error() -> None:
@@ -147,7 +150,7 @@ def test_cuda_unavailable_is_an_error() -> None:
 
 def test_paired_ratio() -> None:
     # ours 1 s, 1 s, 9 s (disturbed); reference 2 s, 2 s, 2 s: ours is twice as fast
-    assert bench._paired_ratio([1.0, 1.0, 9.0], [2.0, 2.0, 2.0]) == 2.0
+    assert measure._paired_ratio([1.0, 1.0, 9.0], [2.0, 2.0, 2.0]) == 2.0
 
 
 def test_data_pipeline(tmp_path: Path) -> None:
@@ -174,7 +177,7 @@ def test_profiler_noise_is_held_back_and_other_stderr_kept(
         "ERROR:2026-11-21 13:46:48 30204:30204 DeviceProperties.cpp:56] gpuGetDeviceCount "
         "failed with code 35\n"
     )
-    with bench._without_profiler_noise():
+    with profiler.without_profiler_noise():
         os.write(2, noise.encode())  # as native code writes: to the descriptor
         os.write(2, b"a real native warning\n")
         print("python stderr", file=sys.stderr)
@@ -200,7 +203,7 @@ def test_bad_data_fails_before_any_model_is_timed(
     def not_reached(*args, **kwargs):
         raise AssertionError("models were timed before --data was checked")
 
-    monkeypatch.setattr(bench, "run", not_reached)
+    monkeypatch.setattr(bench_cli, "run", not_reached)
     argv = [
         "bench",
         "--steps",

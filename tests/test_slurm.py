@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from experiments import records
-from experiments.checkpoint import CHECKPOINT_DIR, listing
-from experiments.sweep_status import read_events, read_job
+from experiments.records import CHECKPOINT_DIR, read_events, read_job
+from experiments.records import list_checkpoints as listing
 
 pytestmark = pytest.mark.slurm
 

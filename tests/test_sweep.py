@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from experiments import records
-from experiments.sweep import Request, make_plan, parse_seeds, parse_steps, run_dir
-from experiments.sweep_profile import load_profile
+from experiments.sweep.plan import Request, make_plan, parse_seeds, run_dir
+from experiments.sweep.profile import load_profile
 from roadmap.cli import main
-from roadmap.steps import get_step, step_names, steps
+from roadmap.steps import get_step, step_names
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -18,23 +18,6 @@ REPO = Path(__file__).resolve().parent.parent
 def sweep(*args: str) -> int:
     """Run `roadmap sweep ARGS`; its exit status."""
     return main(["sweep", *args])
-
-
-def test_parse_steps_sets_names_and_order() -> None:
-    assert [s.name for s in parse_steps("all", "resnet50")] == step_names("resnet50")
-    on_path = [s.name for s in parse_steps("on-path", "resnet50")]
-    assert on_path == [s.name for s in steps("resnet50") if s.on_path]
-    assert "kernel_5" not in on_path and len(on_path) == 13
-    # Roadmap order, whatever order they were given in; duplicates collapse.
-    picked = parse_steps("kernel_7,stage_ratio,kernel_7", "resnet50")
-    assert [s.name for s in picked] == ["stage_ratio", "kernel_7"]
-
-
-def test_parse_steps_unknown_name_suggests_nearest() -> None:
-    with pytest.raises(ValueError, match="Did you mean 'patchify_stem'"):
-        parse_steps("stage_ratio,patchify_stm", "resnet50")
-    with pytest.raises(ValueError, match="empty"):
-        parse_steps(" , ", "resnet50")
 
 
 def test_parse_seeds() -> None:

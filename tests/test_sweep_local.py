@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from experiments import records
-from experiments.checkpoint import CHECKPOINT_DIR, listing
-from experiments.sweep_status import read_events, read_job, sweep_states
+from experiments.records import CHECKPOINT_DIR, read_events, read_job
+from experiments.records import list_checkpoints as listing
+from experiments.runstate import sweep_states
 from roadmap.cli import main
 
 pytestmark = pytest.mark.slow

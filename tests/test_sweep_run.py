@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments import records
-from experiments.sweep_status import read_events, read_job
+from experiments.records import read_events, read_job
 from roadmap.cli import main
 
 # A run of a few seconds: 2 classes x 16 images, one optimizer step of 32, one epoch, one

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import checkpoint as ckpt
+from experiments.records import list_checkpoints
+from experiments.train import checkpoint as ckpt
+from experiments.train.signals import DeferredSignals
 
 
 def _payload(value: float) -> dict:
@@ -29,7 +31,7 @@ def test_save_and_load_latest(tmp_path: Path) -> None:
     assert path.name == "ckpt_000000003.pt" and payload["model"]["w"][0, 0] == 3
     assert not list(tmp_path.glob(".ckpt.*"))  # no temporary files left behind
     ckpt.prune(tmp_path, keep=2)
-    assert [p.name for p in ckpt.listing(tmp_path)] == [
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
         "ckpt_000000003.pt",
         "ckpt_000000002.pt",
     ]
@@ -85,7 +87,7 @@ def test_seed_step_depends_on_seed_rank_and_step() -> None:
 def test_deferred_signals_wait_for_the_critical_section() -> None:
     calls: list[str] = []
     previous = signal.signal(signal.SIGUSR2, lambda s, f: calls.append("handler"))
-    deferred = ckpt.DeferredSignals((signal.SIGUSR2,))
+    deferred = DeferredSignals((signal.SIGUSR2,))
     deferred.install()
     try:
         with deferred.critical():
@@ -105,7 +107,7 @@ def test_deferred_signals_wait_for_the_critical_section() -> None:
 def test_deferred_signals_are_dropped_when_the_step_raises() -> None:
     calls: list[str] = []
     previous = signal.signal(signal.SIGUSR2, lambda s, f: calls.append("handler"))
-    deferred = ckpt.DeferredSignals((signal.SIGUSR2,))
+    deferred = DeferredSignals((signal.SIGUSR2,))
     deferred.install()
     try:
         with pytest.raises(RuntimeError), deferred.critical():

@@ -10,16 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from experiments.data import (
-    SHAPES,
-    BuiltinShapes,
+from experiments.recipe import resolve_recipe
+from experiments.train.data import (
     EpochSampler,
     SeededDataset,
     dataset_size,
-    render_shapes,
     validate_data,
 )
-from experiments.recipe import build_transforms, resolve_recipe
+from experiments.train.parts import build_transforms
+from experiments.train.shapes import SHAPES, BuiltinShapes, render_shapes
 
 
 def _image_folder(root: Path, splits: dict[str, list[str]], per_class: int = 1) -> Path:

@@ -9,13 +9,12 @@ import pytest
 from experiments.recipe import (
     PRESETS,
     Recipe,
-    build_loss,
-    build_optimization,
     parse_overrides,
     recipe_from_dict,
     resolve_recipe,
     valid_keys,
 )
+from experiments.train.parts import build_loss, build_optimization
 
 
 def test_paper_preset_is_table5() -> None:
@@ -200,7 +199,7 @@ def test_paper_randaugment_posterize_at_magnitude_10_gives_black_not_an_error() 
     import numpy as np
     from PIL import Image
 
-    from experiments.recipe import build_transforms
+    from experiments.train.parts import build_transforms
 
     recipe = dataclasses.replace(resolve_recipe("paper"), image_size=32)
     train, _ = build_transforms(recipe)

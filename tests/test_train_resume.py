@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import checkpoint as ckpt
 from experiments import records
 from experiments.train import Trainer, prepare_run
 
@@ -93,7 +92,7 @@ def test_signal_inside_an_epoch_then_resume_is_bit_exact(
             b.fit()
     finally:
         signal.signal(signal.SIGUSR2, previous)
-    newest = ckpt.listing(cut / ckpt.CHECKPOINT_DIR)[0]
+    newest = records.list_checkpoints(cut / records.CHECKPOINT_DIR)[0]
     meta = records.read_json(newest.with_suffix(".json"))
     assert (meta["step"], meta["epoch"], meta["step_in_epoch"]) == (5, 1, 2)
     assert not (cut / records.RESULT).exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import records
+from experiments import records, runstate
 from experiments.train import Trainer, prepare_run, run
 from roadmap.cli import main
 from roadmap.steps import step_names
@@ -68,7 +68,7 @@ def test_run_record_schema(tmp_path: Path, tiny_overrides) -> None:
     assert result["params"] > 1e6 and 0 < result["gflops"] < 0.2 and result["img_s"] > 0
     assert not (run_dir / "checkpoints").exists()  # smoke keeps no checkpoint once done
     assert run(run_dir) == result  # done: returned without training
-    frame = records.collect(runs)
+    frame = runstate.collect(runs)
     assert len(frame) == 1 and frame.loc[0, "spec.kernel_size"] == 3
     assert frame.loc[0, "recipe.epochs"] == 2 and frame.loc[0, "status"] == "done"
 
@@ -220,7 +220,7 @@ def test_progress_bar_only_on_a_terminal_that_has_a_width(monkeypatch):
     import sys
     from types import SimpleNamespace
 
-    from experiments import train_cli
+    from experiments.train import report
 
     trainer = SimpleNamespace(
         main=True,
@@ -231,10 +231,10 @@ def test_progress_bar_only_on_a_terminal_that_has_a_width(monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     size = os.terminal_size((0, 0))
     monkeypatch.setattr(os, "get_terminal_size", lambda *a: size)
-    assert train_cli.progress_bar(trainer) is None  # `script`: a tty of width 0
+    assert report.progress_bar(trainer) is None  # `script`: a tty of width 0
     size = os.terminal_size((120, 40))
-    bar = train_cli.progress_bar(trainer)
+    bar = report.progress_bar(trainer)
     assert bar is not None and (bar.n, bar.total) == (1, 4)
     bar.close()
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
-    assert train_cli.progress_bar(trainer) is None  # a pipe or a log file
+    assert report.progress_bar(trainer) is None  # a pipe or a log file

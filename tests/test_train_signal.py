@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from experiments import records
-from experiments.checkpoint import CHECKPOINT_DIR
+from experiments.records import CHECKPOINT_DIR
 
 
 def test_signal_checkpoints_exits_75_and_the_same_command_resumes(

@@ -23,160 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
-import re
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from experiments.bench.models import BenchConfig, Entry, device_name, peak_bf16_tflops
+from experiments.bench.profiler import cpu_step_peak_bytes
 from roadmap.complexity import count_gflops, count_params
-from roadmap.endpoints import ENDPOINTS, Endpoint
-from roadmap.model import build_model
-from roadmap.steps import steps as track_steps
-
-# Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets. Matched
-# against `torch.cuda.get_device_name()` in order, first hit wins (more specific names first).
-PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("GH200", 989.0),
-    ("H200", 989.0),
-    ("H100", 989.0),  # SXM5 ("NVIDIA H100 80GB HBM3")
-    ("A100", 312.0),
-    ("L40S", 362.0),
-    ("L4", 121.0),
-    ("A10G", 70.0),
-    ("A10", 125.0),
-)
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """How to measure: device, batch, precision, layout, compile and the timing schedule."""
-
-    device: str = "cpu"
-    batch: int = 32
-    image_size: int = 224
-    amp: str | None = None  # None (fp32) or "bf16" (autocast)
-    channels_last: bool = False
-    compile: bool = False
-    warmup: int = 2  # untimed iterations per model and mode before the repeats
-    iters: int = 2  # iterations per timed repeat
-    repeats: int = 5  # timed repeats per model and mode; the median is reported
-    num_classes: int = 1000
-    memory: bool = True  # measure the peak memory of one training step
-    peak_tflops: float | None = None  # overrides the device table for MFU
-    timer: str = "wall"  # "wall" clock, or "cpu": this process's CPU seconds (CPU only)
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One model to benchmark: a roadmap step or a reference implementation."""
-
-    model: str  # timm name of a step ("resnet50_kernel_7") or "<lib>.<name>" of a reference
-    track: str
-    step: str | None  # None for a reference
-    reference: str | None  # the reference this step is compared with, if any
-    build: Callable[[], nn.Module] = field(repr=False, compare=False)
-
-
-def _reference_entry(endpoint: Endpoint, num_classes: int) -> Entry:
-    lib, name = endpoint.reference.split(".", 1)
-
-    def build() -> nn.Module:
-        if lib == "timm":
-            import timm
-
-            return timm.create_model(name, pretrained=False, num_classes=num_classes)
-        import torchvision
-
-        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
-
-    return Entry(endpoint.reference, endpoint.track, None, None, build)
-
-
-def plan(
-    track: str,
-    step_names: Sequence[str] | None = None,
-    references: bool = True,
-    num_classes: int = 1000,
-) -> list[list[Entry]]:
-    """Groups of models to measure: each endpoint with its reference, other steps alone.
-
-    `step_names` may name steps of `track`, or be None / ["all"] (every step), ["on-path"] or
-    ["endpoints"] (the steps that have a reference).
-    """
-    all_steps = track_steps(track)
-    by_name = {s.name: s for s in all_steps}
-    endpoints = {e.step: e for e in ENDPOINTS if e.track == track}
-    names = list(step_names or ["all"])
-    if names == ["all"]:
-        chosen = [s.name for s in all_steps]
-    elif names == ["on-path"]:
-        chosen = [s.name for s in all_steps if s.on_path]
-    elif names == ["endpoints"]:
-        chosen = [s.name for s in all_steps if s.name in endpoints]
-    else:
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise ValueError(
-                f"unknown step(s) {', '.join(unknown)} on track {track!r}; steps are: "
-                f"{', '.join(by_name)} (or one of all, on-path, endpoints)"
-            )
-        chosen = list(dict.fromkeys(names))
-    groups = []
-    for name in chosen:
-        step = by_name[name]
-        endpoint = endpoints.get(name) if references else None
-
-        def build(spec: Any = step.spec) -> nn.Module:
-            return build_model(spec, num_classes=num_classes)
-
-        ours = Entry(
-            step.model_name,
-            track,
-            name,
-            endpoint.reference if endpoint else None,
-            build,
-        )
-        group = [ours]
-        if endpoint is not None:
-            group.append(_reference_entry(endpoint, num_classes))
-        groups.append(group)
-    return groups
-
-
-def peak_bf16_tflops(device_name: str) -> float | None:
-    """Dense bf16 peak of a known CUDA device (by `get_device_name`), else None."""
-    for key, tflops in PEAK_BF16_TFLOPS:
-        if key.lower() in device_name.lower():
-            return tflops
-    return None
-
-
-def device_name(device: torch.device) -> str:
-    """A human-readable name of the device the benchmark runs on."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu} ({torch.get_num_threads()} threads)"
 
 
 class _Runner:
@@ -258,7 +116,7 @@ class _Runner:
         if self.device.type != "cpu":
             return None
         resident = _state_bytes(self.model, self.optimizer)
-        peak = _cpu_step_peak_bytes(self.train_iter)
+        peak = cpu_step_peak_bytes(self.train_iter)
         return None if peak is None else (resident + peak) / 2**20
 
     def close(self) -> None:
@@ -312,68 +170,6 @@ def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     return total
 
 
-# What the profiler's native code (kineto) writes to stderr on every start and stop, and, in a
-# CUDA build of torch on a machine without a GPU, once per process: noise, not news.
-_PROFILER_NOISE = re.compile(
-    r"(SyncActivityProfilerHandler\.cpp.*profiler_(start|stop)"
-    r"|DeviceProperties\.cpp.*gpuGetDeviceCount failed)"
-)
-
-
-@contextlib.contextmanager
-def _without_profiler_noise() -> Iterator[None]:
-    """Hold back the profiler's start/stop lines from stderr (file descriptor 2); keep the rest.
-
-    Native code writes to the descriptor, not to `sys.stderr`, so the descriptor is pointed at a
-    temporary file for the duration and every line that is not known noise is written back.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            for line in tmp.read().decode(errors="replace").splitlines(keepends=True):
-                if not _PROFILER_NOISE.search(line):
-                    sys.stderr.write(line)
-            sys.stderr.flush()
-
-
-def _cpu_step_peak_bytes(fn: Callable[[], None]) -> int | None:
-    """Peak of CPU tensor bytes allocated during `fn` and alive at once, from profiler events.
-
-    The profiler's allocation events carry the allocator's running total of bytes allocated
-    since profiling began (frees of older tensors do not lower it), whose maximum is the peak
-    extra memory of the step. None where this profiler API is not available.
-    """
-    try:
-        from torch._C._profiler import _EventType
-        from torch.profiler import ProfilerActivity, profile
-    except ImportError:  # pragma: no cover - private API moved
-        return None
-    with (
-        _without_profiler_noise(),
-        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
-    ):
-        fn()
-    try:
-        tree = prof.profiler.kineto_results.experimental_event_tree()  # type: ignore[union-attr]
-    except AttributeError:  # pragma: no cover - private API moved
-        return None
-    peak, stack = 0, list(tree)
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
-        if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
-            peak = max(peak, int(node.extra_fields.total_allocated))
-    return peak
-
-
 def _spread(seconds: list[float], images: int) -> tuple[float, float, float]:
     """Median, min and max images/s over repeats."""
     rates = [images / s for s in seconds]
@@ -403,44 +199,11 @@ def measure_group(
         peak = cfg.peak_tflops
         if peak is None and device.type == "cuda":
             peak = peak_bf16_tflops(torch.cuda.get_device_name(device))
-        images = cfg.batch * cfg.iters
         by_model = {e.model: r for e, r in zip(group, runners, strict=True)}
-        rows = []
-        for entry, runner, mem in zip(group, runners, memory, strict=True):
-            train, train_min, train_max = _spread(runner.train_s, images)
-            infer, infer_min, infer_max = _spread(runner.infer_s, images)
-            ref = by_model.get(entry.reference or "")
-            mfu = None
-            if peak:
-                mfu = train * 3 * 2 * runner.gflops * 1e9 / (peak * 1e12)
-            rows.append(
-                {
-                    "model": entry.model,
-                    "track": entry.track,
-                    "step": entry.step,
-                    "reference": entry.reference,
-                    "params": runner.params,
-                    "gflops": runner.gflops,
-                    "train_img_s": train,
-                    "train_img_s_min": train_min,
-                    "train_img_s_max": train_max,
-                    "infer_img_s": infer,
-                    "infer_img_s_min": infer_min,
-                    "infer_img_s_max": infer_max,
-                    "peak_mem_mb": mem,
-                    "mfu": mfu,
-                    "train_ratio_to_reference": _paired_ratio(
-                        runner.train_s, ref.train_s
-                    )
-                    if ref
-                    else None,
-                    "infer_ratio_to_reference": _paired_ratio(
-                        runner.infer_s, ref.infer_s
-                    )
-                    if ref
-                    else None,
-                }
-            )
+        return [
+            _row(entry, runner, by_model.get(entry.reference or ""), mem, peak, cfg)
+            for entry, runner, mem in zip(group, runners, memory, strict=True)
+        ]
     finally:
         for r in runners:
             r.close()
@@ -448,7 +211,45 @@ def measure_group(
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return rows
+
+
+def _row(
+    entry: Entry,
+    runner: _Runner,
+    ref: _Runner | None,
+    memory_mb: float | None,
+    peak_tflops: float | None,
+    cfg: BenchConfig,
+) -> dict[str, Any]:
+    """One model's measured row: throughput with its spread, memory, MFU, ratios."""
+    images = cfg.batch * cfg.iters
+    train, train_min, train_max = _spread(runner.train_s, images)
+    infer, infer_min, infer_max = _spread(runner.infer_s, images)
+    mfu = None
+    if peak_tflops:
+        mfu = train * 3 * 2 * runner.gflops * 1e9 / (peak_tflops * 1e12)
+    return {
+        "model": entry.model,
+        "track": entry.track,
+        "step": entry.step,
+        "reference": entry.reference,
+        "params": runner.params,
+        "gflops": runner.gflops,
+        "train_img_s": train,
+        "train_img_s_min": train_min,
+        "train_img_s_max": train_max,
+        "infer_img_s": infer,
+        "infer_img_s_min": infer_min,
+        "infer_img_s_max": infer_max,
+        "peak_mem_mb": memory_mb,
+        "mfu": mfu,
+        "train_ratio_to_reference": (
+            _paired_ratio(runner.train_s, ref.train_s) if ref else None
+        ),
+        "infer_ratio_to_reference": (
+            _paired_ratio(runner.infer_s, ref.infer_s) if ref else None
+        ),
+    }
 
 
 def _paired_ratio(ours: list[float], ref: list[float]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -9,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torchvision.datasets import ImageFolder
+
+from experiments.recipe import resolve_recipe
+from experiments.train.data import IMAGE_EXTENSIONS, count_images
+from experiments.train.parts import build_transforms
 
 
 def data_train_dir(root: str | Path) -> Path:
     """The training folder of `--data` (ROOT/train, or ROOT itself), checked before measuring."""
-    from experiments.data import IMAGE_EXTENSIONS, count_images
-
     root = Path(root).expanduser()
     train_dir = root / "train" if (root / "train").is_dir() else root
     if not train_dir.is_dir():
@@ -45,12 +49,6 @@ def measure_data(
     CutMix act on whole batches in the training loop and are not part of it. Measured alone:
     in training the pipeline's workers and the model share the machine's CPU cores.
     """
-    import dataclasses
-
-    from torchvision.datasets import ImageFolder
-
-    from experiments.recipe import build_transforms, resolve_recipe
-
     recipe = dataclasses.replace(resolve_recipe(preset), image_size=image_size)
     train_dir = data_train_dir(root)
     dataset = ImageFolder(str(train_dir), transform=build_transforms(recipe)[0])
@@ -64,6 +62,21 @@ def measure_data(
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(0),
     )
+    return {
+        "data_dir": str(train_dir),
+        "preset": preset,
+        "images_in_folder": len(dataset),
+        "workers": workers,
+        "batch": batch,
+        "batches": batches,
+        "data_img_s": _images_per_second(loader, warmup_batches, batches),
+    }
+
+
+def _images_per_second(
+    loader: torch.utils.data.DataLoader, warmup_batches: int, batches: int
+) -> float:
+    """Images/s over `batches` after `warmup_batches`, cycling over a small folder."""
     total_batches = warmup_batches + batches
     timed_images, t0, seen = 0, None, 0
     while seen < total_batches:  # cycle over a small folder as often as needed
@@ -76,15 +89,7 @@ def measure_data(
             if seen >= total_batches:
                 break
     seconds = time.perf_counter() - t0 if t0 is not None else math.nan
-    return {
-        "data_dir": str(train_dir),
-        "preset": preset,
-        "images_in_folder": len(dataset),
-        "workers": workers,
-        "batch": batch,
-        "batches": batches,
-        "data_img_s": timed_images / seconds if seconds > 0 else math.nan,
-    }
+    return timed_images / seconds if seconds > 0 else math.nan
 
 
 def add_data_bound(rows: list[dict[str, Any]], data_img_s: float) -> None:

@@ -1,17 +1,15 @@
-"""One training run: (track, step, seed, preset, overrides) -> a trained model and a run record.
+"""The training loop: `Trainer(run_dir)` builds a run from its config.json, `fit()` trains it.
 
-`prepare_run` checks everything and writes `<out>/config.json`; `run(run_dir)`, or
-`Trainer(run_dir).fit()`, trains from it, resuming from the newest valid checkpoint, and writes
-`log.jsonl` and `result.json` (experiments/records.py; README, "The run record"). On the CPU a
-run stopped anywhere and resumed ends bit-identical to an uninterrupted one: data order and
-augmentation are functions of (seed, epoch, position) (experiments/data.py), and every generator
-is reseeded from (seed, rank, step) before each optimizer step.
+It resumes from the newest valid checkpoint and writes `log.jsonl` and `result.json`
+(experiments/records.py; README, "The run record"). On the CPU a run stopped anywhere and
+resumed ends bit-identical to an uninterrupted one: data order and augmentation are functions of
+(seed, epoch, position) (experiments/train/data.py), and every generator is reseeded from
+(seed, rank, step) before each optimizer step.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import math
 import threading
 import time
@@ -20,47 +18,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 
-from experiments import checkpoint as ckpt
-from experiments import records
-from experiments.data import build_loaders, dataset_size, validate_data
-from experiments.recipe import (
-    build_loss,
-    build_optimization,
-    recipe_from_dict,
-    resolve_recipe,
-)
-from experiments.train_cli import (
-    Preempted,
+import roadmap
+from experiments import records, runstate
+from experiments.recipe import recipe_from_dict
+from experiments.train import checkpoint as ckpt
+from experiments.train.data import build_loaders
+from experiments.train.distributed import init_distributed
+from experiments.train.parts import build_loss, build_optimization
+from experiments.train.report import (
     describe,
-    init_distributed,
-    prepare_run,
+    epoch_line,
+    pct,
     progress_bar,
-    record_failure,
     result_record,
-    run,
+    show_step,
 )
-
-__all__ = [
-    "Preempted",
-    "Trainer",
-    "dataset_size",
-    "prepare_run",
-    "resolve_recipe",
-    "run",
-    "validate_data",
-]
+from experiments.train.signals import DeferredSignals
 
 
 class Trainer:
     """Train the run described by `<run_dir>/config.json`: `fit()`, `save_checkpoint(reason)`."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        from timm.utils import ModelEmaV3
-
-        import roadmap
-
         self.run_dir = Path(run_dir).absolute()
         config = records.read_json(self.run_dir / records.CONFIG)
         if config is None:
@@ -68,62 +50,77 @@ class Trainer:
                 f"{self.run_dir} has no {records.CONFIG} (see prepare_run)"
             )
         self.config, self.seed = config, int(config["seed"])
-        self.recipe = r = recipe_from_dict(config["recipe"])
+        self.recipe = recipe_from_dict(config["recipe"])
+        self._setup_devices()
+        self.accum = self.recipe.accum_for(self.world)
+        self.effective_batch = self.world * self.recipe.batch_size * self.accum
+        self.data = build_loaders(
+            self.recipe, config["data"], self.seed, self.rank, self.world, self.accum
+        )
+        self.steps_per_epoch = self.data.steps_per_epoch
+        self.num_classes = self.data.info["classes"]
+        self._setup_model()
+        self._setup_optimization()
+        self.state = ckpt.fresh_state(self.steps_per_epoch, self.effective_batch)
+        self.signals = DeferredSignals()
+        self._lock = threading.RLock()
+        self._finished = False
+        self._session_start = self._last_save = time.perf_counter()
+        self.ckpt_dir = self.run_dir / records.CHECKPOINT_DIR
+        self.resumed_from = self._resume()
+
+    def _setup_devices(self) -> None:
+        """Ranks, threads, the device of this rank, autocast dtype and memory format."""
         dist = torch.distributed
         self._owns_process_group = dist.is_available() and not dist.is_initialized()
         self.rank, self.world, local = init_distributed()
         self._owns_process_group &= self.world > 1
         self.main = self.rank == 0
-        if r.threads:
-            torch.set_num_threads(r.threads)
+        if self.recipe.threads:
+            torch.set_num_threads(self.recipe.threads)
         cuda = torch.cuda.is_available()
         self.device = torch.device(
             f"cuda:{local % torch.cuda.device_count()}" if cuda else "cpu"
         )
         if cuda:
             torch.cuda.set_device(self.device)
-        self.amp_dtype = getattr(torch, r.amp_dtype) if cuda else torch.float32
-        self.channels_last = r.channels_last
-
-        self.accum = r.accum_for(self.world)
-        self.effective_batch = self.world * r.batch_size * self.accum
-        self.data = build_loaders(
-            r, config["data"], self.seed, self.rank, self.world, self.accum
+        self.amp_dtype = (
+            getattr(torch, self.recipe.amp_dtype) if cuda else torch.float32
         )
-        self.steps_per_epoch = self.data.steps_per_epoch
-        self.num_classes = self.data.info["classes"]
+        self.channels_last = self.recipe.channels_last
 
-        # The same initial weights on every rank and restart.
+    def _setup_model(self) -> None:
+        """The step's model (the same initial weights on every rank and restart), its EMA."""
         torch.manual_seed(self.seed)
-        spec = roadmap.ArchSpec.from_dict(config["spec"])
+        spec = roadmap.ArchSpec.from_dict(self.config["spec"])
         self.model = model = roadmap.build_model(spec, num_classes=self.num_classes)
         self.params = roadmap.count_params(model)
-        self.gflops = roadmap.count_gflops(model, image_size=r.image_size)
+        self.gflops = roadmap.count_gflops(model, image_size=self.recipe.image_size)
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.ema = ModelEmaV3(model, decay=r.ema_decay) if r.ema else None
-        self.lr = r.lr_for(self.effective_batch)
+        self.ema = (
+            ModelEmaV3(model, decay=self.recipe.ema_decay) if self.recipe.ema else None
+        )
+
+    def _setup_optimization(self) -> None:
+        """Learning rate, optimizer and schedule, grad scaler, Mixup and loss, DDP, compile."""
+        recipe = self.recipe
+        self.lr = recipe.lr_for(self.effective_batch)
         self.optimizer, self.scheduler = build_optimization(
-            r, model, self.lr, self.steps_per_epoch
+            recipe, self.model, self.lr, self.steps_per_epoch
         )
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype == torch.float16
         )
-        self.mixup, self.criterion = build_loss(r, self.num_classes)
-        train_model: nn.Module = model
+        self.mixup, self.criterion = build_loss(recipe, self.num_classes)
+        train_model: nn.Module = self.model
         if self.world > 1:
-            ids = [self.device.index] if cuda else None
-            train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.train_model = torch.compile(train_model) if r.compile else train_model
-
-        self.state = ckpt.fresh_state(self.steps_per_epoch, self.effective_batch)
-        self.signals = ckpt.DeferredSignals()
-        self._lock = threading.RLock()
-        self._finished = False
-        self._session_start = self._last_save = time.perf_counter()
-        self.ckpt_dir = self.run_dir / ckpt.CHECKPOINT_DIR
-        self.resumed_from = self._resume()
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            train_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids
+            )
+        self.train_model = torch.compile(train_model) if recipe.compile else train_model
 
     # ---- checkpoints ---------------------------------------------------------------------------
 
@@ -163,14 +160,14 @@ class Trainer:
             self._say(
                 f"save_checkpoint({reason!r}) inside a step: keeping the last checkpoint"
             )
-            newest = ckpt.listing(self.ckpt_dir)
+            newest = records.list_checkpoints(self.ckpt_dir)
             return newest[0] if newest else None
         with self._critical():
             payload = ckpt.capture(self)
             state = payload["state"]
             state["wall_s"] = self.wall_seconds()
             meta = {"epoch": state["epoch"], "step_in_epoch": state["step_in_epoch"]}
-            meta.update(reason=reason, time=_now(), world_size=self.world)
+            meta.update(reason=reason, time=records.now(), world_size=self.world)
             path = ckpt.save(self.ckpt_dir, state["global_step"], payload, meta)
             ckpt.prune(self.ckpt_dir, self.recipe.keep_checkpoints)
             self._last_save = time.perf_counter()
@@ -195,8 +192,8 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train to the last epoch (or the first non-finite loss); write and return the result."""
-        done = records.read_json(self.run_dir / records.RESULT)
-        if done is not None and done.get("status") == "done":
+        done = runstate.done_result(self.run_dir)
+        if done is not None:
             return done
         self._session_start = time.perf_counter()
         self._say(describe(self))
@@ -226,39 +223,25 @@ class Trainer:
 
     def _train_epoch(self) -> str | None:
         """Train the rest of the current epoch; the failure reason, or None."""
-        r, st = self.recipe, self.state
+        recipe, state = self.recipe, self.state
         self.data.sampler.set_epoch(
-            st["epoch"], st["step_in_epoch"] * self.accum * r.batch_size
+            state["epoch"], state["step_in_epoch"] * self.accum * recipe.batch_size
         )
         self.train_model.train()
         batches = iter(self.data.train)
         bar = progress_bar(self)
-        while st["step_in_epoch"] < self.steps_per_epoch:
+        while state["step_in_epoch"] < self.steps_per_epoch:
             t0 = time.perf_counter()
             with self._critical():
                 failure = self._step(batches)
                 seconds = time.perf_counter() - t0
-                st["train_s"] += seconds
-                st["epoch_train_s"] += seconds
-                st["epoch_seconds"] += seconds
+                state["train_s"] += seconds
+                state["epoch_train_s"] += seconds
+                state["epoch_seconds"] += seconds
             if failure is not None:
                 return failure
-            step = st["step_in_epoch"]
-            loss = st["loss_sum"] / max(st["loss_count"], 1)
-            if bar is not None:
-                bar.set_postfix(
-                    loss=f"{loss:.4f}", lr=f"{st['last_lr']:.2e}", refresh=False
-                )
-                bar.update(1)
-            elif self.main and (
-                step % r.log_every == 0 or step == self.steps_per_epoch
-            ):
-                rate = st["epoch_images"] * self.world / max(st["epoch_train_s"], 1e-9)
-                self._say(
-                    f"  epoch {st['epoch'] + 1}/{r.epochs} step {step}/{self.steps_per_epoch}"
-                    f"  loss {loss:.4f}  lr {st['last_lr']:.2e}  {rate:.1f} img/s"
-                )
-            if time.perf_counter() - self._last_save > r.checkpoint_minutes * 60:
+            show_step(self, bar)
+            if time.perf_counter() - self._last_save > recipe.checkpoint_minutes * 60:
                 self.save_checkpoint("periodic")
         if bar is not None:
             bar.close()
@@ -266,9 +249,9 @@ class Trainer:
 
     def _step(self, batches: Iterator[Any]) -> str | None:
         """One optimizer step over `accum` micro-batches; the failure reason, or None."""
-        st, r = self.state, self.recipe
-        ckpt.seed_step(self.seed, self.rank, st["global_step"])
-        self.scheduler.step_update(st["global_step"])
+        state, recipe = self.state, self.recipe
+        ckpt.seed_step(self.seed, self.rank, state["global_step"])
+        self.scheduler.step_update(state["global_step"])
         self.optimizer.zero_grad(set_to_none=True)
         losses = []
         for i in range(self.accum):
@@ -284,30 +267,30 @@ class Trainer:
                     loss = self.criterion(self.train_model(x), y)
                 value = loss.item()
                 if not self._all_finite(value):
-                    st["failed_iteration"] = st["global_step"] + 1
+                    state["failed_iteration"] = state["global_step"] + 1
                     return (
-                        f"non-finite loss ({value}) at iteration {st['global_step'] + 1} "
-                        f"(epoch {st['epoch'] + 1}, step {st['step_in_epoch'] + 1}/"
+                        f"non-finite loss ({value}) at iteration {state['global_step'] + 1} "
+                        f"(epoch {state['epoch'] + 1}, step {state['step_in_epoch'] + 1}/"
                         f"{self.steps_per_epoch}, micro-batch {i + 1}/{self.accum})"
                     )
                 self.scaler.scale(loss / self.accum).backward()
             losses.append(value)
-        if r.clip_grad:
+        if recipe.clip_grad:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), r.clip_grad)
+            nn.utils.clip_grad_norm_(self.model.parameters(), recipe.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.ema is not None:
-            self.ema.update(self.model, step=st["global_step"])
-        images = self.accum * r.batch_size
-        st.update(
-            global_step=st["global_step"] + 1,
-            step_in_epoch=st["step_in_epoch"] + 1,
+            self.ema.update(self.model, step=state["global_step"])
+        images = self.accum * recipe.batch_size
+        state.update(
+            global_step=state["global_step"] + 1,
+            step_in_epoch=state["step_in_epoch"] + 1,
             last_lr=self.optimizer.param_groups[0]["lr"],
-            loss_sum=st["loss_sum"] + sum(losses),
-            loss_count=st["loss_count"] + len(losses),
-            train_images=st["train_images"] + images,
-            epoch_images=st["epoch_images"] + images,
+            loss_sum=state["loss_sum"] + sum(losses),
+            loss_count=state["loss_count"] + len(losses),
+            train_images=state["train_images"] + images,
+            epoch_images=state["epoch_images"] + images,
         )
         return None
 
@@ -354,35 +337,36 @@ class Trainer:
         if self.world > 1:
             torch.distributed.all_reduce(totals)
         model.train(was_training)
-        c1, c5, loss_sum, n = totals.tolist()
-        return {"top1": 100 * c1 / n, "top5": 100 * c5 / n, "val_loss": loss_sum / n}
+        top1_hits, top5_hits, loss_sum, count = totals.tolist()
+        return {
+            "top1": 100 * top1_hits / count,
+            "top5": 100 * top5_hits / count,
+            "val_loss": loss_sum / count,
+        }
 
     def _end_epoch(self, metrics: dict[str, float], eval_seconds: float) -> None:
         """Write the epoch's log.jsonl line, then move the state to the next epoch."""
-        st = self.state
-        st["epoch_seconds"] += eval_seconds
+        state = self.state
+        state["epoch_seconds"] += eval_seconds
         row = {
-            "epoch": st["epoch"] + 1,
-            "iterations": st["global_step"],
-            "lr": st["last_lr"],
-            "train_loss": st["loss_sum"] / max(st["loss_count"], 1),
+            "epoch": state["epoch"] + 1,
+            "iterations": state["global_step"],
+            "lr": state["last_lr"],
+            "train_loss": state["loss_sum"] / max(state["loss_count"], 1),
             **metrics,
-            "img_s": st["epoch_images"] * self.world / max(st["epoch_train_s"], 1e-9),
-            "seconds": st["epoch_seconds"],
-            "time": _now(),
+            "img_s": state["epoch_images"]
+            * self.world
+            / max(state["epoch_train_s"], 1e-9),
+            "seconds": state["epoch_seconds"],
+            "time": records.now(),
         }
         if self.main:
             records.append_jsonl(self.run_dir / records.LOG, row)
-            ema = f"  EMA top-1 {row['ema_top1']:.2f}" if self.ema is not None else ""
-            self._say(
-                f"epoch {row['epoch']}/{self.recipe.epochs}: train loss {row['train_loss']:.4f}"
-                f"  top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}{ema}  lr {row['lr']:.2e}"
-                f"  {row['img_s']:.1f} img/s  {row['seconds']:.1f} s"
-            )
-        best = st["best_top1"]
-        st.update(ckpt.epoch_counters())
-        st.update(
-            epoch=st["epoch"] + 1,
+            self._say(epoch_line(row, self.recipe.epochs))
+        best = state["best_top1"]
+        state.update(ckpt.epoch_counters())
+        state.update(
+            epoch=state["epoch"] + 1,
             step_in_epoch=0,
             best_top1=metrics["top1"] if best is None else max(best, metrics["top1"]),
             last_eval=metrics,
@@ -397,7 +381,7 @@ class Trainer:
             if status == "done" and not self.recipe.keep_final_checkpoint:
                 ckpt.remove_all(self.ckpt_dir)
             self._say(
-                f"{status}: top-1 {_pct(result['top1'])} (best {_pct(result['best_top1'])}) "
+                f"{status}: top-1 {pct(result['top1'])} (best {pct(result['best_top1'])}) "
                 f"in {result['wall_s']:.1f} s -> {self.run_dir / records.RESULT}"
                 + (f"\n  {reason}" if reason else "")
             )
@@ -411,16 +395,6 @@ class Trainer:
                 "gflops": self.gflops,
                 "wall_s": self.wall_seconds(),
             }
-            record_failure(
+            runstate.write_failure(
                 self.run_dir, reason, best_top1=self.state["best_top1"], **known
             )
-
-
-def _now() -> str:
-    """The time now, ISO 8601 in UTC."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _pct(value: float | None) -> str:
-    """A percentage, or n/a."""
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}%"

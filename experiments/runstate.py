@@ -1,35 +1,35 @@
-"""Where each run of a sweep stands: its records, its job manifest and the scheduler's view.
+"""Run states, one definition: where each run stands, from its records and its job.
 
-A run directory holds, besides the run record (`config.json`, `log.jsonl`, `result.json`),
-- `job.json`: the job that was last submitted for it (executor, job id, host, submission time,
-  submitit folder, attempt) and the earlier ones under `history`; written atomically by the
-  submitting process, and by `roadmap cancel`;
-- `events.jsonl`: what the job itself did (start, checkpoint, requeue, end), appended by the job.
-A run is done or failed when its `result.json` says so. Without one, the job decides: alive
-(pending or running), or dead, i.e. failed with the scheduler's reason (Slurm: `sacct`, which
-is also how submitit reads job state; local: the recorded process is gone). A run with no job
-is missing. Nothing here writes.
+A run is `done` or `failed` when its `result.json` says so. Without one, its job decides
+(`job.json`, see experiments/records.py): alive (`pending` or `running`), or dead, i.e. failed
+with the scheduler's reason (Slurm: `sacct`, which is also how submitit reads job state; local:
+the recorded process is gone). A run stopped on purpose is `missing` again (an interrupted local
+sweep: the next sweep resumes it) or `failed` (cancelled). A run with no job is `missing`.
+
+Training, the sweep and analysis all ask this module: `done_result` (is it done?),
+`write_failure` and `set_aside_failure` (a failed result, kept aside before a rerun), `lock_run`
+(one trainer per run), `run_state` / `sweep_states` (one run / a root, as `roadmap status` shows
+them) and `collect` (every record under a root as one DataFrame). Nothing here starts a job.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
 import subprocess
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from experiments import records
+from experiments.submitit_private import job_error, parse_sacct
 
-JOB = "job.json"
-EVENTS = "events.jsonl"
 STATUSES = ("done", "running", "pending", "failed", "missing")
 
-# sacct states of a job that will not run again; anything else is pending or running.
+# sacct states of a job that will run (again); anything else has ended.
 SLURM_PENDING = {
     "PENDING",
     "REQUEUED",
@@ -67,45 +67,47 @@ class RunState:
         return out
 
 
-def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The run's job manifest, or None if no job was ever submitted for it."""
-    return records.read_json(Path(run_dir) / JOB)
+# ---- the result --------------------------------------------------------------------------------
 
 
-def write_job(run_dir: str | os.PathLike, job: dict[str, Any]) -> None:
-    """Write the run's job manifest atomically."""
-    records.atomic_write_json(Path(run_dir) / JOB, job)
+def done_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's result if it says done, else None."""
+    result = records.read_json(Path(run_dir) / records.RESULT)
+    return result if result is not None and result.get("status") == "done" else None
 
 
-def append_event(run_dir: str | os.PathLike, event: str, **fields: Any) -> None:
-    """Append one line to the run's `events.jsonl` (time, host and pid added)."""
-    row = {
-        "event": event,
-        "time": now(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-    }
-    records.append_jsonl(Path(run_dir) / EVENTS, {**row, **fields})
+def write_failure(run_dir: str | os.PathLike, reason: str, **known: Any) -> None:
+    """Write a failed result.json (every result key; `known` ones filled) unless one exists."""
+    if (Path(run_dir) / records.RESULT).exists():
+        return
+    result: dict[str, Any] = dict.fromkeys(records.RESULT_KEYS)
+    result.update(known, status="failed", reason=reason)
+    records.write_result(run_dir, result)
 
 
-def read_events(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The run's events, oldest first (a torn last line is ignored)."""
-    return records.read_jsonl(Path(run_dir) / EVENTS)
+def set_aside_failure(run_dir: str | os.PathLike) -> Path | None:
+    """Keep a result as result.failed-<n>.json, so that the run runs again; its new path."""
+    run_dir = Path(run_dir)
+    result = run_dir / records.RESULT
+    if not result.exists():
+        return None
+    n = 1 + len(list(run_dir.glob("result.failed-*.json")))
+    kept = run_dir / f"result.failed-{n}.json"
+    result.rename(kept)
+    return kept
 
 
-def now() -> str:
-    """The current time, ISO 8601 with the local offset, to the second."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def _age_s(stamp: str | None) -> float:
-    """Seconds since an ISO time written by `now()` (infinite if unknown)."""
-    if not stamp:
-        return float("inf")
+def lock_run(run_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on the run for this process's life: one job per run at a time."""
+    f = open(run_dir / ".job.lock", "a+")  # noqa: SIM115 - held until the process exits
     try:
-        return time.time() - time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z"))
-    except ValueError:
-        return float("inf")
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RuntimeError(
+            f"{run_dir} is being trained by another job; not starting a second"
+        ) from None
+    return f
 
 
 # ---- the scheduler's view ---------------------------------------------------------------------
@@ -119,8 +121,6 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
     """
     if not job_ids or shutil.which("sacct") is None:
         return {}
-    from submitit.slurm.slurm import SlurmInfoWatcher
-
     mains = sorted({j.split("_")[0] for j in job_ids})
     cmd = ["sacct", "-X", "--parsable2", "-o", "JobID,State,ExitCode,Reason,NodeList"]
     cmd += ["-j", ",".join(mains)]
@@ -130,7 +130,7 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
-    return SlurmInfoWatcher().read_info(out)
+    return parse_sacct(out)
 
 
 def process_start(pid: int | str) -> str | None:
@@ -157,23 +157,10 @@ def process_alive(
     return current is not None and (start is None or current == start)
 
 
-def submitit_error(job: dict[str, Any]) -> str | None:
-    """The last line of the traceback submitit pickled for a failed job, if any."""
+def _job_error(job: dict[str, Any]) -> str | None:
+    """The error a job's submitit outcome holds, if any."""
     folder, job_id = job.get("submitit_folder"), job.get("job_id")
-    if not folder or not job_id:
-        return None
-    path = Path(folder) / f"{job_id}_0_result.pkl"
-    try:
-        import pickle
-
-        with open(path, "rb") as f:
-            outcome, payload = pickle.load(f)
-    except Exception:  # noqa: BLE001 - absent, torn or from another version: no reason
-        return None
-    if outcome != "error":
-        return None
-    lines = [x for x in str(payload).strip().splitlines() if x.strip()]
-    return lines[-1].strip() if lines else None
+    return job_error(folder, job_id) if folder and job_id else None
 
 
 # ---- one run ----------------------------------------------------------------------------------
@@ -184,9 +171,10 @@ def run_state(
 ) -> RunState:
     """The state of the run in `run_dir` (sacct: the output of `sacct_states`)."""
     state = _identify(run_dir)
-    job = read_job(run_dir) or {}
+    job = records.read_job(run_dir) or {}
     state.job_id, state.executor = job.get("job_id"), job.get("executor")
-    state.requeues = sum(e.get("event") == "requeue" for e in read_events(run_dir))
+    events = records.read_events(run_dir)
+    state.requeues = sum(e.get("event") == "requeue" for e in events)
     result = records.read_json(run_dir / records.RESULT)
     if result is not None and result.get("status") == "done":
         state.status, state.top1 = "done", result.get("top1")
@@ -209,12 +197,8 @@ def run_state(
         _slurm_state(state, job, sacct or {})
     elif executor == "local":
         _local_state(state, job)
-    else:  # debug: runs inside the sweep process, so it runs as long as that process does
-        driver = job.get("driver") or {}
-        if process_alive(driver.get("pid"), driver.get("start"), driver.get("host")):
-            state.status, state.detail = "running", f"in pid {driver['pid']}"
-        else:
-            state.status, state.detail = "failed", "debug job ended without a result"
+    else:
+        _debug_state(state, job)
     return state
 
 
@@ -237,9 +221,7 @@ def _identify(run_dir: Path) -> RunState:
 
 def _has_checkpoint(run_dir: Path) -> bool:
     """Whether the run has a checkpoint file to resume from."""
-    from experiments.checkpoint import CHECKPOINT_DIR, listing
-
-    return bool(listing(run_dir / CHECKPOINT_DIR))
+    return bool(records.list_checkpoints(run_dir / records.CHECKPOINT_DIR))
 
 
 def _slurm_state(
@@ -247,13 +229,13 @@ def _slurm_state(
 ) -> None:
     """Fill a Slurm run's state from sacct."""
     if not state.job_id:
-        pending = _age_s(job.get("submitted")) < SACCT_GRACE_S
+        pending = records.age_s(job.get("submitted")) < SACCT_GRACE_S
         state.status = "pending" if pending else "missing"
         state.detail = "submitting" if pending else "submission did not complete"
         return
     info = sacct.get(state.job_id)
     if info is None:
-        recent = _age_s(job.get("submitted")) < SACCT_GRACE_S
+        recent = records.age_s(job.get("submitted")) < SACCT_GRACE_S
         state.status = "pending" if recent else "failed"
         state.detail = "not in sacct yet" if recent else "job unknown to sacct"
         return
@@ -273,7 +255,7 @@ def _slurm_state(
         exit_code = info.get("ExitCode", "")
         if exit_code and exit_code != "0:0":
             reason += f", exit {exit_code}"
-        error = submitit_error(job)
+        error = _job_error(job)
         state.detail = f"{reason}: {error}" if error else reason
 
 
@@ -292,9 +274,18 @@ def _local_state(state: RunState, job: dict[str, Any]) -> None:
     elif alive:
         state.status, state.detail = "running", f"pid {state.job_id}"
     else:
-        error = submitit_error(job)
+        error = _job_error(job)
         state.status = "failed"
         state.detail = f"process ended without a result: {error or 'killed?'}"
+
+
+def _debug_state(state: RunState, job: dict[str, Any]) -> None:
+    """A debug job runs inside the sweep process: it runs as long as that process does."""
+    driver = job.get("driver") or {}
+    if process_alive(driver.get("pid"), driver.get("start"), driver.get("host")):
+        state.status, state.detail = "running", f"in pid {driver['pid']}"
+    else:
+        state.status, state.detail = "failed", "debug job ended without a result"
 
 
 # ---- a whole root -----------------------------------------------------------------------------
@@ -310,7 +301,7 @@ def sweep_states(root: str | os.PathLike, track: str | None = None) -> list[RunS
         for d in records.run_dirs(root)
         if track is None or d.parent.parent.name == track
     ]
-    jobs = [read_job(d) or {} for d in dirs]
+    jobs = [records.read_job(d) or {} for d in dirs]
     slurm_ids = [
         j["job_id"] for j in jobs if j.get("executor") == "slurm" and j.get("job_id")
     ]
@@ -322,3 +313,28 @@ def sweep_states(root: str | os.PathLike, track: str | None = None) -> list[RunS
 def totals(states: list[RunState]) -> Counter:
     """How many runs are in each status."""
     return Counter(s.status for s in states)
+
+
+def collect(root: str | os.PathLike) -> Any:
+    """One pandas DataFrame row per run under `root`: config fields, then result fields.
+
+    Config keys are flattened with dots (`spec.kernel_size`, `recipe.epochs`); result keys keep
+    their names. A run with no result yet has status "missing" (or "running" if it has logged
+    at least one epoch).
+    """
+    import pandas as pd
+
+    rows = []
+    for run in records.run_dirs(root):
+        config = records.read_json(run / records.CONFIG) or {}
+        result = records.read_json(run / records.RESULT)
+        row: dict[str, Any] = {"run_dir": str(run)}
+        row.update(
+            pd.json_normalize(config, sep=".").iloc[0].to_dict() if config else {}
+        )
+        if result is None:
+            result = dict.fromkeys(records.RESULT_KEYS)
+            result["status"] = "running" if records.read_log(run) else "missing"
+        row.update(result)
+        rows.append(row)
+    return pd.DataFrame(rows)

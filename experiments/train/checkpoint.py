@@ -17,23 +17,23 @@ import hashlib
 import json
 import os
 import random
-import re
-import signal
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
-from experiments.records import LOG, atomic_write_json, read_json, read_log
-
-CHECKPOINT_DIR = "checkpoints"
-_NAME = re.compile(r"^ckpt_(\d{9})\.pt$")
+from experiments.records import (
+    LOG,
+    atomic_write_json,
+    list_checkpoints,
+    read_json,
+    read_log,
+)
 
 
 class _HashingFile:
@@ -88,15 +88,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def listing(folder: str | os.PathLike) -> list[Path]:
-    """Checkpoint files in `folder`, newest (highest step) first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.iterdir() if _NAME.match(p.name)]
-    return sorted(found, key=lambda p: p.name, reverse=True)
-
-
 def check(path: Path) -> str | None:
     """Why checkpoint `path` is not usable (None if its .json matches it)."""
     meta = read_json_safe(path.with_suffix(".json"))
@@ -122,7 +113,7 @@ def load_latest(
     folder: str | os.PathLike, log: Callable[[str], None] = print
 ) -> tuple[dict[str, Any], Path] | None:
     """The newest valid checkpoint's payload and path, or None if there is none."""
-    for path in listing(folder):
+    for path in list_checkpoints(folder):
         problem = check(path)
         if problem is None:
             try:
@@ -136,7 +127,7 @@ def load_latest(
 def prune(folder: str | os.PathLike, keep: int) -> None:
     """Delete all but the newest `keep` checkpoints (and stray temporary files)."""
     folder = Path(folder)
-    for path in listing(folder)[keep:]:
+    for path in list_checkpoints(folder)[keep:]:
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
     for tmp in folder.glob(".ckpt.*.tmp"):
@@ -147,7 +138,7 @@ def prune(folder: str | os.PathLike, keep: int) -> None:
 def remove_all(folder: str | os.PathLike) -> None:
     """Delete every checkpoint of a run (when the recipe keeps none after the end)."""
     folder = Path(folder)
-    for path in listing(folder):
+    for path in list_checkpoints(folder):
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
     if folder.is_dir() and not any(folder.iterdir()):
@@ -187,7 +178,18 @@ def fresh_state(steps_per_epoch: int, effective_batch: int) -> dict[str, Any]:
     }
 
 
-def capture(trainer: Any) -> dict[str, Any]:
+class Resumable(Protocol):
+    """What a checkpoint holds of a trainer (experiments.train.trainer.Trainer)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a timm scheduler
+    scaler: torch.amp.GradScaler
+    ema: Any  # timm ModelEmaV3, or None
+    state: dict[str, Any]
+
+
+def capture(trainer: Resumable) -> dict[str, Any]:
     """Everything a resume needs from a `Trainer`: weights, optimizer, schedule, EMA, RNGs."""
     return {
         "model": trainer.model.state_dict(),
@@ -200,7 +202,7 @@ def capture(trainer: Any) -> dict[str, Any]:
     }
 
 
-def restore(trainer: Any, payload: dict[str, Any]) -> None:
+def restore(trainer: Resumable, payload: dict[str, Any]) -> None:
     """Put what `capture` took back into a freshly built `Trainer`."""
     trainer.model.load_state_dict(payload["model"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
@@ -265,71 +267,3 @@ def seed_step(seed: int, rank: int, step: int) -> None:
     random.seed(s)
     np.random.seed(s)
     torch.manual_seed(s)
-
-
-# ---- signals -----------------------------------------------------------------------------------
-
-
-class DeferredSignals:
-    """Run Python handlers of `signums` only outside `critical()` sections of the main thread."""
-
-    def __init__(self, signums: tuple[int, ...] | None = None) -> None:
-        default = (
-            (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
-            if hasattr(signal, "SIGUSR1")
-            else ()
-        )
-        self.signums = default if signums is None else signums
-        self._originals: dict[int, Callable[..., Any]] = {}
-        self._pending: list[tuple[int, Any]] = []
-        self._depth = 0
-
-    @property
-    def busy(self) -> bool:
-        """Whether a critical section is open."""
-        return self._depth > 0
-
-    def install(self) -> None:
-        """Wrap the callable handlers now installed (again, if someone replaced ours)."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in self.signums:
-            handler = signal.getsignal(signum)
-            if callable(handler) and handler != self._handle:
-                self._originals[signum] = handler
-                signal.signal(signum, self._handle)
-
-    def uninstall(self) -> None:
-        """Put the original handlers back."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum, handler in self._originals.items():
-            if signal.getsignal(signum) == self._handle:
-                signal.signal(signum, handler)
-        self._originals.clear()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self._depth:
-            self._pending.append((signum, frame))
-        else:
-            self._originals[signum](signum, frame)
-
-    @contextmanager
-    def critical(self) -> Iterator[None]:
-        """Hold the wrapped handlers until the block ends, then run those that arrived.
-
-        If the block raises, the held handlers are dropped: the state may be half-updated,
-        and a checkpoint of it must not be written.
-        """
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if not self._depth:
-                self._pending.clear()
-            raise
-        self._depth -= 1
-        while not self._depth and self._pending:
-            signum, frame = self._pending.pop(0)
-            self._originals[signum](signum, frame)

@@ -1,16 +1,10 @@
-"""Data: ImageFolder checks, the built-in Shapes dataset, seeded augmentation, resumable order.
+"""Data: ImageFolder checks, seeded augmentation, resumable order, and the run's loaders.
 
 Every random choice of the input pipeline is a pure function of (run seed, epoch, position):
 `EpochSampler` draws each epoch's order from its own generator and can start mid-epoch, and
 `SeededDataset` seeds the augmentation of every sample from (seed, epoch, index). So the batches
 after a resume are the very batches an uninterrupted run would have seen, with any number of
-loader workers.
-
-The built-in dataset, "Shapes", needs no download: `render_shapes` draws it deterministically
-(numpy's frozen RandomState stream) in about a second. Ten classes of shape (disk, ring, square,
-frame, triangle, cross, bar, ell, tee, pair), turned by up to 22.5 degrees, of random size,
-aspect, place and colour, over a smooth two-tone background with thin line clutter, small dots
-and pixel noise. The label depends on the shape only: a model must learn shape, not colour.
+loader workers. Without `--data` a run trains on the built-in Shapes (experiments/train/shapes.py).
 """
 
 from __future__ import annotations
@@ -25,163 +19,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.datasets import ImageFolder
 
-SHAPES = tuple("disk ring square frame triangle cross bar ell tee pair".split())
-MAX_ANGLE = np.pi / 8  # shapes turn by up to 22.5 degrees either way
+from experiments.recipe import Recipe
+from experiments.train.parts import build_transforms
+from experiments.train.shapes import BuiltinShapes
+
 IMAGE_EXTENSIONS = tuple(".jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp".split())
-
-
-# ---- the built-in dataset ----------------------------------------------------------------------
-
-
-def _box(
-    u: np.ndarray, v: np.ndarray, cu: float, cv: float, hu: float, hv: float
-) -> np.ndarray:
-    """Signed distance (approximate outside corners) to an axis-aligned box."""
-    return np.maximum(np.abs(u - cu) - hu, np.abs(v - cv) - hv)
-
-
-def _triangle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Signed distance (approximate) to an equilateral triangle of circumradius 1."""
-    d = -v - 0.5
-    for angle in (np.pi / 6, 5 * np.pi / 6):
-        d = np.maximum(d, u * np.cos(angle) + v * np.sin(angle) - 0.5)
-    return d
-
-
-# Shape coordinates: the shape fills about [-1, 1]^2; negative inside, positive outside.
-_SDF: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "disk": lambda u, v: np.hypot(u, v) - 0.9,
-    "ring": lambda u, v: np.abs(np.hypot(u, v) - 0.7) - 0.25,
-    "square": lambda u, v: _box(u, v, 0, 0, 0.8, 0.8),
-    "frame": lambda u, v: np.abs(_box(u, v, 0, 0, 0.7, 0.7)) - 0.22,
-    "triangle": lambda u, v: _triangle(u * 0.9, v * 0.9 - 0.15),
-    "cross": lambda u, v: np.minimum(
-        _box(u, v, 0, 0, 0.95, 0.27), _box(u, v, 0, 0, 0.27, 0.95)
-    ),
-    "bar": lambda u, v: _box(u, v, 0, 0, 0.95, 0.3),
-    "ell": lambda u, v: np.minimum(
-        _box(u, v, -0.6, 0, 0.28, 0.95), _box(u, v, 0, 0.67, 0.88, 0.28)
-    ),
-    "tee": lambda u, v: np.minimum(
-        _box(u, v, 0, -0.67, 0.95, 0.28), _box(u, v, 0, 0.1, 0.28, 0.85)
-    ),
-    "pair": lambda u, v: np.minimum(np.hypot(u - 0.55, v), np.hypot(u + 0.55, v)) - 0.4,
-}
-
-
-def render_shapes(
-    count: int, classes: int, size: int, seed: int | list[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images (count, size, size, 3) uint8 and balanced labels (count,) of the Shapes dataset."""
-    if not 2 <= classes <= len(SHAPES):
-        raise ValueError(
-            f"the built-in dataset has 2 to {len(SHAPES)} classes, not {classes}"
-        )
-    rs = np.random.RandomState(seed)
-    labels = np.arange(count) % classes
-    rs.shuffle(labels)
-    half = size / 2
-    radius = rs.uniform(0.25, 0.42, count) * size  # half-extent of the shape, pixels
-    aspect = np.exp(rs.uniform(-0.2, 0.2, count))
-    angle = rs.uniform(-MAX_ANGLE, MAX_ANGLE, count)
-    room = np.maximum(half - radius * 0.85, 0)
-    cx = half + rs.uniform(-1, 1, count) * room
-    cy = half + rs.uniform(-1, 1, count) * room
-    # Polarity: a dark background and a light shape, or the reverse.
-    dark = rs.rand(count) < 0.5
-    bg_low = np.where(dark, 0.0, 0.5)[:, None, None, None]
-    bg = bg_low + 0.5 * rs.rand(count, 3, 3, 3)  # 3x3 colour grid per image, upsampled
-    fg = (0.5 - bg_low[:, :, :, 0]) + 0.5 * rs.rand(count, 1, 3)
-
-    grid = np.arange(size) + 0.5
-    dx = grid[None, None, :] - cx[:, None, None]
-    dy = grid[None, :, None] - cy[:, None, None]
-    cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
-    u = (cos * dx + sin * dy) / (radius * aspect)[:, None, None]
-    v = (-sin * dx + cos * dy) / (radius / aspect)[:, None, None]
-    dist = np.empty((count, size, size))
-    for k in range(classes):
-        mask = labels == k
-        dist[mask] = _SDF[SHAPES[k]](u[mask], v[mask])
-    alpha = np.clip(0.5 - dist * radius[:, None, None], 0, 1)[..., None]
-
-    image = _upsample(bg, size)
-    # Clutter under the shape: three thin lines of random colour, and up to two small dots.
-    ends = rs.uniform(0, size, (count, 3, 4))
-    tones = rs.rand(count, 3, 3)
-    for j in range(3):
-        d = _segment_distance(grid, ends[:, j])
-        line = np.clip(1.0 - np.abs(d - 0.2), 0, 1)[..., None] * 0.8
-        image = image * (1 - line) + tones[:, j, None, None, :] * line
-    dots = rs.uniform(0, size, (count, 2, 2))
-    shown = rs.rand(count, 2) < 0.5
-    for j in range(2):
-        d = np.hypot(
-            grid[None, None, :] - dots[:, j, None, None, 0],
-            grid[None, :, None] - dots[:, j, None, None, 1],
-        )
-        dot = (np.clip(1.6 - d, 0, 1) * shown[:, j, None, None])[..., None]
-        image = image * (1 - dot) + fg[:, :, None, :] * dot
-    image = image * (1 - alpha) + fg[:, :, None, :] * alpha
-    image = image + rs.normal(0, 0.04, image.shape)
-    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), labels.astype(np.int64)
-
-
-def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear upsampling of (n, gh, gw, 3) colour grids to (n, size, size, 3)."""
-    n, gh, gw, _ = grid.shape
-    pos_y = (np.arange(size) + 0.5) / size * (gh - 1)
-    pos_x = (np.arange(size) + 0.5) / size * (gw - 1)
-    y0 = np.minimum(pos_y.astype(int), gh - 2)
-    x0 = np.minimum(pos_x.astype(int), gw - 2)
-    wy = (pos_y - y0)[None, :, None, None]
-    wx = (pos_x - x0)[None, None, :, None]
-    top = grid[:, y0][:, :, x0] * (1 - wx) + grid[:, y0][:, :, x0 + 1] * wx
-    bottom = grid[:, y0 + 1][:, :, x0] * (1 - wx) + grid[:, y0 + 1][:, :, x0 + 1] * wx
-    return top * (1 - wy) + bottom * wy
-
-
-def _segment_distance(grid: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Distance of every pixel centre to one segment per image, ends (n, 4) = x0, y0, x1, y1."""
-    x0, y0, x1, y1 = (ends[:, i, None, None] for i in range(4))
-    px, py = grid[None, None, :], grid[None, :, None]
-    vx, vy = x1 - x0, y1 - y0
-    t = np.clip(
-        ((px - x0) * vx + (py - y0) * vy) / np.maximum(vx * vx + vy * vy, 1e-9), 0, 1
-    )
-    return np.hypot(px - x0 - t * vx, py - y0 - t * vy)
-
-
-class BuiltinShapes(Dataset):
-    """One split of the built-in Shapes dataset: (PIL image, label) pairs, held in memory."""
-
-    def __init__(
-        self, split: str, classes: int, per_class: int, size: int, seed: int
-    ) -> None:
-        if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-        stream = [seed, 0 if split == "train" else 1]
-        self.images, self.targets = render_shapes(
-            classes * per_class, classes, size, stream
-        )
-        self.classes = list(SHAPES[:classes])
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
-        return Image.fromarray(self.images[index]), int(self.targets[index])
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the pixels and labels (the same on every machine and run)."""
-        import hashlib
-
-        h = hashlib.sha256(self.images.tobytes())
-        h.update(self.targets.tobytes())
-        return h.hexdigest()
 
 
 # ---- ImageFolder checks ------------------------------------------------------------------------
@@ -352,7 +197,7 @@ class EpochSampler(Sampler):
 # ---- datasets and loaders ----------------------------------------------------------------------
 
 
-def dataset_size(recipe: Any, data: str | os.PathLike | None = None) -> int:
+def dataset_size(recipe: Recipe, data: str | os.PathLike | None = None) -> int:
     """Training images of one epoch: the built-in dataset's, or the files under data/train."""
     if data is None:
         return recipe.builtin_classes * recipe.builtin_train_per_class
@@ -360,22 +205,27 @@ def dataset_size(recipe: Any, data: str | os.PathLike | None = None) -> int:
 
 
 def datasets(
-    recipe: Any, data: str | os.PathLike | None
+    recipe: Recipe, data: str | os.PathLike | None
 ) -> tuple[Dataset, Dataset, dict]:
     """Train and val datasets (untransformed) and a description of them."""
     if data is None:
-        args = (recipe.builtin_classes, recipe.image_size, recipe.builtin_seed)
-        train = BuiltinShapes(
-            "train", args[0], recipe.builtin_train_per_class, *args[1:]
-        )
-        val = BuiltinShapes("val", args[0], recipe.builtin_val_per_class, *args[1:])
+
+        def shapes(split: str, per_class: int) -> BuiltinShapes:
+            return BuiltinShapes(
+                split,
+                recipe.builtin_classes,
+                per_class,
+                recipe.image_size,
+                recipe.builtin_seed,
+            )
+
+        train = shapes("train", recipe.builtin_train_per_class)
+        val = shapes("val", recipe.builtin_val_per_class)
         info = {
             "name": "builtin-shapes",
             "fingerprint": train.fingerprint()[:16] + val.fingerprint()[:16],
         }
     else:
-        from torchvision.datasets import ImageFolder
-
         checked = validate_data(data)
         train = ImageFolder(str(Path(checked["root"]) / "train"))
         val = ImageFolder(str(Path(checked["root"]) / "val"))
@@ -398,12 +248,10 @@ class Loaders:
 
 
 def build_loaders(
-    recipe: Any, data: str | None, seed: int, rank: int, world: int, accum: int
+    recipe: Recipe, data: str | None, seed: int, rank: int, world: int, accum: int
 ) -> Loaders:
     """Seeded, resumable train and val loaders of the run's data for this rank."""
     train_set, val_set, info = datasets(recipe, data)
-    from experiments.recipe import build_transforms
-
     train_tf, val_tf = build_transforms(recipe)
     batch = recipe.batch_size
     steps = len(train_set) // world // (batch * accum)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,24 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from experiments import records
-from experiments.launcher import run_debug, submit_slurm
-from experiments.sweep import Plan
-from experiments.sweep_local import (
-    STOP_WAIT_S,
-    LocalDriver,
-    local_slots,
-    stop_local_job,
-)
-from experiments.sweep_status import (
-    now,
-    process_alive,
-    process_start,
-    read_job,
-    sacct_states,
-    sweep_states,
-    write_job,
-)
+import submitit
+
+from experiments import records, runstate
+from experiments.runstate import process_alive, process_start, sweep_states
+from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
+from experiments.sweep.local import LocalDriver, local_slots, stop_local_job
+from experiments.sweep.plan import Plan
+from experiments.sweep.slurm import cancel_slurm, submit_slurm
+from experiments.train.config import prepare_run
+
+Entry = dict[str, Any]  # one submission in sweep.json
+Out = Callable[[str], None]
 
 MANIFEST = "sweep.json"
 LOCK = ".sweep.lock"
@@ -60,14 +52,14 @@ def sweep_lock(track_dir: Path) -> Iterator[None]:
             ) from None
         f.seek(0)
         f.truncate()
-        f.write(f"pid {os.getpid()} since {now()}\n")
+        f.write(f"pid {os.getpid()} since {records.now()}\n")
         f.flush()
         yield
     finally:
         f.close()
 
 
-def _record(track_dir: Path, entry: dict[str, Any]) -> None:
+def _record(track_dir: Path, entry: Entry) -> None:
     """Append or update (same id) one submission in the track's sweep.json, atomically."""
     manifest = records.read_json(track_dir / MANIFEST) or {"submissions": []}
     subs = [s for s in manifest["submissions"] if s.get("id") != entry["id"]]
@@ -77,8 +69,6 @@ def _record(track_dir: Path, entry: dict[str, Any]) -> None:
 
 def prepare(plan: Plan) -> list[Path]:
     """Write each run's config (kept if already there) and set failed runs aside; the configs."""
-    from experiments.train import prepare_run
-
     req, configs = plan.request, []
     for run in plan.to_run:
         config = run.run_dir.absolute() / records.CONFIG  # jobs may start elsewhere
@@ -93,20 +83,12 @@ def prepare(plan: Plan) -> list[Path]:
                 overrides=tuple(req.overrides),
             )
         if run.action == "retry":
-            _set_aside_failure(run.run_dir)
+            runstate.set_aside_failure(run.run_dir)
         configs.append(config)
     return configs
 
 
-def _set_aside_failure(run_dir: Path) -> None:
-    """Keep a failed result as result.failed-<n>.json, so that the run runs again."""
-    result = run_dir / records.RESULT
-    if result.exists():
-        n = 1 + len(list(run_dir.glob("result.failed-*.json")))
-        result.rename(run_dir / f"result.failed-{n}.json")
-
-
-def launch(plan: Plan, out: Callable[[str], None] = print) -> int:
+def launch(plan: Plan, out: Out = print) -> int:
     """Submit the plan's runs with its executor; 0 when every run submitted/finished fine."""
     req = plan.request
     track_dir = req.root / req.track
@@ -117,10 +99,10 @@ def launch(plan: Plan, out: Callable[[str], None] = print) -> int:
         return 0
     with sweep_lock(track_dir):
         configs = prepare(plan)
-        folder = track_dir / SUBMITIT
-        entry: dict[str, Any] = {
-            "id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
-            "time": now(),
+        stamp = records.now()
+        entry: Entry = {
+            "id": f"{stamp[:19].replace('-', '').replace(':', '')}-{os.getpid()}",
+            "time": stamp,
             "argv": sys.argv,
             "executor": req.executor,
             "profile": req.profile,
@@ -133,40 +115,77 @@ def launch(plan: Plan, out: Callable[[str], None] = print) -> int:
             },
         }
         _record(track_dir, entry)
-        if req.executor == "slurm":
-            name = f"roadmap-{req.track}-{req.preset}"
-            try:
-                ids = submit_slurm(configs, plan.profile, folder.absolute(), name)
-            except ValueError as err:
-                entry["error"] = str(err)
-                _record(track_dir, entry)
-                raise
-            entry["job_ids"] = ids
-            _record(track_dir, entry)
-            array = ids[0].split("_")[0] if ids else "?"
-            out(
-                f"submitted {len(ids)} run(s) as Slurm job {array} "
-                f"(ids {ids[0]} .. {ids[-1]}); follow with: roadmap status --root {req.root}"
-            )
-            return 0
-        if req.executor == "debug":
-            failed = 0
-            for i, config in enumerate(configs, 1):
-                result = run_debug(
-                    config, folder, max_requeues=plan.profile.max_requeues
-                )
-                failed += result.get("status") != "done"
-                out(f"[{i}/{len(configs)}] {result.get('status')} {config.parent}")
-            return int(failed > 0)
-        slots = local_slots(req.jobs)
-        counts = LocalDriver(folder, slots, plan.profile.max_requeues, out).run(configs)
-        entry["counts"] = counts
+        executors = {
+            "slurm": _launch_slurm,
+            "debug": _launch_debug,
+            "local": _launch_local,
+        }
+        return executors[req.executor](plan, configs, entry, out)
+
+
+def _launch_slurm(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> int:
+    """Submit one job array and return: the jobs run on the cluster."""
+    req = plan.request
+    track_dir = req.root / req.track
+    folder = (track_dir / SUBMITIT).absolute()
+    name = f"roadmap-{req.track}-{req.preset}"
+    try:
+        ids = submit_slurm(configs, plan.profile, folder, name)
+    except ValueError as err:
+        entry["error"] = str(err)
         _record(track_dir, entry)
-        out(
-            f"local sweep: {counts['done']} done, {counts['failed']} failed, "
-            f"{counts['stopped']} stopped; see roadmap status --root {req.root}"
+        raise
+    entry["job_ids"] = ids
+    _record(track_dir, entry)
+    array = ids[0].split("_")[0] if ids else "?"
+    out(
+        f"submitted {len(ids)} run(s) as Slurm job {array} "
+        f"(ids {ids[0]} .. {ids[-1]}); follow with: roadmap status --root {req.root}"
+    )
+    return 0
+
+
+def _launch_debug(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> int:
+    """Run the jobs one after another in this process (submitit's DebugExecutor)."""
+    folder = plan.request.root / plan.request.track / SUBMITIT
+    failed = 0
+    for i, config in enumerate(configs, 1):
+        executor = submitit.DebugExecutor(folder=folder)
+        job = executor.submit(
+            RunJob(str(config), 0, plan.profile.max_requeues, raise_errors=False)
         )
-        return int(counts["failed"] > 0 or counts["stopped"] > 0)
+        me = {
+            "pid": os.getpid(),
+            "start": process_start(os.getpid()),
+            "host": os.uname()[1],
+        }
+        new_job(
+            config.parent,
+            executor="debug",
+            job_id=str(job.job_id),
+            submitit_folder=str(folder),
+            driver=me,
+        )
+        result = job.result()
+        failed += result.get("status") != "done"
+        out(f"[{i}/{len(configs)}] {result.get('status')} {config.parent}")
+    return int(failed > 0)
+
+
+def _launch_local(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> int:
+    """Run the jobs on this machine, a few at a time, until the last one ends."""
+    req = plan.request
+    track_dir = req.root / req.track
+    slots = local_slots(req.jobs)
+    driver = LocalDriver(track_dir / SUBMITIT, slots, plan.profile.max_requeues, out)
+    counts = driver.run(configs)
+    entry["counts"] = counts
+    _record(track_dir, entry)
+    out(
+        f"local sweep: {counts['done']} done, {counts['failed']} failed, "
+        f"{counts['stopped']} stopped; see roadmap status --root {req.root}"
+    )
+    return int(counts["failed"] > 0 or counts["stopped"] > 0)
 
 
 # ---- cancel -----------------------------------------------------------------------------------
@@ -176,10 +195,10 @@ def cancel(
     root: Path,
     track: str | None = None,
     now_: bool = False,
-    out: Callable[[str], None] = print,
+    out: Out = print,
 ) -> int:
     """Stop every pending or running job under `root`; how many runs were cancelled."""
-    reason = f"cancelled by roadmap cancel at {now()}"
+    reason = f"cancelled by roadmap cancel at {records.now()}"
     tracks = [d for d in sorted(Path(root).iterdir()) if (d / MANIFEST).exists()]
     for track_dir in tracks:
         if track is None or track_dir.name == track:
@@ -190,7 +209,7 @@ def cancel(
     slurm = [s for s in states if s.executor == "slurm" and s.job_id]
     local = [s for s in states if s.executor == "local"]
     if slurm:
-        _cancel_slurm(slurm, reason, graceful=not now_, out=out)
+        cancel_slurm(slurm, reason, graceful=not now_, out=out)
     for s in local:
         how = stop_local_job(
             s.run_dir, reason, cancelled=True, wait_s=0 if now_ else STOP_WAIT_S
@@ -201,7 +220,7 @@ def cancel(
     return len(states)
 
 
-def _stop_driver(track_dir: Path, out: Callable[[str], None]) -> None:
+def _stop_driver(track_dir: Path, out: Out) -> None:
     """SIGTERM a local sweep still driving jobs of this track, and wait for it to stop them."""
     manifest = records.read_json(track_dir / MANIFEST) or {}
     for entry in manifest.get("submissions", []):
@@ -222,40 +241,3 @@ def _stop_driver(track_dir: Path, out: Callable[[str], None]) -> None:
                 )
                 break
             time.sleep(0.5)
-
-
-def _cancel_slurm(
-    states: list, reason: str, graceful: bool, out: Callable[[str], None]
-) -> None:
-    """Cancel Slurm jobs; running ones first get USR2 + stop_requested (checkpoint, no requeue)."""
-    if shutil.which("scancel") is None:
-        raise FileNotFoundError(
-            "scancel is not on PATH: run roadmap cancel where Slurm is"
-        )
-    running = [s for s in states if s.status == "running"]
-    if graceful and running:
-        for s in running:
-            job = read_job(s.run_dir) or {}
-            job["stop_requested"] = reason
-            write_job(s.run_dir, job)
-        ids = [s.job_id for s in running]
-        subprocess.run(["scancel", "--signal=USR2", *ids], check=False)
-        out(f"asked {len(ids)} running job(s) to checkpoint and stop: {' '.join(ids)}")
-        deadline = time.time() + STOP_WAIT_S
-        while time.time() < deadline:
-            info = sacct_states(ids)
-            if all(
-                info.get(i, {}).get("State", "").split(" ")[0]
-                not in ("RUNNING", "COMPLETING")
-                for i in ids
-            ):
-                break
-            time.sleep(2)
-    ids = [s.job_id for s in states]
-    subprocess.run(["scancel", *ids], check=False)
-    for s in states:
-        job = read_job(s.run_dir) or {}
-        job.pop("stop_requested", None)
-        job["stopped"] = {"time": now(), "cancelled": True, "reason": reason}
-        write_job(s.run_dir, job)
-    out(f"cancelled {len(ids)} Slurm job(s): {' '.join(ids)}")

@@ -12,27 +12,22 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import submitit
+import torch
 
 from experiments import records
-from experiments.launcher import RunJob, new_job
-from experiments.sweep_status import (
-    now,
-    process_alive,
-    process_start,
-    read_job,
-    write_job,
-)
+from experiments.runstate import process_alive, process_start
+from experiments.submitit_private import SessionLocalExecutor
+from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
 
 POLL_S = 0.5
-STOP_WAIT_S = 90  # how long a job may take to checkpoint and exit after USR2
 
 
 @dataclass(frozen=True)
@@ -65,42 +60,7 @@ def local_slots(jobs: int | None = None) -> list[Slot]:
 
 def _gpu_count() -> int:
     """CUDA devices visible to this process (0 without torch.cuda)."""
-    import torch
-
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-class _Executor(submitit.LocalExecutor):
-    """LocalExecutor whose controllers start in their own session (safe from the driver's ^C)."""
-
-    def _submit_command(self, command: str) -> submitit.LocalJob:
-        ntasks = self.parameters.get("tasks_per_node", 1)
-        gpus = self.parameters.get("visible_gpus", ())
-        env = dict(os.environ)
-        env.update(
-            SUBMITIT_LOCAL_NTASKS=str(ntasks),
-            SUBMITIT_LOCAL_COMMAND=command,
-            SUBMITIT_LOCAL_TIMEOUT_S=str(
-                int(60 * self.parameters.get("timeout_min", 2.0))
-            ),
-            SUBMITIT_LOCAL_SIGNAL_DELAY_S=str(
-                int(self.parameters.get("signal_delay_s", 30))
-            ),
-            SUBMITIT_LOCAL_NODEID="0",
-            SUBMITIT_LOCAL_JOB_NUM_NODES="1",
-            SUBMITIT_STDERR_TO_STDOUT="",
-            SUBMITIT_EXECUTOR="local",
-            CUDA_VISIBLE_DEVICES=",".join(str(g) for g in gpus),
-            SUBMITIT_LOCAL_WITH_SHELL="",
-        )
-        cmd = [sys.executable, "-m", "submitit.local._local", str(self.folder)]
-        process = subprocess.Popen(cmd, env=env, start_new_session=True)
-        return submitit.LocalJob(
-            folder=self.folder,
-            job_id=str(process.pid),
-            process=process,
-            tasks=list(range(ntasks)),
-        )
 
 
 def _children(pid: int) -> list[int]:
@@ -116,13 +76,13 @@ def stop_local_job(
     run_dir: Path, reason: str, cancelled: bool, wait_s: float = STOP_WAIT_S
 ) -> str:
     """Ask a running local job to checkpoint and exit; kill it if it does not; record it."""
-    job = read_job(run_dir) or {}
+    job = records.read_job(run_dir) or {}
     pid = job.get("job_id")
     alive = process_alive(pid, job.get("proc_start"), job.get("host"))
     how = "was not running"
     if alive:
         job["stop_requested"] = reason
-        write_job(run_dir, job)
+        records.write_job(run_dir, job)
         for task in _children(int(pid)):
             _signal(task, signal.SIGUSR2)
         how = "checkpointed and stopped"
@@ -139,14 +99,14 @@ def stop_local_job(
                 for task in _children(int(pid)):
                     _signal(task, sig)
                 time.sleep(2)
-    job = read_job(run_dir) or job
+    job = records.read_job(run_dir) or job
     job.pop("stop_requested", None)
     job["stopped"] = {
-        "time": now(),
+        "time": records.now(),
         "cancelled": cancelled,
         "reason": f"{reason}; {how}",
     }
-    write_job(run_dir, job)
+    records.write_job(run_dir, job)
     return how
 
 
@@ -172,8 +132,12 @@ class LocalDriver:
     """Run configs as local submitit jobs, at most one per slot, with progress lines."""
 
     def __init__(
-        self, folder: Path, slots: list[Slot], max_requeues: int = 3, out: Any = None
-    ):
+        self,
+        folder: Path,
+        slots: list[Slot],
+        max_requeues: int = 3,
+        out: Callable[[str], None] | None = None,
+    ) -> None:
         self.folder = folder
         self.slots = slots
         self.max_requeues = max_requeues
@@ -181,7 +145,7 @@ class LocalDriver:
         # (reason, cancelled) once a signal asked the driver to stop.
         self.stop: tuple[str, bool] | None = None
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGTERM:
             self.stop = ("cancelled (roadmap cancel, or SIGTERM to the sweep)", True)
         else:
@@ -213,7 +177,7 @@ class LocalDriver:
         """Keep every slot busy until the queue is empty or a signal asks to stop."""
         total, t_start = len(queue), time.time()
         free = list(self.slots)
-        running: dict[Path, tuple[Any, Slot, float]] = {}
+        running: dict[Path, tuple[submitit.LocalJob, Slot, float]] = {}
         counts = {"done": 0, "failed": 0, "stopped": 0}
         durations: list[float] = []
         while queue or running:
@@ -244,9 +208,11 @@ class LocalDriver:
                 )
         return counts
 
-    def _start(self, config: Path, slot: Slot) -> Any:
+    def _start(self, config: Path, slot: Slot) -> submitit.LocalJob:
         """Start one local job on `slot`; record its controller in job.json."""
-        executor = _Executor(folder=self.folder, max_num_timeout=self.max_requeues)
+        executor = SessionLocalExecutor(
+            folder=self.folder, max_num_timeout=self.max_requeues
+        )
         executor.update_parameters(
             timeout_min=60 * 24 * 365,
             visible_gpus=slot.gpus,
@@ -265,7 +231,7 @@ class LocalDriver:
         )
         return job
 
-    def _outcome(self, run_dir: Path, job: Any) -> tuple[str, str]:
+    def _outcome(self, run_dir: Path, job: submitit.LocalJob) -> tuple[str, str]:
         """(done|failed, detail) of a local job that has ended."""
         result = records.read_json(run_dir / records.RESULT)
         if result is not None and result.get("status") == "done":
@@ -277,19 +243,19 @@ class LocalDriver:
         return "failed", f"ended without a result (log: {log})"
 
     def _stop_all(
-        self, queue: list[Path], running: dict[Path, Any], counts: dict
+        self, queue: list[Path], running: dict[Path, Any], counts: dict[str, int]
     ) -> None:
         """Stop running jobs (checkpoint first) and mark queued runs as not started."""
         reason, cancelled = self.stop or ("stopped", False)
         self.out(f"stopping: {reason}; {len(running)} running, {len(queue)} queued")
         for config in queue:
-            job = read_job(config.parent) or {}
+            job = records.read_job(config.parent) or {}
             job["stopped"] = {
-                "time": now(),
+                "time": records.now(),
                 "cancelled": cancelled,
                 "reason": f"{reason}; never started",
             }
-            write_job(config.parent, job)
+            records.write_job(config.parent, job)
         for config in running:
             how = stop_local_job(config.parent, reason, cancelled)
             counts["stopped"] += 1

@@ -12,7 +12,7 @@ from typing import Any
 
 from roadmap.table import align_columns
 
-# Columns of the CSV that `--out` writes, in order (issue 6 requires the first eight).
+# Columns of the CSV that `--out` writes, in order (the first eight: the benchmark's contract).
 CSV_COLUMNS = (
     "model",
     "params",

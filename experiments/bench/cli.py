@@ -6,7 +6,15 @@ import argparse
 import shlex
 import sys
 
-from roadmap.steps import TRACKS
+import torch
+
+from experiments.bench.data import add_data_bound, data_train_dir, measure_data
+from experiments.bench.measure import run
+from experiments.bench.models import BenchConfig, plan
+from experiments.bench.report import format_table, write_csv
+from experiments.recipe import resolve_recipe
+from roadmap.select import STEPS_HELP
+from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,14 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "memory and GFLOPs of a track's steps; each endpoint is measured interleaved with its "
         "reference implementation (torchvision/timm) in the same run, and their ratio printed.",
     )
-    p.add_argument("--track", default="resnet50", choices=list(TRACKS))
-    p.add_argument(
-        "--steps",
-        nargs="+",
-        default=["all"],
-        metavar="STEP",
-        help="step names, or one of: all (default), on-path, endpoints",
-    )
+    p.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
+    p.add_argument("--steps", nargs="+", default=["all"], help=STEPS_HELP)
     p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--image-size", type=int, default=224)
@@ -45,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="iterations per timed repeat (default: 2 on CPU, 10 on CUDA)",
     )
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (median)")
+    _add_measurement_options(p)
+    _add_data_options(p)
+    p.add_argument("--out", default=None, metavar="FILE.csv", help="write rows as CSV")
+    p.set_defaults(func=cmd_bench)
+
+
+def _add_measurement_options(p: argparse.ArgumentParser) -> None:
+    """What to measure besides the steps' throughput, and how to count time and threads."""
     p.add_argument(
         "--no-references",
         dest="references",
@@ -76,6 +86,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="torch CPU threads (default: torch's); 1 gives stable ratios on a shared machine",
     )
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    """The optional input-pipeline measurement (`--data`)."""
     p.add_argument(
         "--data",
         default=None,
@@ -95,8 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="recipe whose training transform the pipeline runs (default: paper, i.e. "
         "RandAugment and random erasing)",
     )
-    p.add_argument("--out", default=None, metavar="FILE.csv", help="write rows as CSV")
-    p.set_defaults(func=cmd_bench)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -128,8 +140,6 @@ def command_line(args: argparse.Namespace) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table and write `--out`."""
-    import torch
-
     cuda = args.device.startswith("cuda")
     if args.warmup is None:
         args.warmup = 5 if cuda else 2
@@ -150,13 +160,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
 
 
-def _bench(args: argparse.Namespace) -> int:
-    """The body of `cmd_bench`, with the thread count set."""
-    from experiments.bench import BenchConfig, plan, run
-    from experiments.bench_data import add_data_bound, measure_data
-    from experiments.bench_report import format_table, write_csv
-
-    cfg = BenchConfig(
+def _config(args: argparse.Namespace) -> BenchConfig:
+    """The measurement settings the options ask for."""
+    return BenchConfig(
         device=args.device,
         batch=args.batch,
         image_size=args.image_size,
@@ -170,10 +176,12 @@ def _bench(args: argparse.Namespace) -> int:
         peak_tflops=args.peak_tflops,
         timer=args.timer,
     )
-    if args.data:  # bad input fails before minutes of model timing, not after
-        from experiments.bench_data import data_train_dir
-        from experiments.recipe import resolve_recipe
 
+
+def _bench(args: argparse.Namespace) -> int:
+    """The body of `cmd_bench`, with the thread count set."""
+    cfg = _config(args)
+    if args.data:  # bad input fails before minutes of model timing, not after
         data_train_dir(args.data)
         resolve_recipe(args.data_preset)
     groups = plan(args.track, args.steps, references=args.references)
@@ -188,6 +196,7 @@ def _bench(args: argparse.Namespace) -> int:
         f"compile={cfg.compile}; median of {cfg.repeats} repeats x {cfg.iters} iterations"
         f"; timer: {'process CPU seconds' if cfg.timer == 'cpu' else 'wall clock'}"
     )
+    data = None
     if args.data:
         data = measure_data(
             args.data,
@@ -199,23 +208,28 @@ def _bench(args: argparse.Namespace) -> int:
         )
         add_data_bound(rows, data["data_img_s"])
     print(format_table(rows))
-    if args.data:
-        slowest = min(rows, key=lambda r: r["train_img_s"])
-        fastest = max(rows, key=lambda r: r["train_img_s"])
-        print(
-            f"input pipeline ({data['data_dir']}, {data['images_in_folder']} images, "
-            f"{args.workers} workers, {args.data_preset} preset's training transform): "
-            f"{data['data_img_s']:.1f} img/s; "
-            f"models train at {slowest['train_img_s']:.1f}-{fastest['train_img_s']:.1f} img/s"
-            " (each measured alone; in training they share the CPU cores)"
-        )
-        for row in rows:
-            print(f"  {row['model']}: training is {row['bound']}-bound")
+    if data is not None:
+        print(_data_summary(args, data, rows))
     print(
         "train/infer x: ours over the reference, median of per-round ratios (each round "
-        "times both back to back); peak MB: one training step (see experiments/bench.py)"
+        "times both back to back); peak MB: one training step (see experiments/bench/measure.py)"
     )
     if args.out:
         write_csv(rows, args.out)
         print(f"wrote {args.out}")
     return 0
+
+
+def _data_summary(args: argparse.Namespace, data: dict, rows: list[dict]) -> str:
+    """The input pipeline's throughput against the models', and which bounds training."""
+    slowest = min(rows, key=lambda r: r["train_img_s"])
+    fastest = max(rows, key=lambda r: r["train_img_s"])
+    lines = [
+        f"input pipeline ({data['data_dir']}, {data['images_in_folder']} images, "
+        f"{args.workers} workers, {args.data_preset} preset's training transform): "
+        f"{data['data_img_s']:.1f} img/s; "
+        f"models train at {slowest['train_img_s']:.1f}-{fastest['train_img_s']:.1f} img/s"
+        " (each measured alone; in training they share the CPU cores)"
+    ]
+    lines += [f"  {row['model']}: training is {row['bound']}-bound" for row in rows]
+    return "\n".join(lines)

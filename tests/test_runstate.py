@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from experiments import records
-from experiments import sweep_status as st
-from experiments.sweep_status import process_start
+from experiments import runstate as st
+from experiments.runstate import process_start
 from roadmap.cli import main
 
 
@@ -26,7 +26,7 @@ def make_run(root: Path, index: int, step: str, seed: int, result: dict | None =
         full.update(result)
         records.write_result(d, full)
     if job is not None:
-        st.write_job(d, job)
+        records.write_job(d, job)
     return d
 
 
@@ -44,15 +44,15 @@ def test_states_from_records_jobs_and_sacct(
 ) -> None:
     host = __import__("socket").gethostname()
     make_run(tmp_path, 1, "resnet50_modern_recipe", 0, {"status": "done", "top1": 61.25},
-             {"executor": "slurm", "job_id": "41_0", "submitted": st.now()})  # fmt: skip
+             {"executor": "slurm", "job_id": "41_0", "submitted": records.now()})  # fmt: skip
     make_run(tmp_path, 1, "resnet50_modern_recipe", 1,
              {"status": "failed", "reason": "non-finite loss at iteration 12"})  # fmt: skip
     make_run(tmp_path, 2, "stage_ratio", 0, None,
-             {"executor": "slurm", "job_id": "41_2", "submitted": st.now()})  # fmt: skip
+             {"executor": "slurm", "job_id": "41_2", "submitted": records.now()})  # fmt: skip
     make_run(tmp_path, 2, "stage_ratio", 1, None,
-             {"executor": "slurm", "job_id": "41_3", "submitted": st.now()})  # fmt: skip
+             {"executor": "slurm", "job_id": "41_3", "submitted": records.now()})  # fmt: skip
     make_run(tmp_path, 3, "patchify_stem", 0, None,
-             {"executor": "slurm", "job_id": "41_4", "submitted": st.now()})  # fmt: skip
+             {"executor": "slurm", "job_id": "41_4", "submitted": records.now()})  # fmt: skip
     make_run(tmp_path, 3, "patchify_stem", 1, None,
              {"executor": "local", "job_id": str(sleeper.pid), "host": host,
               "proc_start": process_start(sleeper.pid)})  # fmt: skip
@@ -121,7 +121,7 @@ def test_status_command_table_and_json(
              {"executor": "slurm", "job_id": "41_0"})  # fmt: skip
     d = make_run(tmp_path, 1, "resnet50_modern_recipe", 1, None,
                  {"executor": "slurm", "job_id": "41_1"})  # fmt: skip
-    st.append_event(d, "requeue", count=1)
+    records.append_event(d, "requeue", count=1)
     make_run(tmp_path, 2, "stage_ratio", 0)
     sacct = {"41_1": {"State": "TIMEOUT", "ExitCode": "0:0", "Reason": "None"}}
     monkeypatch.setattr(st, "sacct_states", lambda ids: sacct)

@@ -1,0 +1,101 @@
+"""The parts of submitit that are not its public API, reached from this module alone.
+
+Why each is needed, and what replaces it if submitit changes (tests/test_private_apis.py fails
+loudly when the installed submitit no longer has them; pyproject.toml pins the tested minor):
+
+- `_make_sbatch_string` (submitit.slurm.slurm): the exact sbatch script submitit would submit,
+  so that `sbatch --test-only` can judge the job array before anything is written.
+- `LocalExecutor._submit_command` and the environment contract of its controller
+  (`submitit.local.local.start_controller`, read by `submitit.local._local`): the local executor
+  must start each controller in its own session, so that Ctrl-C on the sweep reaches the sweep
+  alone and it can ask its jobs to checkpoint; submitit starts them in the sweep's session.
+- `SlurmInfoWatcher.read_info` (submitit.slurm.slurm): submitit's own parser of `sacct` output,
+  so that job states are read the way submitit reads them.
+- `<job id>_0_result.pkl`: the file in which a submitit job leaves its outcome (a traceback when
+  it failed); read for the reason of a job that ended without writing a result.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.slurm.slurm import SlurmInfoWatcher, _make_sbatch_string
+
+# The module that runs a local job's controller (`start_controller` starts it the same way).
+LOCAL_CONTROLLER = "submitit.local._local"
+
+
+def sbatch_script(command: str, folder: Path, map_count: int, **params: Any) -> str:
+    """The sbatch script submitit writes for an array of `map_count` tasks."""
+    return _make_sbatch_string(
+        command=command, folder=folder, map_count=map_count, **params
+    )
+
+
+def parse_sacct(output: str) -> dict[str, dict[str, str]]:
+    """`sacct --parsable2` output as {job id: {column: value}}, as submitit reads it."""
+    return SlurmInfoWatcher().read_info(output)
+
+
+def controller_env(
+    ntasks: int, command: str, timeout_min: float, signal_delay_s: int, gpus: str
+) -> dict[str, str]:
+    """The variables `start_controller` sets for a local controller (no setup lines)."""
+    return {
+        "SUBMITIT_LOCAL_NTASKS": str(ntasks),
+        "SUBMITIT_LOCAL_COMMAND": command,
+        "SUBMITIT_LOCAL_TIMEOUT_S": str(int(60 * timeout_min)),
+        "SUBMITIT_LOCAL_SIGNAL_DELAY_S": str(int(signal_delay_s)),
+        "SUBMITIT_LOCAL_NODEID": "0",
+        "SUBMITIT_LOCAL_JOB_NUM_NODES": "1",
+        "SUBMITIT_STDERR_TO_STDOUT": "",
+        "SUBMITIT_EXECUTOR": "local",
+        "CUDA_VISIBLE_DEVICES": gpus,
+        "SUBMITIT_LOCAL_WITH_SHELL": "",
+    }
+
+
+class SessionLocalExecutor(submitit.LocalExecutor):
+    """LocalExecutor whose controllers start in their own session (safe from the sweep's ^C)."""
+
+    def _submit_command(self, command: str) -> submitit.LocalJob:
+        ntasks = self.parameters.get("tasks_per_node", 1)
+        gpus = self.parameters.get("visible_gpus", ())
+        env = dict(os.environ)
+        env.update(
+            controller_env(
+                ntasks,
+                command,
+                self.parameters.get("timeout_min", 2.0),
+                self.parameters.get("signal_delay_s", 30),
+                ",".join(str(g) for g in gpus),
+            )
+        )
+        cmd = [sys.executable, "-m", LOCAL_CONTROLLER, str(self.folder)]
+        process = subprocess.Popen(cmd, env=env, start_new_session=True)
+        return submitit.LocalJob(
+            folder=self.folder,
+            job_id=str(process.pid),
+            process=process,
+            tasks=list(range(ntasks)),
+        )
+
+
+def job_error(folder: str | os.PathLike, job_id: str) -> str | None:
+    """The last line of the traceback a failed submitit job pickled, if any."""
+    path = Path(folder) / f"{job_id}_0_result.pkl"
+    try:
+        with open(path, "rb") as f:
+            outcome, payload = pickle.load(f)
+    except Exception:  # noqa: BLE001 - absent, torn or from another version: no reason
+        return None
+    if outcome != "error":
+        return None
+    lines = [x for x in str(payload).strip().splitlines() if x.strip()]
+    return lines[-1].strip() if lines else None

@@ -1,0 +1,156 @@
+"""`roadmap sweep`, `roadmap status` and `roadmap cancel` (argparse only)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from experiments.recipe import PRESETS
+from experiments.runstate import sweep_states, totals
+from experiments.sweep.estimate import estimate
+from experiments.sweep.launch import cancel, launch
+from experiments.sweep.local import local_slots
+from experiments.sweep.plan import EXECUTORS, Request, make_plan
+from experiments.sweep.report import format_plan, format_status
+from experiments.train.cli import add_recipe_overrides
+from experiments.train.data import dataset_size
+from roadmap.select import STEPS_HELP
+from roadmap.steps import DEFAULT_TRACK, TRACKS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `sweep`, `status` and `cancel` subcommands."""
+    _add_sweep(sub)
+    p = sub.add_parser(
+        "status", help="a sweep's runs, step x seed: done, running, pending, ..."
+    )
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--track", default=None, choices=list(TRACKS))
+    p.add_argument("--format", default="table", choices=["table", "json"])
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("cancel", help="stop a sweep's pending and running jobs")
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--track", default=None, choices=list(TRACKS))
+    p.add_argument(
+        "--now", action="store_true", help="do not ask running jobs to checkpoint first"
+    )
+    p.set_defaults(func=cmd_cancel)
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    """The `sweep` subcommand and its options."""
+    p = sub.add_parser(
+        "sweep",
+        help="train steps x seeds: one run each, through submitit "
+        f"({', '.join(EXECUTORS)})",
+        description="Plan one run per (step, seed) under ROOT/TRACK/NN_STEP/seedK, validate "
+        "everything, write each config, then submit. Done runs are skipped; failed ones rerun "
+        "only with --retry-failed; pending/running ones are left alone.",
+    )
+    p.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
+    p.add_argument("--steps", nargs="+", default=["all"], help=STEPS_HELP)
+    p.add_argument(
+        "--seeds", default="0,1,2", help="comma list or range (default 0,1,2)"
+    )
+    p.add_argument(
+        "--preset", required=True, help=f"recipe preset: {', '.join(PRESETS)}"
+    )
+    add_recipe_overrides(p)
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="ImageFolder root (default: the preset's built-in dataset)",
+    )
+    p.add_argument("--root", required=True, type=Path, help="output root of the sweep")
+    _add_executor_options(p)
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan, resources and estimated device-hours; submit nothing",
+    )
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs that failed")
+    p.set_defaults(func=cmd_sweep)
+
+
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    """Where the sweep's jobs run, and the throughput its estimate uses."""
+    p.add_argument("--executor", default=EXECUTORS[0], choices=list(EXECUTORS))
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="slurm/NAME.toml",
+        help="Slurm cluster profile (with --executor slurm)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="local: jobs at once (default: one per GPU, else one per core)",
+    )
+    p.add_argument(
+        "--bench",
+        default=None,
+        metavar="FILE.csv",
+        help="`roadmap bench --out` CSV for the estimate (default ROOT/bench.csv)",
+    )
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Validate, plan, print; then submit unless --dry-run."""
+    bench = args.bench
+    if bench is None and (args.root / "bench.csv").is_file():
+        bench = str(args.root / "bench.csv")
+    request = Request(
+        root=args.root,
+        preset=args.preset,
+        track=args.track,
+        steps=tuple(args.steps),
+        seeds=args.seeds,
+        data=args.data,
+        overrides=tuple(args.overrides),
+        executor=args.executor,
+        profile=args.profile,
+        retry_failed=args.retry_failed,
+        jobs=args.jobs,
+        bench=bench,
+        dry_run=args.dry_run,
+    )
+    plan = make_plan(request)
+    slots = local_slots(args.jobs) if args.executor == "local" else []
+    threads = slots[0].threads if slots else plan.profile.threads
+    images = dataset_size(plan.recipe, plan.request.data)
+    est = estimate(plan, images, max(1, len(slots)), threads)
+    print(format_plan(plan, est, slots, verbose=args.dry_run), flush=True)
+    if args.dry_run:
+        return 0
+    return launch(plan)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the step x seed table (or JSON) of every track under --root."""
+    states = sweep_states(args.root, args.track)
+    if args.format == "json":
+        print(
+            json.dumps(
+                {"runs": [s.as_dict() for s in states], "totals": dict(totals(states))},
+                indent=1,
+                default=str,
+            )
+        )
+        return 0
+    if not states:
+        print(f"no runs under {args.root}")
+        return 0
+    print(format_status(states, args.root))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel the sweep's pending and running jobs."""
+    if not args.root.is_dir():
+        raise FileNotFoundError(f"no sweep under {args.root}: not a directory")
+    cancel(args.root, args.track, now_=args.now)
+    return 0

@@ -1,0 +1,198 @@
+"""The preemption-safe job that trains one run of a sweep, whatever executor runs it.
+
+A job is `RunJob(config_path)`: it receives the path of a run's `config.json`, never a pickled
+model, builds `experiments.train.Trainer` on the run directory and trains. It is submitit
+`Checkpointable`: on USR2 (preemption, or the time limit coming) submitit calls `checkpoint`,
+which saves the trainer's state and hands back a fresh `RunJob` on the same config; submitit
+requeues it and the requeued job resumes from that checkpoint. `max_requeues` bounds how often.
+Each run's job manifest (`job.json`) is written by `new_job` when a job is submitted.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import IO, Any
+
+import submitit
+import torch
+from submitit.core.utils import UncompletedJobError
+
+from experiments import records, runstate
+from experiments.train.trainer import Trainer
+
+STOP_WAIT_S = 90  # how long a job may take to checkpoint and exit after USR2
+
+
+def _rank() -> int:
+    """Global rank of this task in its submitit job (0 outside one)."""
+    try:
+        return submitit.JobEnvironment().global_rank
+    except RuntimeError:
+        return 0
+
+
+def _job_id() -> str | None:
+    """The submitit job id of this process, if it runs in a job."""
+    try:
+        return submitit.JobEnvironment().job_id
+    except RuntimeError:
+        return None
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """Train the run whose config is at `config_path`; checkpoint and requeue on USR2."""
+
+    def __init__(
+        self,
+        config_path: str,
+        threads: int = 0,
+        max_requeues: int = 3,
+        raise_errors: bool = True,
+    ) -> None:
+        self.config_path = str(config_path)
+        self.threads = threads  # torch threads (0: torch's default)
+        self.max_requeues = max_requeues
+        # False for the debug executor, which would start pdb on an exception.
+        self.raise_errors = raise_errors
+        self._trainer: Trainer | None = None
+        self._lock: IO[str] | None = None
+        self._stopping = False
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory (the config's folder)."""
+        return Path(self.config_path).parent
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Only the path and the settings travel: never the trainer, model or lock.
+        return {
+            k: v for k, v in self.__dict__.items() if k not in ("_trainer", "_lock")
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._trainer, self._lock = None, None
+
+    def __call__(self) -> dict[str, Any]:
+        """Train to the end (resuming from the newest checkpoint) and return the result."""
+        run_dir, rank = self.run_dir, _rank()
+        done = runstate.done_result(run_dir)
+        if done is not None:
+            return done
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if rank == 0:
+            self._lock = runstate.lock_run(run_dir)
+            records.append_event(
+                run_dir,
+                "start",
+                job_id=_job_id(),
+                restart=int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0),
+                requeues=_count(run_dir, "requeue"),
+                threads=self.threads,
+            )
+        try:
+            self._trainer = trainer = Trainer(run_dir)
+            if rank == 0 and trainer.resumed_from is not None:
+                _log_resume(trainer)
+            result = trainer.fit()
+        except Exception as err:
+            if self._stopping:  # stopped on purpose after a checkpoint: not a failure
+                raise
+            return self._failed(err, rank)
+        if rank == 0:
+            records.append_event(
+                run_dir, "end", status=result.get("status"), top1=result.get("top1")
+            )
+        return result
+
+    def _failed(self, err: Exception, rank: int) -> dict[str, Any]:
+        """Record an exception as the run's failure (rank 0); raise it unless told not to."""
+        reason = failure_reason(err)
+        if rank == 0:
+            if self._trainer is not None:
+                self._trainer.record_failure(reason)
+            runstate.write_failure(self.run_dir, reason)
+            records.append_event(self.run_dir, "end", status="failed", reason=reason)
+        if self.raise_errors:
+            raise err
+        return records.read_json(self.run_dir / records.RESULT) or {"status": "failed"}
+
+    def checkpoint(
+        self, *args: Any, **kwargs: Any
+    ) -> submitit.helpers.DelayedSubmission | None:
+        """Save the trainer's state; the job to requeue, or None to stop without requeueing."""
+        run_dir = self.run_dir
+        path = None
+        if self._trainer is not None:
+            path = self._trainer.save_checkpoint("preempted")
+        job_id = _job_id()  # the same across this job's requeues; a new job starts at 0
+        requeues = sum(
+            e.get("event") == "requeue" and e.get("job_id") == job_id
+            for e in records.read_events(run_dir)
+        )
+        stop = (records.read_job(run_dir) or {}).get("stop_requested")
+        records.append_event(
+            run_dir,
+            "checkpoint",
+            path=None if path is None else str(path),
+            job_id=job_id,
+            stop=stop,
+        )
+        if stop:
+            self._stopping = True
+            records.append_event(run_dir, "stop", reason=stop)
+            return None
+        if requeues >= self.max_requeues:
+            records.append_event(run_dir, "requeue-limit", limit=self.max_requeues)
+            return None  # submitit raises UncompletedJobError: __call__ records the failure
+        records.append_event(run_dir, "requeue", count=requeues + 1, job_id=job_id)
+        return submitit.helpers.DelayedSubmission(
+            RunJob(self.config_path, self.threads, self.max_requeues, self.raise_errors)
+        )
+
+
+def _log_resume(trainer: Trainer) -> None:
+    """The `resume` event: the checkpoint and the optimizer step the job resumed from."""
+    state = trainer.state
+    records.append_event(
+        trainer.run_dir,
+        "resume",
+        checkpoint=str(trainer.resumed_from),
+        global_step=state["global_step"],
+        epoch=state["epoch"],
+        step_in_epoch=state["step_in_epoch"],
+    )
+
+
+def _count(run_dir: Path, event: str) -> int:
+    """How many `event` lines the run's events.jsonl holds."""
+    return sum(e.get("event") == event for e in records.read_events(run_dir))
+
+
+def failure_reason(err: BaseException) -> str:
+    """A one-line reason for a failure."""
+    if isinstance(
+        err, UncompletedJobError
+    ) and "checkpoint function returned None" in str(err):
+        return "requeue limit reached (max_requeues)"
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+def new_job(run_dir: Path, **fields_: Any) -> dict[str, Any]:
+    """Write a fresh job manifest for `run_dir`; a previous submitted job moves into history."""
+    old = records.read_job(run_dir) or {}
+    history = list(old.pop("history", []))
+    if old.get("job_id"):
+        history.append(old)
+    job = {
+        "host": socket.gethostname(),
+        "submitted": records.now(),
+        **fields_,
+        "history": history,
+    }
+    records.write_job(run_dir, job)
+    return job

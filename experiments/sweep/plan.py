@@ -1,0 +1,247 @@
+"""Plan a sweep: one run per (step, seed), everything validated before anything is submitted.
+
+A run lives in `<root>/<track>/<NN>_<step>/seed<k>/` (NN: the step's 1-based index). Planning
+reads each run's state (experiments/runstate.py): done runs are skipped, so relaunching the
+same command never repeats finished work; failed runs are re-run only with `retry_failed`
+(their failed result.json is kept as `result.failed-<n>.json`); runs whose job is pending or
+running are left alone. A run directory configured before must hold the very run asked for
+(`experiments.train.config.run_identity`, the same check as `roadmap train`'s).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from experiments import records
+from experiments.recipe import Recipe, resolve_recipe
+from experiments.runstate import RunState, run_state, sacct_states
+from experiments.sweep.profile import Profile, load_profile
+from experiments.sweep.slurm import check_slurm
+from experiments.train.config import identity_diff, read_config, run_identity
+from experiments.train.data import validate_data
+from roadmap.select import select_steps
+from roadmap.steps import DEFAULT_TRACK, Step
+
+EXECUTORS = ("local", "slurm", "debug")
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """`0,1,2` or `0-2` -> [0, 1, 2]; seeds are distinct non-negative integers."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in spec.split(",")):
+        try:
+            if "-" in part[1:]:
+                low, high = (int(x) for x in part.split("-", 1))
+                seeds.extend(range(low, high + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise ValueError(
+                f"--seeds {spec!r}: expected integers like 0,1,2 or 0-2"
+            ) from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {spec!r}: need distinct integers >= 0")
+    return seeds
+
+
+def run_dir(root: str | os.PathLike, track: str, step: Step, seed: int) -> Path:
+    """The directory of one run: `<root>/<track>/<NN>_<step>/seed<k>`."""
+    return Path(root) / track / f"{step.index:02d}_{step.name}" / f"seed{seed}"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `roadmap sweep` was asked to do."""
+
+    root: Path
+    preset: str
+    track: str = DEFAULT_TRACK
+    steps: str | tuple[str, ...] = "all"  # see roadmap.select
+    seeds: str = "0,1,2"
+    data: str | None = None
+    overrides: tuple[str, ...] = ()
+    executor: str = "local"
+    profile: str | None = None
+    retry_failed: bool = False
+    jobs: int | None = None  # local: jobs at once (default: what the machine holds)
+    bench: str | None = None  # `roadmap bench --out` CSV for the estimate
+    dry_run: bool = (
+        False  # without sbatch here, a dry run skips the cluster's own check
+    )
+
+
+@dataclass
+class PlannedRun:
+    """One (step, seed) of the plan and what the sweep does with it."""
+
+    step: Step
+    seed: int
+    run_dir: Path
+    state: RunState
+    action: str  # submit | retry | skip
+
+
+@dataclass
+class Plan:
+    """A validated sweep: its runs, recipe and resources."""
+
+    request: Request
+    runs: list[PlannedRun]
+    recipe: Recipe
+    profile: Profile
+    world_size: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def to_run(self) -> list[PlannedRun]:
+        """Runs that will be submitted."""
+        return [r for r in self.runs if r.action != "skip"]
+
+
+def make_plan(request: Request) -> Plan:
+    """Validate the request and plan every run; any problem is one ValueError, nothing written."""
+    chosen = select_steps(request.steps, request.track)
+    seeds = parse_seeds(request.seeds)
+    recipe = resolve_recipe(request.preset, tuple(request.overrides))
+    profile = _profile(request)
+    data_root = None if request.data is None else validate_data(request.data)["root"]
+    check_writable(request.root)
+    world = profile.world_size if request.executor == "slurm" else 1
+    check_batch(recipe, world, profile)
+    if request.bench is not None and not Path(request.bench).is_file():
+        raise FileNotFoundError(
+            f"--bench {request.bench}: no such file (write it with roadmap bench --out)"
+        )
+    if request.jobs is not None and request.jobs < 1:
+        raise ValueError("--jobs must be >= 1")
+    runs = _plan_runs(request, chosen, seeds, data_root)
+    plan = Plan(request, runs, recipe, profile, world)
+    if request.executor == "slurm":
+        _check_cluster(plan)
+    return plan
+
+
+def _profile(request: Request) -> Profile:
+    """The executor's profile: a Slurm cluster's from its file, else this machine's."""
+    if request.executor not in EXECUTORS:
+        raise ValueError(
+            f"unknown executor {request.executor!r}; executors: {', '.join(EXECUTORS)}"
+        )
+    if request.profile and request.executor != "slurm":
+        raise ValueError(
+            "--profile describes a Slurm cluster; use it with --executor slurm"
+        )
+    if request.executor == "slurm" and not request.profile:
+        raise ValueError(
+            "--executor slurm needs --profile slurm/NAME.toml (see slurm/README.md)"
+        )
+    return load_profile(request.profile) if request.profile else Profile()
+
+
+def _plan_runs(
+    request: Request, chosen: list[Step], seeds: list[int], data_root: str | None
+) -> list[PlannedRun]:
+    """Every (step, seed): its directory checked against the run asked for, state, action."""
+    dirs = [
+        (step, seed, run_dir(request.root, request.track, step, seed))
+        for step in chosen
+        for seed in seeds
+    ]
+    for step, seed, directory in dirs:
+        wanted = run_identity(
+            request.track,
+            step.name,
+            seed,
+            request.preset,
+            data_root,
+            request.overrides,
+        )
+        check_config(directory, wanted)
+    jobs = [records.read_job(d) or {} for _, _, d in dirs]
+    ids = [
+        j["job_id"] for j in jobs if j.get("executor") == "slurm" and j.get("job_id")
+    ]
+    sacct = sacct_states(ids)
+    runs = []
+    for step, seed, directory in dirs:
+        state = (
+            run_state(directory, sacct)
+            if directory.is_dir()
+            else RunState(
+                directory, request.track, step.name, step.index, seed, "missing"
+            )
+        )
+        action = _action(state, request.retry_failed)
+        runs.append(PlannedRun(step, seed, directory, state, action))
+    return runs
+
+
+def _action(state: RunState, retry_failed: bool) -> str:
+    """What the sweep does with a run in `state`: submit, retry (a failed one) or skip."""
+    if state.status in ("done", "pending", "running"):
+        return "skip"
+    if state.status == "failed":
+        return "retry" if retry_failed else "skip"
+    return "submit"
+
+
+def _check_cluster(plan: Plan) -> None:
+    """`sbatch --test-only` the array the plan would submit; a refusal is an error."""
+    if shutil.which("sbatch") is None:
+        if not plan.request.dry_run:
+            raise FileNotFoundError(
+                "--executor slurm: sbatch is not on PATH (run the sweep where Slurm is)"
+            )
+        plan.notes.append("not checked with the cluster: no sbatch on this machine")
+        return
+    folder = plan.request.root / plan.request.track / ".submitit"
+    try:
+        answer = check_slurm(plan.profile, len(plan.to_run), folder)
+    except ValueError as err:
+        if not plan.request.dry_run:
+            raise
+        answer = f"REFUSED here: {err}"
+    plan.notes.append(f"sbatch --test-only: {answer}")
+
+
+def check_writable(root: Path) -> None:
+    """`root` is, or can be created as, a directory this process can write into."""
+    probe = Path(root).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"output root {root}: {probe} is not a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".roadmap-write-test-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise PermissionError(
+            f"output root {root} is not writable: {err.strerror} ({probe})"
+        ) from None
+
+
+def check_batch(recipe: Recipe, world: int, profile: Profile) -> None:
+    """The recipe's effective batch must split evenly over the job's devices."""
+    try:
+        recipe.accum_for(world)
+    except ValueError as err:
+        where = f" ({profile.nodes} node(s) x {profile.gpus_per_node} GPU(s) in {profile.path})"
+        raise ValueError(f"{err} -- {world} device(s) per job{where}") from None
+
+
+def check_config(directory: Path, wanted: dict[str, object]) -> None:
+    """A run directory configured before must have been configured for this very run."""
+    existing = read_config(directory)
+    if existing is None:
+        return
+    diff = identity_diff(existing, wanted)
+    if diff:
+        raise ValueError(
+            f"{directory} already holds a different run: {diff}. "
+            "Use another --root, or move that run away"
+        )

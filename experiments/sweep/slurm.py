@@ -1,0 +1,120 @@
+"""The Slurm executor: one job array per sweep, the cluster's verdict before it, cancelling.
+
+Cluster specifics come only from a profile (experiments/sweep/profile.py, slurm/*.toml).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from experiments import records
+from experiments.runstate import RunState, sacct_states
+from experiments.submitit_private import sbatch_script
+from experiments.sweep.job import STOP_WAIT_S, RunJob, failure_reason, new_job
+from experiments.sweep.profile import Profile
+
+SLURM_DEFAULTS: dict[str, Any] = {"job_name": "roadmap"}
+
+
+def submit_slurm(
+    configs: list[Path], profile: Profile, folder: Path, job_name: str
+) -> list[str]:
+    """Submit one Slurm job array (one task per config); write each run's job.json; job ids."""
+    executor = submitit.SlurmExecutor(
+        folder=folder, max_num_timeout=profile.max_requeues
+    )
+    executor.update_parameters(job_name=job_name, **profile.slurm_parameters())
+    jobs = []
+    try:
+        with executor.batch():
+            for config in configs:
+                job = RunJob(str(config), profile.threads, profile.max_requeues)
+                jobs.append(executor.submit(job))
+    except Exception as err:  # sbatch refused: nothing was submitted
+        raise ValueError(
+            f"sbatch refused the job array: {failure_reason(err)}"
+        ) from err
+    for config, job in zip(configs, jobs, strict=True):
+        new_job(
+            config.parent,
+            executor="slurm",
+            job_id=str(job.job_id),
+            submitit_folder=str(folder),
+            profile=profile.path,
+        )
+    return [str(j.job_id) for j in jobs]
+
+
+def check_slurm(profile: Profile, tasks: int, folder: Path) -> str:
+    """Ask Slurm whether it would accept the job array (`sbatch --test-only`); its answer.
+
+    Catches what only the cluster knows (partition, account, qos, constraint, limits) before
+    anything is written or submitted; a refusal is a ValueError with sbatch's message.
+    """
+    params = SLURM_DEFAULTS | profile.slurm_parameters()
+    script = sbatch_script("true", folder, max(tasks, 1), **params)
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".sh", prefix="roadmap-test-only-"
+    ) as f:
+        f.write(script)
+        f.flush()
+        command = ["sbatch", "--test-only", f.name]
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=90)
+        except subprocess.TimeoutExpired:
+            raise ValueError("sbatch --test-only did not answer within 90 s") from None
+    answer = " ".join((proc.stderr + proc.stdout).split())
+    if proc.returncode:
+        where = f" (profile {profile.path})" if profile.path else ""
+        raise ValueError(f"Slurm refuses the job array{where}: {answer}")
+    return answer
+
+
+def cancel_slurm(
+    states: list[RunState], reason: str, graceful: bool, out: Callable[[str], None]
+) -> None:
+    """Cancel Slurm jobs; running ones first get USR2 + stop_requested (checkpoint, no requeue)."""
+    if shutil.which("scancel") is None:
+        raise FileNotFoundError(
+            "scancel is not on PATH: run roadmap cancel where Slurm is"
+        )
+    running = [s for s in states if s.status == "running"]
+    if graceful and running:
+        for s in running:
+            job = records.read_job(s.run_dir) or {}
+            job["stop_requested"] = reason
+            records.write_job(s.run_dir, job)
+        ids = [str(s.job_id) for s in running]
+        subprocess.run(["scancel", "--signal=USR2", *ids], check=False)
+        out(f"asked {len(ids)} running job(s) to checkpoint and stop: {' '.join(ids)}")
+        _wait_until_stopped(ids)
+    ids = [str(s.job_id) for s in states]
+    subprocess.run(["scancel", *ids], check=False)
+    for s in states:
+        job = records.read_job(s.run_dir) or {}
+        job.pop("stop_requested", None)
+        job["stopped"] = {"time": records.now(), "cancelled": True, "reason": reason}
+        records.write_job(s.run_dir, job)
+    out(f"cancelled {len(ids)} Slurm job(s): {' '.join(ids)}")
+
+
+def _wait_until_stopped(ids: list[str]) -> None:
+    """Wait (at most STOP_WAIT_S) until sacct shows none of `ids` running."""
+    deadline = time.time() + STOP_WAIT_S
+    while time.time() < deadline:
+        info = sacct_states(ids)
+        if all(
+            info.get(i, {}).get("State", "").split(" ")[0]
+            not in ("RUNNING", "COMPLETING")
+            for i in ids
+        ):
+            return
+        time.sleep(2)

@@ -1,0 +1,77 @@
+"""`roadmap train`: check a run and write its config, then train it (argparse only)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from experiments import records, runstate
+from experiments.recipe import PRESETS
+from experiments.train.config import prepare_run
+from experiments.train.run import EXIT_PREEMPTED, Preempted, run
+from roadmap.steps import DEFAULT_TRACK, TRACKS
+
+
+def add_recipe_overrides(parser: argparse.ArgumentParser) -> None:
+    """The `--set recipe.FIELD=VALUE` option (train and sweep)."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="recipe.FIELD=VALUE",
+        help="override a recipe field (repeatable), e.g. --set recipe.epochs=5",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `train` subcommand."""
+    p = sub.add_parser(
+        "train",
+        help="train one roadmap step with a recipe preset and write its run record",
+        description="Train one step and write <out>/config.json, log.jsonl and result.json. "
+        "Running the same command again resumes from the newest checkpoint (or returns at "
+        "once if the run is done).",
+    )
+    p.add_argument("--step", required=True, help="step name (see `roadmap steps`)")
+    p.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
+    p.add_argument("--preset", default="smoke", choices=list(PRESETS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path, help="run directory")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="ImageFolder root with train/ and val/ (default: the built-in Shapes dataset)",
+    )
+    add_recipe_overrides(p)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Prepare the run, train it; 0 when done, 1 when failed, 75 when checkpointed on a signal."""
+    run_dir = prepare_run(
+        args.track,
+        args.step,
+        args.seed,
+        args.preset,
+        args.out,
+        args.data,
+        args.overrides,
+    )
+    done = runstate.done_result(run_dir)
+    if done is not None:
+        print(
+            f"{run_dir} is already done: top-1 {done['top1']:.2f}% ({records.RESULT})"
+        )
+        return 0
+    try:
+        result = run(run_dir, checkpoint_signals=(signal.SIGUSR2, signal.SIGTERM))
+    except Preempted as stop:
+        print(f"stopped by {stop}; run the same command to resume", file=sys.stderr)
+        return EXIT_PREEMPTED
+    if result["status"] != "done":
+        print(f"run failed: {result['reason']}", file=sys.stderr, flush=True)
+        return 1
+    return 0
