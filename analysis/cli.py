@@ -18,11 +18,19 @@ METRIC_LABELS = {
     "best_top1": "Best top-1 accuracy (%)",
     "ema_top1": "EMA top-1 accuracy (%)",
 }
+DEFAULT_METRIC = "top1"
 PAPER_XLABEL = "ImageNet-1K top-1 (%)"
+# Display names of the tracks of `roadmap.steps.TRACKS`; a track without one shows its name.
 TRACK_LABELS = {
     "resnet50": "ResNet-50 → ConvNeXt-T",
     "resnet200": "ResNet-200 → ConvNeXt-B",
 }
+SHOWN_RUNS = 6  # runs named per exclusion reason in the summary
+
+
+def track_label(track: str) -> str:
+    """The display name of `track`: `ResNet-50 → ConvNeXt-T`, else the track's name."""
+    return TRACK_LABELS.get(track, track)
 
 
 def summary(sel: Selection, frame: pd.DataFrame) -> str:
@@ -30,14 +38,15 @@ def summary(sel: Selection, frame: pd.DataFrame) -> str:
     from analysis.collect import ORIGINAL_PRESET, count
 
     staircase = frame[~frame["reference"]]
-    have = staircase[staircase["n"] > 0]
-    n = have["n"].value_counts().sort_index()
+    drawn = staircase[staircase["n"] > 0]
+    steps_by_seeds = drawn["n"].value_counts().sort_index()
     seeds = ", ".join(
-        f"{count(v, 'step')} with {count(int(k), 'seed')}" for k, v in n.items()
+        f"{count(n_steps, 'step')} with {count(int(n_seeds), 'seed')}"
+        for n_seeds, n_steps in steps_by_seeds.items()
     )
     lines = [
         f"staircase {sel.track}, preset {sel.preset!r}, {sel.metric}: "
-        f"{len(have)} of {len(staircase)} steps drawn from {count(len(sel.runs), 'run')}"
+        f"{len(drawn)} of {len(staircase)} steps drawn from {count(len(sel.runs), 'run')}"
         + (f" ({seeds})" if seeds else "")
     ]
     if len(sel.reference):
@@ -49,8 +58,11 @@ def summary(sel: Selection, frame: pd.DataFrame) -> str:
         lines.append(f"left out {count(len(sel.excluded), 'run')}:")
         for reason, group in sel.excluded.groupby("reason", sort=True):
             runs = list(group["run"])
-            more = f" and {len(runs) - 6} more" if len(runs) > 6 else ""
-            lines.append(f"  {reason} ({len(runs)}): {', '.join(runs[:6])}{more}")
+            more = (
+                f" and {len(runs) - SHOWN_RUNS} more" if len(runs) > SHOWN_RUNS else ""
+            )
+            shown = ", ".join(runs[:SHOWN_RUNS])
+            lines.append(f"  {reason} ({len(runs)}): {shown}{more}")
     lines += [f"warning: {x}" for x in sel.warnings]
     return "\n".join(lines)
 
@@ -70,42 +82,46 @@ def _formats(text: str) -> tuple[str, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `staircase` subcommand."""
-    p = sub.add_parser(
+    parser = sub.add_parser(
         "staircase",
         help="collect run records and draw the accuracy/GFLOPs staircase and table",
         description="Draw the roadmap staircase (figure: png/pdf/svg; table: md/tex/csv) "
         "from the run records under --root, or the paper's Figure 2 with --paper.",
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--root", type=Path, help="folder holding run directories")
     src.add_argument(
         "--paper",
         action="store_true",
-        help="draw the paper's Figure 2 and both tracks' tables from the shipped numbers",
+        help="draw the paper's Figure 2 and each track's table from the shipped numbers",
     )
-    p.add_argument(
+    parser.add_argument(
         "--out", type=Path, required=True, help="folder for figures and tables"
     )
-    p.add_argument("--track", choices=list(TRACKS), help=f"default {DEFAULT_TRACK}")
-    p.add_argument(
+    parser.add_argument(
+        "--track", choices=list(TRACKS), help=f"default {DEFAULT_TRACK}"
+    )
+    parser.add_argument(
         "--preset", help="preset to draw (default: the one with the most runs)"
     )
-    p.add_argument(
+    parser.add_argument(
         "--allow-mixed",
         action="store_true",
         help="pool runs of every preset and recipe into one staircase",
     )
-    p.add_argument("--metric", default="top1", choices=list(METRIC_LABELS))
-    p.add_argument(
+    parser.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRIC_LABELS))
+    parser.add_argument(
         "--paper-overlay",
         action="store_true",
         help="mark the paper's top-1 on each bar",
     )
-    p.add_argument(
+    parser.add_argument(
         "--formats", type=_formats, default=("png", "pdf", "svg"), help="png,pdf,svg"
     )
-    p.add_argument("--width", type=float, default=None, help="figure width in inches")
-    p.set_defaults(func=cmd_staircase)
+    parser.add_argument(
+        "--width", type=float, default=None, help="figure width in inches"
+    )
+    parser.set_defaults(func=cmd_staircase)
 
 
 def cmd_staircase(args: argparse.Namespace) -> int:
@@ -114,11 +130,14 @@ def cmd_staircase(args: argparse.Namespace) -> int:
 
     width = args.width or COLUMN_WIDTH_IN
     if args.paper:
-        given = [f"--{k}" for k in ("track", "preset") if getattr(args, k)]
-        given += ["--allow-mixed"] * args.allow_mixed + [
-            "--paper-overlay"
-        ] * args.paper_overlay
-        if given or args.metric != "top1":
+        selection = {
+            "--track": args.track,
+            "--preset": args.preset,
+            "--allow-mixed": args.allow_mixed,
+            "--paper-overlay": args.paper_overlay,
+        }
+        given = [flag for flag, value in selection.items() if value]
+        if given or args.metric != DEFAULT_METRIC:
             raise ValueError(
                 f"--paper draws both tracks as published; drop {' '.join(given)}"
             )
@@ -155,7 +174,7 @@ def _runs(args: argparse.Namespace, width: float) -> int:
         args.formats,
         overlay=args.paper_overlay,
         legend=("adopted step", ""),
-        title=f"{TRACK_LABELS.get(track, track)} · preset {sel.preset}",
+        title=f"{track_label(track)} · preset {sel.preset}",
         xlabel=METRIC_LABELS[args.metric],
         width=width,
     )
@@ -164,43 +183,52 @@ def _runs(args: argparse.Namespace, width: float) -> int:
 
 
 def _paper(out: Path, formats: tuple[str, ...], width: float) -> int:
-    """The paper's own staircases: Figure 2 (both tracks) and each track alone, with tables."""
-    from analysis.collect import figure_label_mismatches, paper_staircase
+    """The paper's own staircases: Figure 2 (the first two tracks) and each track alone."""
+    from analysis.collect import paper_staircase
     from analysis.figure import draw_staircase
-    from analysis.table import write_tables
     from roadmap.paper import SOURCE
 
     frames = {track: paper_staircase(track) for track in TRACKS}
     paths = []
     for track, frame in frames.items():
-        label = f"{TRACK_LABELS.get(track, track)} (paper)"
-        paths += write_tables(
-            frame, out / f"paper_{track}", f"{track} staircase: {SOURCE}"
-        )
-        paths += draw_staircase(
-            frame,
-            out / f"paper_{track}",
-            formats,
-            legend=(label, ""),
-            xlabel=PAPER_XLABEL,
-            width=width,
-        )
-        steps = frame[~frame["reference"]]
-        print(
-            f"paper {track}: {len(steps)} steps, {int((~steps['on_path']).sum())} side branches"
-        )
-        for line in figure_label_mismatches(track):
-            print(f"  note: Figure 2 label differs from the table: {line}")
+        paths += _paper_track(track, frame, out, formats, width)
     fore, back = list(frames)[:2]
     paths += draw_staircase(
         frames[fore],
         out / "paper_figure2",
         formats,
         background=frames[back],
-        legend=(TRACK_LABELS.get(fore, fore), TRACK_LABELS.get(back, back)),
+        legend=(track_label(fore), track_label(back)),
         xlabel=PAPER_XLABEL,
         width=width,
     )
     print(f"source: {SOURCE}")
     print("wrote", ", ".join(str(p) for p in paths))
     return 0
+
+
+def _paper_track(
+    track: str, frame: pd.DataFrame, out: Path, formats: tuple[str, ...], width: float
+) -> list[Path]:
+    """The paper's staircase of one track: its table and figure, and a line on them."""
+    from analysis.figure import draw_staircase
+    from analysis.paper import figure_label_mismatches
+    from analysis.table import write_tables
+    from roadmap.paper import SOURCE
+
+    stem = out / f"paper_{track}"
+    paths = write_tables(frame, stem, f"{track} staircase: {SOURCE}")
+    paths += draw_staircase(
+        frame,
+        stem,
+        formats,
+        legend=(f"{track_label(track)} (paper)", ""),
+        xlabel=PAPER_XLABEL,
+        width=width,
+    )
+    steps = frame[~frame["reference"]]
+    side = int((~steps["on_path"]).sum())
+    print(f"paper {track}: {len(steps)} steps, {side} side branches")
+    for line in figure_label_mismatches(track):
+        print(f"  note: Figure 2 label differs from the table: {line}")
+    return paths

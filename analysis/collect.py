@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.paper import paper_by_step, reference_name
 from experiments import records, runstate
-from roadmap.paper import PaperRow, paper_rows
 from roadmap.steps import Step, steps
 
 PAPER_PRESET = "paper"  # the preset whose numbers the paper's tables report
@@ -45,7 +45,7 @@ class Selection:
     metric: str
     runs: pd.DataFrame  # one row per (step, seed), status done
     reference: pd.DataFrame  # original-recipe runs of the track's baseline step
-    excluded: pd.DataFrame  # run_dir, step, seed, preset, reason
+    excluded: pd.DataFrame  # run, step, seed, preset, reason
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -53,16 +53,6 @@ class Selection:
 def _json(obj: Any) -> Any:
     """`obj` as JSON would give it back (tuples become lists)."""
     return json.loads(json.dumps(obj, default=str))
-
-
-def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts flattened to dotted keys."""
-    if not isinstance(obj, dict):
-        return {prefix: obj}
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
 
 
 def _variant(config: dict[str, Any]) -> str:
@@ -107,7 +97,10 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
 
 def _variant_diff(variants: list[str]) -> str:
     """The keys in which recipe variants differ, as `key=value` per variant."""
-    flats = [_flat(json.loads(v)) for v in variants]
+    flats = [
+        pd.json_normalize(json.loads(v), sep=".").to_dict(orient="records")[0]
+        for v in variants
+    ]
     keys = sorted(
         {k for f in flats for k in f if len({json.dumps(g.get(k)) for g in flats}) > 1}
     )
@@ -135,7 +128,7 @@ def _pick(counts: pd.Series, what: str, how: str) -> str:
     return str(top.index[0])
 
 
-def _reason(row: pd.Series, names: set[str], metric: str) -> str | None:
+def _why_unusable(row: pd.Series, names: set[str], metric: str) -> str | None:
     """Why a run of the track cannot enter any staircase, or None."""
     if row["step"] not in names:
         return f"unknown step {row['step']!r}"
@@ -158,127 +151,158 @@ def select_runs(
 ) -> Selection:
     """The runs of one staircase: one track, one preset and one recipe unless `allow_mixed`.
 
-    Without `preset`, the preset with the most usable runs is drawn (a tie is an error);
-    within it, the recipe variant with the most runs. Everything else is listed in
-    `excluded` with its reason; of two done runs of the same step and seed, the newer stays.
-    Runs of `ORIGINAL_PRESET` on the track's first step make the reference row.
+    The rules, in order; rules 2-5 each give the reasons they find to leave runs out (a
+    Series indexed like the runs, NaN or None where the rule has none), and a run keeps
+    the first reason it is given:
+    1. runs of other tracks are not drawn (`_of_track`; a note counts them);
+    2. unknown step, failed, no result yet, no value for `metric` (`_unusable`);
+    3. `preset`, else the one with the most usable runs (a tie is an error): `_other_preset`;
+    4. within it the recipe variant with the most runs (a tie is an error): `_other_recipe`;
+    5. of two done runs of the same step, seed and recipe, the newer stays: `_duplicates`;
+    6. usable runs of `ORIGINAL_PRESET` on the track's first step (`_baseline_runs`) are
+       the reference row unless that preset is drawn: rule 3 passes them by, and rules 4
+       and 5 judge them among themselves.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     track_steps = steps(track)
-    notes: list[str] = []
-    other = df[df["track"] != track]
-    tracks = _listing(other["track"].fillna("?").value_counts())
-    if len(other):
-        notes.append(f"runs of other tracks not drawn: {tracks}")
-    df = df[df["track"] == track].copy()
-    if df.empty:
-        raise ValueError(f"no runs of track {track!r}; found {tracks}")
-    if preset is not None and preset not in set(df["preset"]):
-        found = _listing(df["preset"].value_counts())
-        raise ValueError(
-            f"no runs of preset {preset!r} on {track}; presets found: {found}"
-        )
-    names = {s.name for s in track_steps}
-    df["why"] = [_reason(r, names, metric) for _, r in df.iterrows()]
-    usable = df["why"].isna()
-    ref = (
-        usable & (df["preset"] == ORIGINAL_PRESET) & (df["step"] == track_steps[0].name)
-    )
+    runs, notes = _of_track(df, track, preset)
+    reasons = _unusable(runs, {s.name for s in track_steps}, metric)
+    baseline = _baseline_runs(runs, reasons.isna(), track_steps[0].name)
     chosen = MIXED if allow_mixed else preset
     if chosen is None:
-        pool = df.loc[usable & ~ref] if (usable & ~ref).any() else df.loc[usable]
-        counts = (pool if len(pool) else df)["preset"].value_counts()
-        how = "choose one with --preset, or pool them with --allow-mixed"
-        chosen = _pick(counts, f"presets on {track}", how)
-        if len(counts) > 1:
-            notes.append(f"preset {chosen!r} drawn (most runs); choose with --preset")
-    if chosen != ORIGINAL_PRESET:
-        df.loc[ref, "why"] = "reference"
+        chosen, note = _most_runs_preset(runs, reasons.isna(), baseline, track)
+        notes += note
+    is_ref = baseline & (chosen != ORIGINAL_PRESET)
     if not allow_mixed:
-        wrong = df["why"].isna() & (df["preset"] != chosen)
-        df.loc[wrong, "why"] = [f"other preset {p!r}" for p in df.loc[wrong, "preset"]]
-        for mask in (df["why"].eq("reference"), df["why"].isna()):
-            notes += _keep_one_recipe(df, mask, chosen)
-    _drop_duplicates(df)
-    excluded = df[df["why"].notna() & df["why"].ne("reference")]
-    excluded = excluded[["run", "step", "seed", "preset", "why"]]
-    sel = Selection(
+        reasons = _first(reasons, _other_preset(runs, reasons.isna() & ~is_ref, chosen))
+        for pool in (is_ref, ~is_ref):
+            found, note = _other_recipe(runs, reasons.isna() & pool, chosen)
+            reasons, notes = _first(reasons, found), notes + note
+    reasons = _first(reasons, _duplicates(runs, reasons.isna(), is_ref))
+    drawn = runs[reasons.isna() & ~is_ref]
+    return Selection(
         track=track,
         preset=chosen,
         metric=metric,
-        runs=df[df["why"].isna()].drop(columns="why"),
-        reference=df[df["why"].eq("reference")].drop(columns="why"),
-        excluded=excluded.rename(columns={"why": "reason"}).reset_index(drop=True),
+        runs=drawn,
+        reference=runs[reasons.isna() & is_ref],
+        excluded=_excluded(runs, reasons),
         notes=notes,
+        warnings=_seed_warnings(drawn, track_steps),
     )
-    sel.warnings = _seed_warnings(sel.runs, track_steps)
-    return sel
 
 
-def _keep_one_recipe(df: pd.DataFrame, mask: pd.Series, preset: str) -> list[str]:
-    """Mark the runs in `mask` not of its most common recipe variant; say how they differ."""
-    if not mask.any():
-        return []
-    counts = df.loc[mask, "variant"].value_counts()
+def _said(where: pd.Series, reason: str | pd.Series) -> pd.Series:
+    """`reason` (one for all, or one per run) for the runs `where` is true, NaN elsewhere."""
+    return pd.Series(reason, index=where.index, dtype=object).where(where)
+
+
+def _first(reasons: pd.Series, more: pd.Series) -> pd.Series:
+    """`reasons`, with `more` where a run has no reason yet: the first reason wins."""
+    return reasons.where(reasons.notna(), more)
+
+
+def _of_track(
+    df: pd.DataFrame, track: str, preset: str | None
+) -> tuple[pd.DataFrame, list[str]]:
+    """The runs of `track` and a note counting the others; an error if none or no `preset`."""
+    other = df[df["track"] != track]
+    tracks = _listing(other["track"].fillna("?").value_counts())
+    notes = [f"runs of other tracks not drawn: {tracks}"] if len(other) else []
+    runs = df[df["track"] == track]
+    if runs.empty:
+        raise ValueError(f"no runs of track {track!r}; found {tracks}")
+    if preset is not None and preset not in set(runs["preset"]):
+        found = f"presets found: {_listing(runs['preset'].value_counts())}"
+        raise ValueError(f"no runs of preset {preset!r} on {track}; {found}")
+    return runs, notes
+
+
+def _unusable(runs: pd.DataFrame, names: set[str], metric: str) -> pd.Series:
+    """Why each run cannot enter any staircase (`_why_unusable`), None for a usable one."""
+    why = [_why_unusable(row, names, metric) for _, row in runs.iterrows()]
+    return pd.Series(why, index=runs.index)
+
+
+def _baseline_runs(runs: pd.DataFrame, usable: pd.Series, first: str) -> pd.Series:
+    """Which runs are usable runs of `ORIGINAL_PRESET` on the track's first step `first`."""
+    return usable & (runs["preset"] == ORIGINAL_PRESET) & (runs["step"] == first)
+
+
+def _most_runs_preset(
+    runs: pd.DataFrame, usable: pd.Series, baseline: pd.Series, track: str
+) -> tuple[str, list[str]]:
+    """The preset with the most usable runs, and a note if there were several presets.
+
+    Baseline runs count only where no other run is usable; every run counts where none is.
+    """
+    pool = runs[usable & ~baseline] if (usable & ~baseline).any() else runs[usable]
+    counts = (pool if len(pool) else runs)["preset"].value_counts()
+    how = "choose one with --preset, or pool them with --allow-mixed"
+    chosen = _pick(counts, f"presets on {track}", how)
+    note = f"preset {chosen!r} drawn (most runs); choose with --preset"
+    return chosen, [note] if len(counts) > 1 else []
+
+
+def _other_preset(runs: pd.DataFrame, pool: pd.Series, preset: str) -> pd.Series:
+    """`other preset 'x'` for the runs in `pool` not of `preset`."""
+    other = pool & (runs["preset"] != preset)
+    return _said(other, runs["preset"].map(lambda name: f"other preset {name!r}"))
+
+
+def _other_recipe(
+    runs: pd.DataFrame, pool: pd.Series, preset: str
+) -> tuple[pd.Series, list[str]]:
+    """`other recipe` for runs in `pool` not of its commonest variant; a note on the keys."""
+    counts = runs.loc[pool, "variant"].value_counts()
+    if len(counts) < 2:  # one recipe or none: nothing to leave out
+        return _said(pool & False, "other recipe"), []
     how = "pass --allow-mixed to pool them"
     keep = _pick(counts, f"recipes in preset {preset!r}", how)
-    if len(counts) == 1:
-        return []
-    df.loc[mask & (df["variant"] != keep), "why"] = "other recipe"
     diff = _variant_diff([keep, *[v for v in counts.index if v != keep]])
-    return [f"recipes differ ({diff}); the first, with most runs, is drawn"]
+    note = f"recipes differ ({diff}); the first, with most runs, is drawn"
+    return _said(pool & (runs["variant"] != keep), "other recipe"), [note]
 
 
-def _drop_duplicates(df: pd.DataFrame) -> None:
-    """Of runs of the same step, seed and recipe, mark all but the newest."""
-    done = df[df["why"].isna() | df["why"].eq("reference")]
-    done = done.assign(kind=done["why"].fillna("step"))
+def _duplicates(runs: pd.DataFrame, pool: pd.Series, is_ref: pd.Series) -> pd.Series:
+    """All but the newest (`created`) of runs in `pool` of one role, recipe, step and seed."""
+    done = runs[pool].assign(is_ref=is_ref[pool])
     done = done.sort_values(["created", "run_dir"], na_position="first")
-    dup = done.duplicated(["kind", "preset", "variant", "step", "seed"], keep="last")
-    df.loc[dup[dup].index, "why"] = "duplicate seed (a newer run is drawn)"
+    dup = done.duplicated(["is_ref", "preset", "variant", "step", "seed"], keep="last")
+    older = dup.reindex(runs.index, fill_value=False)
+    return _said(older, "duplicate seed (a newer run is drawn)")
+
+
+def _excluded(runs: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
+    """The runs given a reason: run, step, seed, preset and the reason."""
+    left_out = reasons.notna()
+    excluded = runs.loc[left_out, ["run", "step", "seed", "preset"]]
+    return excluded.assign(reason=reasons[left_out]).reset_index(drop=True)
 
 
 def _seed_warnings(runs: pd.DataFrame, track_steps: tuple[Step, ...]) -> list[str]:
-    """Warnings for steps with fewer seeds than the most-seeded step, or none."""
-    n = runs.groupby("step")["seed"].nunique()
-    most = int(n.max()) if len(n) else 0
+    """Warnings: steps with fewer seeds than the most-seeded one, runs that disagree on cost."""
+    seeds = runs.groupby("step")["seed"].nunique()
+    most = int(seeds.max()) if len(seeds) else 0
     out = []
-    short = [
-        f"{s.name} ({int(n.get(s.name, 0))})"
-        for s in track_steps
-        if n.get(s.name, 0) < most
-    ]
+    short = [s.name for s in track_steps if seeds.get(s.name, 0) < most]
     if short:
-        out.append(f"fewer seeds than the others ({most}): {', '.join(short)}")
+        listed = ", ".join(f"{name} ({int(seeds.get(name, 0))})" for name in short)
+        out.append(f"fewer seeds than the others ({most}): {listed}")
     for step, group in runs.groupby("step"):
         for col in ("params", "gflops"):
             if col in group and group[col].nunique() > 1:
-                out.append(
-                    f"{step}: runs disagree on {col} ({sorted(set(group[col]))})"
-                )
+                values = sorted(set(group[col]))
+                out.append(f"{step}: runs disagree on {col} ({values})")
     return out
-
-
-def _paper_by_step(track: str) -> dict[str, PaperRow]:
-    """The paper's rows of `track` by step name (the reference row under its own name)."""
-    return {r.step: r for r in paper_rows() if r.track == track}
-
-
-def _reference_name(track: str) -> str | None:
-    """The paper's name for the original-recipe row of `track` (its order-0 row)."""
-    return next(
-        (r.step for r in paper_rows() if r.track == track and r.order == 0), None
-    )
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (NaN for fewer than two values)."""
-    s = pd.Series(values, dtype=float)
-    return (
-        float(s.mean()) if len(s) else math.nan,
-        float(s.std(ddof=1)) if len(s) > 1 else math.nan,
-    )
+    series = pd.Series(values, dtype=float)
+    mean = float(series.mean()) if len(series) else math.nan
+    return mean, float(series.std(ddof=1)) if len(series) > 1 else math.nan
 
 
 def _row(
@@ -314,28 +338,24 @@ def _num(value: Any) -> float:
 
 def _finish(frame: pd.DataFrame, track: str, with_paper: bool) -> pd.DataFrame:
     """Add the paper's numbers (when asked) and the changes against each row's parent."""
-    paper = _paper_by_step(track)
-    ref = _reference_name(track)
-    for col, attr in (
-        ("paper_top1", "top1"),
-        ("paper_top1_std", "top1_std"),
-        ("paper_gflops", "gflops"),
-    ):
-        frame[col] = [
+    paper = paper_by_step(track)
+    ref = reference_name(track)
+    for attr in ("top1", "top1_std", "gflops"):
+        frame[f"paper_{attr}"] = [
             _num(getattr(paper[s], attr)) if with_paper and s in paper else math.nan
             for s in frame["step"]
         ]
     # The first step has no parent; it compares with the original-recipe reference row.
     first = steps(track)[0].name
     parents = [
-        ref if s == first else p
-        for s, p in zip(frame["step"], frame["parent"], strict=True)
+        ref if step == first else parent
+        for step, parent in zip(frame["step"], frame["parent"], strict=True)
     ]
     for col, src in (("change", "top1_mean"), ("paper_change", "paper_top1")):
         by_step = dict(zip(frame["step"], frame[src], strict=True))
         frame[col] = [
-            v - by_step.get(p, math.nan) if p else math.nan
-            for v, p in zip(frame[src], parents, strict=True)
+            value - by_step.get(parent, math.nan) if parent else math.nan
+            for value, parent in zip(frame[src], parents, strict=True)
         ]
     return frame[list(COLUMNS)].reset_index(drop=True)
 
@@ -348,53 +368,29 @@ def aggregate(sel: Selection, with_paper: bool | None = None) -> pd.DataFrame:
     """
     if with_paper is None:
         with_paper = sel.preset == PAPER_PRESET
+    track, runs, metric = sel.track, sel.runs, sel.metric
     rows = []
-    ref = _reference_name(sel.track)
+    ref = reference_name(track)
     if ref and (len(sel.reference) or with_paper):
-        rows.append(_row(sel.track, None, ref, sel.reference, sel.metric))
-    for step in steps(sel.track):
-        rows.append(
-            _row(
-                sel.track,
-                step,
-                step.name,
-                sel.runs[sel.runs["step"] == step.name],
-                sel.metric,
-            )
-        )
-    return _finish(pd.DataFrame(rows), sel.track, with_paper)
+        rows.append(_row(track, None, ref, sel.reference, metric))
+    for step in steps(track):
+        of_step = runs[runs["step"] == step.name]
+        rows.append(_row(track, step, step.name, of_step, metric))
+    return _finish(pd.DataFrame(rows), track, with_paper)
 
 
 def paper_staircase(track: str) -> pd.DataFrame:
     """The paper's own staircase of `track` from the shipped numbers (no runs, n unknown)."""
-    paper = _paper_by_step(track)
-    rows = []
-    for name, row in sorted(paper.items(), key=lambda kv: kv[1].order):
-        step = _find_step(track, name)
-        rows.append(
-            {
-                **_row(
-                    track, step, name, pd.DataFrame(columns=["seed", "top1"]), "top1"
-                ),
-                "n": math.nan,
-                "top1_mean": _num(row.top1),
-                "top1_std": _num(row.top1_std),
-                "gflops": _num(row.gflops),
-            }
-        )
+    paper = paper_by_step(track)
+    no_runs = pd.DataFrame(columns=["seed", "top1"])
+    rows = [
+        {
+            **_row(track, _find_step(track, name), name, no_runs, "top1"),
+            "n": math.nan,
+            "top1_mean": _num(row.top1),
+            "top1_std": _num(row.top1_std),
+            "gflops": _num(row.gflops),
+        }
+        for name, row in sorted(paper.items(), key=lambda kv: kv[1].order)
+    ]
     return _finish(pd.DataFrame(rows), track, with_paper=False)
-
-
-def figure_label_mismatches(track: str, tol: float = 0.05 + 1e-9) -> list[str]:
-    """Where the paper's Figure 2 labels disagree with its table beyond rounding."""
-    out = []
-    for r in paper_rows():
-        if r.track != track:
-            continue
-        for what, table, fig in (
-            ("top-1", r.top1, r.figure_top1),
-            ("GFLOPs", r.gflops, r.figure_gflops),
-        ):
-            if table is not None and fig is not None and abs(table - fig) > tol:
-                out.append(f"{r.step} {what}: table {table:g}, figure {fig:g}")
-    return out

@@ -17,6 +17,7 @@ from typing import Any
 
 import matplotlib as mpl
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -37,9 +38,21 @@ LIGHT = "#c9d8ea"
 BACK = "#d9d9d9"
 PAPER = "#c0392b"
 TICK_STEPS = [1, 2, 5, 10]  # x ticks at whole, even or 5-multiple values
-GROUP_LABELS = {
-    "resnext-ify": "ResNeXt-ify"
-}  # display names where capitalising is not enough
+# Display names of groups where capitalising is not enough.
+GROUP_LABELS = {"resnext-ify": "ResNeXt-ify"}
+HATCH = "//////"  # side branches
+# Legend keys, in the look of the bars and marks that `_draw_row` draws.
+SIDE_KEY = {"facecolor": LIGHT, "edgecolor": COLOR, "hatch": HATCH, "lw": 0.4}
+SPREAD_KEY = {"color": "black", "lw": 0.6, "marker": "|", "markersize": 3}
+SEED_KEY = {"ls": "", "marker": "o", "markersize": 1.5, "color": "black"}
+PAPER_KEY = {
+    "ls": "",
+    "marker": "D",
+    "markersize": 2.5,
+    "markerfacecolor": "white",
+    "markeredgecolor": PAPER,
+    "markeredgewidth": 0.6,
+}
 STYLE = {
     "font.size": 6.5,
     "axes.linewidth": 0.5,
@@ -52,6 +65,9 @@ STYLE = {
     "svg.fonttype": "path",
 }
 
+Rows = list[tuple[str, pd.Series | None]]  # `_layout`: (label, step row or None)
+Label = tuple[Text, float | None]  # a bar's end label and the paper mark it avoids
+
 
 def step_label(name: str) -> str:
     """A step name as a bar label: `bn_to_ln` -> `bn → ln`, `kernel_5` -> `kernel 5`."""
@@ -63,9 +79,9 @@ def group_label(group: str) -> str:
     return GROUP_LABELS.get(group, group[:1].upper() + group[1:])
 
 
-def _layout(frame: pd.DataFrame) -> list[tuple[str, pd.Series | None]]:
+def _layout(frame: pd.DataFrame) -> Rows:
     """Rows top to bottom: ("header", None) before each group, then ("step", row)."""
-    rows: list[tuple[str, pd.Series | None]] = []
+    rows: Rows = []
     last = None
     for _, row in frame[~frame["reference"]].sort_values("index").iterrows():
         if row["group"] != last:
@@ -186,31 +202,43 @@ def _draw(
     back = (
         {}
         if background is None
-        else {int(r["index"]): r for _, r in background.iterrows()}
+        else {int(row["index"]): row for _, row in background.iterrows()}
     )
-    xs = [x for _, r in rows if r is not None for x in _ends(r)]
-    if overlay:
-        xs += [
-            r["paper_top1"]
-            for _, r in rows
-            if r is not None and pd.notna(r["paper_top1"])
-        ]
-    xs += [r["top1_mean"] for r in back.values() if pd.notna(r["top1_mean"])]
-    if not xs:
-        raise ValueError("nothing to draw: no step has a top-1 value")
+    xs = _x_values(rows, back, overlay)
     span = max(max(xs) - min(xs), 0.5)
-    lo = float(
-        MaxNLocator(nbins=6, steps=TICK_STEPS).tick_values(
-            min(xs) - 0.06 * span, max(xs)
-        )[0]
-    )
-    texts = []
+    locator = MaxNLocator(nbins=6, steps=TICK_STEPS)
+    left = float(locator.tick_values(min(xs) - 0.06 * span, max(xs))[0])
+    labels = []
     for y, (_, row) in enumerate(rows):
         if row is None:
             if y:
                 ax.axhline(y - 0.5, color="0.85", lw=0.4, zorder=0)
             continue
-        texts.append(_draw_row(ax, y, row, back.get(int(row["index"])), lo, overlay))
+        back_row = back.get(int(row["index"]))
+        labels.append(_draw_row(ax, y, row, back_row, left, overlay))
+    _style_axes(ax, rows, xlabel, title)
+    _legend(fig, rows, overlay, background is not None, legend)
+    _fit_right(fig, ax, left, max(xs) + 0.04 * span, labels)
+    return fig
+
+
+def _x_values(rows: Rows, back: dict[int, pd.Series], overlay: bool) -> list[float]:
+    """Every x value the figure draws: each row's `_ends`, paper marks, background bars."""
+    xs = [x for _, row in rows if row is not None for x in _ends(row)]
+    if overlay:
+        xs += [
+            row["paper_top1"]
+            for _, row in rows
+            if row is not None and pd.notna(row["paper_top1"])
+        ]
+    xs += [row["top1_mean"] for row in back.values() if pd.notna(row["top1_mean"])]
+    if not xs:
+        raise ValueError("nothing to draw: no step has a top-1 value")
+    return xs
+
+
+def _style_axes(ax: Axes, rows: Rows, xlabel: str, title: str | None) -> None:
+    """Row labels (group headers bold, side branches italic), x axis, grid and title."""
     ax.set_yticks(range(len(rows)), [label for label, _ in rows])
     for tick, (_, row) in zip(ax.get_yticklabels(), rows, strict=True):
         if row is None:
@@ -226,18 +254,15 @@ def _draw(
     ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title, fontsize=6.5, loc="left")
-    _legend(fig, rows, overlay, background is not None, legend)
-    _fit_right(fig, ax, lo, max(xs) + 0.04 * span, texts)
-    return fig
 
 
 def _draw_row(
-    ax: Axes, y: int, row: pd.Series, back: pd.Series | None, lo: float, overlay: bool
-) -> tuple[Text, float | None]:
+    ax: Axes, y: int, row: pd.Series, back: pd.Series | None, left: float, overlay: bool
+) -> Label:
     """Draw one step's bars, spread and marks; return its end label and the paper mark."""
     if back is not None and pd.notna(back["top1_mean"]):
-        width = back["top1_mean"] - lo
-        ax.barh(y, width, left=lo, height=0.86, color=BACK, lw=0, zorder=1)
+        width = back["top1_mean"] - left
+        ax.barh(y, width, left=left, height=0.86, color=BACK, lw=0, zorder=1)
     mark = row["paper_top1"] if overlay and pd.notna(row["paper_top1"]) else None
     if mark is not None:
         ax.scatter(
@@ -250,40 +275,12 @@ def _draw_row(
             lw=0.6,
             zorder=6,
         )
-    mean, std = row["top1_mean"], row["top1_std"]
-    if pd.isna(mean):
+    if pd.isna(row["top1_mean"]):
         return ax.text(
-            lo, y, "  no runs", va="center", color="0.4", style="italic", fontsize=5.5
+            left, y, "  no runs", va="center", color="0.4", style="italic", fontsize=5.5
         ), None
-    hatch = None if row["on_path"] else "//////"
-    ax.barh(
-        y,
-        mean - lo,
-        left=lo,
-        height=0.56,
-        color=COLOR if hatch is None else LIGHT,
-        hatch=hatch,
-        edgecolor=COLOR,
-        lw=0 if hatch is None else 0.4,
-        zorder=2,
-    )
-    if pd.notna(std):
-        ax.errorbar(
-            mean,
-            y,
-            xerr=std,
-            fmt="none",
-            ecolor="black",
-            elinewidth=0.6,
-            capsize=1.4,
-            capthick=0.6,
-            zorder=4,
-        )
-    seeds = list(row["values"])
-    if seeds:  # one dot per seed, spread over the bar's height
-        jitter = [0.32 * (i / max(len(seeds) - 1, 1) - 0.5) for i in range(len(seeds))]
-        jitter = jitter if len(seeds) > 1 else [0.0]
-        ax.scatter(seeds, [y + j for j in jitter], s=1.6, color="black", lw=0, zorder=5)
+    _draw_bar(ax, y, row, left)
+    _draw_spread(ax, y, row)
     text = ax.annotate(
         bar_label(row),
         (max(_ends(row)), y),
@@ -297,58 +294,50 @@ def _draw_row(
     return text, mark
 
 
+def _draw_bar(ax: Axes, y: int, row: pd.Series, left: float) -> None:
+    """The bar of one step, from `left` to its mean: solid on the path, hatched beside it."""
+    hatch = None if row["on_path"] else HATCH
+    ax.barh(
+        y,
+        row["top1_mean"] - left,
+        left=left,
+        height=0.56,
+        color=COLOR if hatch is None else LIGHT,
+        hatch=hatch,
+        edgecolor=COLOR,
+        lw=0 if hatch is None else 0.4,
+        zorder=2,
+    )
+
+
+def _draw_spread(ax: Axes, y: int, row: pd.Series) -> None:
+    """The seed spread of one step: mean +- std as an error bar, one dot per seed."""
+    if pd.notna(row["top1_std"]):
+        ax.errorbar(
+            row["top1_mean"],
+            y,
+            xerr=row["top1_std"],
+            fmt="none",
+            ecolor="black",
+            elinewidth=0.6,
+            capsize=1.4,
+            capthick=0.6,
+            zorder=4,
+        )
+    seeds = list(row["values"])
+    if seeds:  # one dot per seed, spread over the bar's height
+        jitter = [0.32 * (i / max(len(seeds) - 1, 1) - 0.5) for i in range(len(seeds))]
+        jitter = jitter if len(seeds) > 1 else [0.0]
+        ax.scatter(seeds, [y + j for j in jitter], s=1.6, color="black", lw=0, zorder=5)
+
+
 def _legend(
-    fig: Figure, rows: list, overlay: bool, background: bool, labels: Sequence[str]
+    fig: Figure, rows: Rows, overlay: bool, background: bool, labels: Sequence[str]
 ) -> None:
     """Legend below the axes, listing only what the figure shows."""
-    drawn = [r for _, r in rows if r is not None and pd.notna(r["top1_mean"])]
-    handles = [Patch(color=COLOR, label=labels[0])]
-    if background:
-        handles.append(Patch(color=BACK, label=labels[1]))
-    if any(not r["on_path"] for r in drawn):
-        handles.append(
-            Patch(
-                facecolor=LIGHT,
-                edgecolor=COLOR,
-                hatch="//////",
-                lw=0.4,
-                label="not adopted",
-            )
-        )
-    if any(pd.notna(r["top1_std"]) for r in drawn):
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="black",
-                lw=0.6,
-                marker="|",
-                markersize=3,
-                label="mean ± std",
-            )
-        )
-    if any(len(r["values"]) for r in drawn):
-        handles.append(
-            Line2D(
-                [], [], ls="", marker="o", markersize=1.5, color="black", label="seeds"
-            )
-        )
-    if overlay:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                ls="",
-                marker="D",
-                markersize=2.5,
-                markerfacecolor="white",
-                markeredgecolor=PAPER,
-                markeredgewidth=0.6,
-                label="paper",
-            )
-        )
+    drawn = [row for _, row in rows if row is not None and pd.notna(row["top1_mean"])]
     fig.legend(
-        handles=handles,
+        handles=_legend_handles(drawn, overlay, background, labels),
         loc="outside lower center",
         ncol=3,
         frameon=False,
@@ -358,23 +347,44 @@ def _legend(
     )
 
 
-def _fit_right(fig: Figure, ax, lo: float, right: float, texts: list) -> None:
+def _legend_handles(
+    drawn: list[pd.Series], overlay: bool, background: bool, labels: Sequence[str]
+) -> list[Artist]:
+    """The legend's keys: bars, side branches, spread, seeds, paper marks, where shown."""
+    handles: list[Artist] = [Patch(color=COLOR, label=labels[0])]
+    if background:
+        handles.append(Patch(color=BACK, label=labels[1]))
+    if any(not row["on_path"] for row in drawn):
+        handles.append(Patch(**SIDE_KEY, label="not adopted"))
+    if any(pd.notna(row["top1_std"]) for row in drawn):
+        handles.append(Line2D([], [], **SPREAD_KEY, label="mean ± std"))
+    if any(len(row["values"]) for row in drawn):
+        handles.append(Line2D([], [], **SEED_KEY, label="seeds"))
+    if overlay:
+        handles.append(Line2D([], [], **PAPER_KEY, label="paper"))
+    return handles
+
+
+def _fit_right(
+    fig: Figure, ax: Axes, left: float, right: float, labels: list[Label]
+) -> None:
     """Widen the x range until every bar label fits; move a label past a marker it covers."""
-    ax.set_xlim(lo, right)
+    ax.set_xlim(left, right)
     for _ in range(6):
         fig.canvas.draw()
         box = ax.get_window_extent()
         moved = False
-        for text, mark in texts:
+        for text, mark in labels:
             if mark is None or mark <= text.xy[0]:
                 continue
             ext = text.get_window_extent()
             at = ax.transData.transform((mark, text.xy[1]))[0]
             if ext.x0 - 4 <= at <= ext.x1 + 4:
                 text.xy, moved = (mark, text.xy[1]), True
-        over = max([t.get_window_extent().x1 - box.x1 for t, _ in texts] + [0.0])
+        ends = [text.get_window_extent().x1 for text, _ in labels]
+        over = max([end - box.x1 for end in ends] + [0.0])
         if over > 0.5:
-            right += (over + 2) * (right - lo) / box.width
-            ax.set_xlim(lo, right)
+            right += (over + 2) * (right - left) / box.width
+            ax.set_xlim(left, right)
         elif not moved:
             return

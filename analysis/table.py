@@ -25,13 +25,13 @@ def _path(row: pd.Series) -> str:
     return "ref" if row["reference"] else "yes" if row["on_path"] else "side"
 
 
-def _top1(mean: float, std: float, n: float, pm: str) -> str:
+def _top1(mean: float, std: float, n: float, plus_minus: str) -> str:
     """`mean ± std (n)`; the std and n only where known."""
     if pd.isna(mean):
         return ""
     text = f"{mean:.2f}"
     if pd.notna(std):
-        text += f" {pm} {std:.2f}"
+        text += f" {plus_minus} {std:.2f}"
     if pd.notna(n):
         text += f" ({int(n)})"
     return text
@@ -45,7 +45,7 @@ def gflops_cell(value: float) -> str:
     return f"{value:.2f}" if value >= 1 else f"{value:#.2g}"
 
 
-def _cells(frame: pd.DataFrame, pm: str) -> list[list[str]]:
+def _cells(frame: pd.DataFrame, plus_minus: str) -> list[list[str]]:
     """Formatted cells of every row, in `HEADERS` order."""
 
     def num(value: float, fmt: str) -> str:
@@ -53,17 +53,17 @@ def _cells(frame: pd.DataFrame, pm: str) -> list[list[str]]:
 
     return [
         [
-            r["step"],
-            r["group"],
-            _path(r),
-            "" if pd.isna(r["gflops"]) else gflops_cell(r["gflops"]),
-            "" if pd.isna(r["params"]) else f"{r['params'] / 1e6:.2f}M",
-            _top1(r["top1_mean"], r["top1_std"], r["n"], pm),
-            num(r["change"], "+.2f"),
-            _top1(r["paper_top1"], r["paper_top1_std"], float("nan"), pm),
-            num(r["paper_gflops"], ".2f"),
+            row["step"],
+            row["group"],
+            _path(row),
+            "" if pd.isna(row["gflops"]) else gflops_cell(row["gflops"]),
+            "" if pd.isna(row["params"]) else f"{row['params'] / 1e6:.2f}M",
+            _top1(row["top1_mean"], row["top1_std"], row["n"], plus_minus),
+            num(row["change"], "+.2f"),
+            _top1(row["paper_top1"], row["paper_top1_std"], float("nan"), plus_minus),
+            num(row["paper_gflops"], ".2f"),
         ]
-        for _, r in frame.sort_values("index").iterrows()
+        for _, row in frame.sort_values("index").iterrows()
     ]
 
 
@@ -105,8 +105,8 @@ def to_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
         "\\midrule",
     ]
     groups = list(frame.sort_values("index")["group"])
-    for k, row in enumerate(cells):
-        if k and groups[k] != groups[k - 1]:
+    for i, row in enumerate(cells):
+        if i and groups[i] != groups[i - 1]:
             lines.append("\\midrule")
         line = " & ".join(_tex(row[i]) for i in keep)
         lines.append(line.replace("PLUSMINUS", "$\\pm$") + " \\\\")
@@ -119,8 +119,8 @@ def to_csv(frame: pd.DataFrame) -> str:
     out = frame.copy()
     for col in ("seeds", "values"):
         out[col] = [
-            ";".join(f"{v:g}" if col == "values" else str(v) for v in x)
-            for x in out[col]
+            ";".join(f"{v:g}" if col == "values" else str(v) for v in per_seed)
+            for per_seed in out[col]
         ]
     for col in ("n", "params"):
         out[col] = out[col].astype("Float64").round().astype("Int64")

@@ -1,90 +1,57 @@
 """The builder: one generic network whose every design decision is read from an `ArchSpec`.
 
-Names are resolved to layer types once, in `_layers`, and passed down; blocks never read the spec
-for anything but their own shape. Module names follow the data flow (stem, stages.i.downsample,
-stages.i.blocks.j.conv1..3, head) so that `roadmap.convert` can map torchvision and timm weights.
+Names are resolved to layer types once, by `roadmap.layers.resolve_layers`, and passed down;
+blocks never read the spec for anything but their own shape. Module names follow the data flow
+(stem, stages.i.downsample, stages.i.blocks.j.conv1..3, head) so that `roadmap.convert` can map
+torchvision and timm weights.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
-from timm.layers import DropPath, LayerNorm2d, trunc_normal_
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, trunc_normal_
 from torch import nn
 
+from roadmap.layers import ConvNormAct, ConvShape, Layers, resolve_layers
 from roadmap.spec import ArchSpec
-
-NormFactory = Callable[[int], nn.Module]
-ActFactory = Callable[[], nn.Module]
 
 # What timm's data helpers (resolve_data_config, create_transform) read from a model.
 PRETRAINED_CFG = {
     "input_size": (3, 224, 224),
     "interpolation": "bicubic",
     "crop_pct": 0.875,
-    "mean": (0.485, 0.456, 0.406),
-    "std": (0.229, 0.224, 0.225),
+    "mean": IMAGENET_DEFAULT_MEAN,
+    "std": IMAGENET_DEFAULT_STD,
     "num_classes": 1000,
     "first_conv": "stem.conv",
     "classifier": "head.fc",
 }
 
 
-@dataclass(frozen=True)
-class _Layers:
-    """Layer factories resolved from a spec once."""
+def _block_conv_shapes(
+    in_chs: int, mid_chs: int, out_chs: int, stride: int, spec: ArchSpec
+) -> tuple[ConvShape, ConvShape, ConvShape]:
+    """The three convs of a block, in order: (1x1, kxk, 1x1), or (kxk, 1x1, 1x1) spatial first.
 
-    norm: NormFactory
-    act: ActFactory
-
-
-def _layers(spec: ArchSpec) -> _Layers:
-    """Resolve the spec's norm and activation names to factories."""
-    eps = _eps(spec)
-    if spec.norm == "bn":
-
-        def norm(c: int) -> nn.Module:
-            return nn.BatchNorm2d(c, eps=eps)
-    else:
-
-        def norm(c: int) -> nn.Module:
-            return LayerNorm2d(c, eps=eps)
-
-    act: ActFactory = (lambda: nn.ReLU(inplace=True)) if spec.act == "relu" else nn.GELU
-    return _Layers(norm=norm, act=act)
-
-
-class ConvNormAct(nn.Sequential):
-    """conv -> optional norm -> optional act (children named conv, norm, act).
-
-    The conv has a bias unless a BatchNorm follows it (whose shift makes a bias redundant), the
-    rule that gives torchvision's bias-free ResNet and ConvNeXt's biased convs and linears.
+    The spatial conv carries the block's stride and, with `depthwise`, one group per channel.
     """
-
-    def __init__(
-        self,
-        in_chs: int,
-        out_chs: int,
-        kernel_size: int = 1,
-        stride: int = 1,
-        groups: int = 1,
-        padding: int | None = None,
-        norm_layer: NormFactory | None = None,
-        act_layer: ActFactory | None = None,
-    ) -> None:
-        super().__init__()
-        pad = kernel_size // 2 if padding is None else padding
-        norm = norm_layer(out_chs) if norm_layer is not None else None
-        bias = not isinstance(norm, nn.modules.batchnorm._BatchNorm)
-        self.conv = nn.Conv2d(
-            in_chs, out_chs, kernel_size, stride, pad, groups=groups, bias=bias
+    kernel = spec.kernel_size
+    if spec.spatial_first:
+        groups = in_chs if spec.depthwise else 1
+        return (
+            ConvShape(in_chs, in_chs, kernel, stride, groups),
+            ConvShape(in_chs, mid_chs),
+            ConvShape(mid_chs, out_chs),
         )
-        if norm is not None:
-            self.norm = norm
-        if act_layer is not None:
-            self.act = act_layer()
+    groups = mid_chs if spec.depthwise else 1
+    return (
+        ConvShape(in_chs, mid_chs),
+        ConvShape(mid_chs, mid_chs, kernel, stride, groups),
+        ConvShape(mid_chs, out_chs),
+    )
 
 
 class Block(nn.Module):
@@ -96,7 +63,7 @@ class Block(nn.Module):
         mid_chs: channels between the convs (narrow in a bottleneck, wide when inverted).
         stride: stride of the spatial conv (2 in a downsampling block).
         spec: the design (kernel, depthwise, order, how many norms and activations).
-        layers: resolved norm and activation factories.
+        layers: resolved norm and activation factories (`roadmap.layers.resolve_layers`).
         drop_path: stochastic depth probability of this block.
         layer_scale_init: initial value of the per-channel residual scale, or None for none.
     """
@@ -108,53 +75,28 @@ class Block(nn.Module):
         mid_chs: int,
         stride: int,
         spec: ArchSpec,
-        layers: _Layers,
+        layers: Layers,
         drop_path: float = 0.0,
         layer_scale_init: float | None = None,
     ) -> None:
         super().__init__()
-        k = spec.kernel_size
-        # (in, out, kernel, stride, groups) of the three convs, in order.
-        if spec.spatial_first:
-            shapes = [
-                (in_chs, in_chs, k, stride, in_chs if spec.depthwise else 1),
-                (in_chs, mid_chs, 1, 1, 1),
-                (mid_chs, out_chs, 1, 1, 1),
-            ]
-        else:
-            shapes = [
-                (in_chs, mid_chs, 1, 1, 1),
-                (mid_chs, mid_chs, k, stride, mid_chs if spec.depthwise else 1),
-                (mid_chs, out_chs, 1, 1, 1),
-            ]
         # Full blocks: a norm after every conv, an act after the first two and after the sum.
         # fewer_norms keeps the first norm; fewer_activations keeps the act after the second conv.
-        has_norm = [True, not spec.fewer_norms, not spec.fewer_norms]
-        has_act = [not spec.fewer_activations, True, False]
-        for i, ((ci, co, kk, s, g), n, a) in enumerate(
-            zip(shapes, has_norm, has_act, strict=True)
+        with_norm = (True, not spec.fewer_norms, not spec.fewer_norms)
+        with_act = (not spec.fewer_activations, True, False)
+        shapes = _block_conv_shapes(in_chs, mid_chs, out_chs, stride, spec)
+        for index, (shape, norm_on, act_on) in enumerate(
+            zip(shapes, with_norm, with_act, strict=True), start=1
         ):
-            self.add_module(
-                f"conv{i + 1}",
-                ConvNormAct(
-                    ci,
-                    co,
-                    kk,
-                    s,
-                    g,
-                    norm_layer=layers.norm if n else None,
-                    act_layer=layers.act if a else None,
-                ),
+            conv = ConvNormAct(
+                **shape._asdict(),
+                norm_layer=layers.norm if norm_on else None,
+                act_layer=layers.act if act_on else None,
             )
-        # Layer scale: the residual branch's last per-channel scale starts at layer_scale_init.
-        # Where the branch ends with a norm, that norm's affine weight is this scale (the
-        # "zero-init last norm" of Goyal et al.), so ResNet blocks keep torchvision's parameters;
-        # otherwise the block gets its own `gamma`, as ConvNeXt's.
-        self.gamma: nn.Parameter | None = None
-        if layer_scale_init and has_norm[2]:
-            nn.init.constant_(self.conv3.norm.weight, float(layer_scale_init))
-        elif layer_scale_init:
-            self.gamma = nn.Parameter(torch.full((out_chs,), float(layer_scale_init)))
+            self.add_module(f"conv{index}", conv)
+        self.gamma: nn.Parameter | None = self._init_layer_scale(
+            out_chs, layer_scale_init
+        )
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if stride != 1 or in_chs != out_chs:
             self.shortcut: nn.Module = ConvNormAct(
@@ -166,7 +108,24 @@ class Block(nn.Module):
         # Speed only (same parameters, same maths): ConvNeXt-shaped blocks (two norm-free 1x1
         # convs last, from fewer_norms on) run their 1x1 convs on channels-last memory, see
         # `forward` and docs/benchmarks.md.
-        self.channels_last_mlp = spec.spatial_first and not (has_norm[1] or has_norm[2])
+        self.channels_last_mlp = spec.spatial_first and not any(with_norm[1:])
+
+    def _init_layer_scale(
+        self, out_chs: int, layer_scale_init: float | None
+    ) -> nn.Parameter | None:
+        """Start the residual branch's last per-channel scale at `layer_scale_init`.
+
+        Where the branch ends with a norm, that norm's affine weight is this scale (the
+        "zero-init last norm" of Goyal et al.), so ResNet blocks keep torchvision's parameters,
+        and None is returned; otherwise the block gets its own `gamma`, as ConvNeXt's.
+        """
+        if not layer_scale_init:
+            return None
+        last_norm = getattr(self.conv3, "norm", None)
+        if last_norm is not None:
+            nn.init.constant_(last_norm.weight, float(layer_scale_init))
+            return None
+        return nn.Parameter(torch.full((out_chs,), float(layer_scale_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual branch, scaled and dropped, plus shortcut, then the outer activation."""
@@ -224,88 +183,23 @@ class RoadmapNet(nn.Module):
         layer_scale_init: float | None = None,
     ) -> None:
         super().__init__()
-        if drop_path_rate is not None or layer_scale_init is not None:
-            spec = spec.replace(
-                drop_path_rate=spec.drop_path_rate
-                if drop_path_rate is None
-                else drop_path_rate,
-                layer_scale_init=(
-                    spec.layer_scale_init
-                    if layer_scale_init is None
-                    else layer_scale_init or None
-                ),
-            )
+        spec = _with_overrides(spec, drop_path_rate, layer_scale_init)
         self.spec = spec
-        layers = _layers(spec)
-        self.stem = self._stem(spec, in_chans, layers)
-
-        total = sum(spec.depths)
-        rates = [spec.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        stages = []
-        in_chs, idx = spec.width, 0
-        for i, depth in enumerate(spec.depths):
-            w = spec.width * 2**i
-            out_chs = w if spec.inverted_bottleneck else w * spec.expansion
-            mid_chs = w * spec.expansion if spec.inverted_bottleneck else w
-            stride = 1 if i == 0 else 2
-            downsample: nn.Module = nn.Identity()
-            if spec.separate_downsampling and i > 0:
-                downsample = nn.Sequential()
-                downsample.add_module("norm", layers.norm(in_chs))
-                downsample.add_module("conv", nn.Conv2d(in_chs, out_chs, 2, 2))
-                in_chs, stride = out_chs, 1
-            blocks = []
-            for j in range(depth):
-                blocks.append(
-                    Block(
-                        in_chs,
-                        out_chs,
-                        mid_chs,
-                        stride if j == 0 else 1,
-                        spec,
-                        layers,
-                        drop_path=rates[idx],
-                        layer_scale_init=spec.layer_scale_init,
-                    )
-                )
-                in_chs, idx = out_chs, idx + 1
-            stages.append(Stage(downsample, blocks))
+        layers = resolve_layers(spec.norm, spec.act, spec.norm_eps)
+        self.stem = _make_stem(spec, in_chans, layers)
+        rates = _drop_path_rates(spec)
+        stages, in_chs, first_block = [], spec.width, 0
+        for index, depth in enumerate(spec.depths):
+            block_rates = rates[first_block : first_block + depth]
+            stages.append(_make_stage(spec, layers, index, in_chs, block_rates))
+            in_chs = _stage_channels(spec, index).out_chs
+            first_block += depth
         self.stages = nn.Sequential(*stages)
         self.num_features = in_chs
-        self.head = nn.Sequential()
-        self.head.add_module("pool", nn.AdaptiveAvgPool2d(1))
-        self.head.add_module("flatten", nn.Flatten(1))
-        if spec.separate_downsampling:
-            self.head.add_module(
-                "norm",
-                nn.LayerNorm(in_chs, eps=_eps(spec))
-                if spec.norm == "ln"
-                else nn.BatchNorm1d(in_chs, eps=_eps(spec)),
-            )
         self.num_classes = num_classes
-        self.head.add_module(
-            "fc", nn.Linear(in_chs, num_classes) if num_classes else nn.Identity()
-        )
+        self.head = _make_head(in_chs, num_classes, layers, spec.separate_downsampling)
         self.pretrained_cfg = dict(PRETRAINED_CFG, num_classes=num_classes)
         self.apply(_init_weights)
-
-    @staticmethod
-    def _stem(spec: ArchSpec, in_chans: int, layers: _Layers) -> nn.Module:
-        if spec.stem == "patchify":
-            return ConvNormAct(
-                in_chans, spec.width, 4, 4, padding=0, norm_layer=layers.norm
-            )
-        stem = ConvNormAct(
-            in_chans,
-            spec.width,
-            7,
-            2,
-            padding=3,
-            norm_layer=layers.norm,
-            act_layer=layers.act,
-        )
-        stem.add_module("pool", nn.MaxPool2d(3, 2, 1))
-        return stem
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and stages: the last feature map."""
@@ -337,10 +231,118 @@ class RoadmapNet(nn.Module):
         )
 
 
-def _eps(spec: ArchSpec) -> float:
-    if spec.norm_eps is not None:
-        return spec.norm_eps
-    return 1e-5 if spec.norm == "bn" else 1e-6
+def _with_overrides(
+    spec: ArchSpec, drop_path_rate: float | None, layer_scale_init: float | None
+) -> ArchSpec:
+    """`spec` with the training-recipe overrides that are given (layer scale 0 means off)."""
+    if drop_path_rate is None and layer_scale_init is None:
+        return spec
+    return spec.replace(
+        drop_path_rate=spec.drop_path_rate
+        if drop_path_rate is None
+        else drop_path_rate,
+        layer_scale_init=(
+            spec.layer_scale_init
+            if layer_scale_init is None
+            else layer_scale_init or None
+        ),
+    )
+
+
+def _drop_path_rates(spec: ArchSpec) -> list[float]:
+    """Stochastic depth rate of every block, rising linearly from 0 to the spec's rate."""
+    total = sum(spec.depths)
+    return [spec.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+
+
+class StageChannels(NamedTuple):
+    """Channels of a stage's blocks: between their convs, and of the residual stream."""
+
+    mid_chs: int
+    out_chs: int
+
+
+def _stage_channels(spec: ArchSpec, index: int) -> StageChannels:
+    """Channels of stage `index`, whose width is `spec.width * 2**index`.
+
+    A bottleneck's residual stream is `expansion` times wider than its hidden layer; an inverted
+    bottleneck's is `expansion` times narrower.
+    """
+    width = spec.width * 2**index
+    if spec.inverted_bottleneck:
+        return StageChannels(mid_chs=width * spec.expansion, out_chs=width)
+    return StageChannels(mid_chs=width, out_chs=width * spec.expansion)
+
+
+def _make_stem(spec: ArchSpec, in_chans: int, layers: Layers) -> nn.Module:
+    """The stem: patchify (4x4/s4 conv, norm) or ResNet's (7x7/s2 conv, norm, act, max-pool)."""
+    if spec.stem == "patchify":
+        return ConvNormAct(
+            in_chans, spec.width, 4, 4, padding=0, norm_layer=layers.norm
+        )
+    stem = ConvNormAct(
+        in_chans,
+        spec.width,
+        7,
+        2,
+        padding=3,
+        norm_layer=layers.norm,
+        act_layer=layers.act,
+    )
+    stem.add_module("pool", nn.MaxPool2d(3, 2, 1))
+    return stem
+
+
+def _make_stage(
+    spec: ArchSpec,
+    layers: Layers,
+    index: int,
+    in_chs: int,
+    drop_path_rates: list[float],
+) -> Stage:
+    """Stage `index` (one block per rate in `drop_path_rates`), taking `in_chs` channels.
+
+    Every stage but the first halves the resolution: in its first block's spatial conv, or, with
+    `separate_downsampling`, in a norm + 2x2/s2 conv layer before the blocks.
+    """
+    mid_chs, out_chs = _stage_channels(spec, index)
+    stride = 1 if index == 0 else 2
+    downsample: nn.Module = nn.Identity()
+    if spec.separate_downsampling and index > 0:
+        downsample = nn.Sequential()
+        downsample.add_module("norm", layers.norm(in_chs))
+        downsample.add_module("conv", nn.Conv2d(in_chs, out_chs, 2, 2))
+        in_chs, stride = out_chs, 1
+    blocks = []
+    for rate in drop_path_rates:
+        block = Block(
+            in_chs,
+            out_chs,
+            mid_chs,
+            stride,
+            spec,
+            layers,
+            drop_path=rate,
+            layer_scale_init=spec.layer_scale_init,
+        )
+        blocks.append(block)
+        in_chs, stride = out_chs, 1
+    return Stage(downsample, blocks)
+
+
+def _make_head(
+    in_chs: int, num_classes: int, layers: Layers, with_norm: bool
+) -> nn.Sequential:
+    """Global average pool, flatten, the 1-D norm if `with_norm`, classifier (none if 0)."""
+    head = nn.Sequential()
+    head.add_module("pool", nn.AdaptiveAvgPool2d(1))
+    head.add_module("flatten", nn.Flatten(1))
+    if with_norm:
+        head.add_module("norm", layers.head_norm(in_chs))
+    head.add_module(
+        "fc", nn.Linear(in_chs, num_classes) if num_classes else nn.Identity()
+    )
+    return head
 
 
 def _init_weights(module: nn.Module) -> None:

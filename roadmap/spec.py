@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from roadmap.layers import ACT_LAYERS, NORM_LAYERS
+
 STEMS = ("resnet", "patchify")
-ACTS = ("relu", "gelu")
-NORMS = ("bn", "ln")
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,14 @@ class ArchSpec:
     spatial_first: bool = False
     # kernel_5 / kernel_7 / kernel_9 / kernel_11: side of the block's spatial conv.
     kernel_size: int = 3
-    # relu_to_gelu: the activation function.
+    # relu_to_gelu: the activation function, a key of `roadmap.layers.ACT_LAYERS`.
     act: str = "relu"
     # fewer_activations: one activation per block, between the two 1x1 convs (as in the MLP).
     fewer_activations: bool = False
     # fewer_norms: one norm per block, after its first conv.
     fewer_norms: bool = False
-    # bn_to_ln: the normalization layer, "bn" (BatchNorm) or "ln" (LayerNorm over channels).
+    # bn_to_ln: the normalization layer, "bn" (BatchNorm) or "ln" (LayerNorm over channels), a
+    # key of `roadmap.layers.NORM_LAYERS`.
     norm: str = "bn"
     # separate_downsampling: norm + 2x2/s2 conv between stages instead of strided blocks, a norm
     # after the stem and one before the classifier.
@@ -58,7 +59,8 @@ class ArchSpec:
     layer_scale_init: float | None = 1e-6
     # Training recipe (Table 5): stochastic depth rate, rising linearly over the blocks.
     drop_path_rate: float = 0.0
-    # Not a paper step: epsilon of the norm layers (None = 1e-5 for BN, 1e-6 for LN as ConvNeXt).
+    # Not a paper step: epsilon of the norm layers; None takes the norm's default in
+    # `roadmap.layers.NORM_LAYERS` (1e-5 for BN, 1e-6 for LN as ConvNeXt).
     norm_eps: float | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -70,9 +72,9 @@ class ArchSpec:
             "depths",
             f"must be a non-empty tuple of positive ints, got {self.depths!r}",
         )
-        _check(self.stem in STEMS, "stem", f"must be one of {STEMS}, got {self.stem!r}")
-        _check(self.act in ACTS, "act", f"must be one of {ACTS}, got {self.act!r}")
-        _check(self.norm in NORMS, "norm", f"must be one of {NORMS}, got {self.norm!r}")
+        _check_choice("stem", self.stem, STEMS)
+        _check_choice("act", self.act, tuple(ACT_LAYERS))
+        _check_choice("norm", self.norm, tuple(NORM_LAYERS))
         _check(
             _is_int(self.width) and self.width >= 1,
             "width",
@@ -105,14 +107,7 @@ class ArchSpec:
             "norm_eps",
             f"must be None or > 0, got {self.norm_eps!r}",
         )
-        for name in (
-            "depthwise",
-            "inverted_bottleneck",
-            "spatial_first",
-            "fewer_activations",
-            "fewer_norms",
-            "separate_downsampling",
-        ):
+        for name in BOOL_FIELDS:
             _check(isinstance(getattr(self, name), bool), name, "must be a bool")
 
     def replace(self, **changes: Any) -> ArchSpec:
@@ -156,10 +151,24 @@ class ArchSpec:
         }
 
 
+# The on/off toggles: every field whose default is a bool, so a new one is checked with no extra
+# line (read by `ArchSpec.__post_init__`, which runs only after this module is loaded).
+BOOL_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(ArchSpec) if isinstance(f.default, bool)
+)
+
+
 def _is_int(value: Any) -> bool:
+    """Whether `value` is an int and not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check(ok: bool, name: str, message: str) -> None:
+    """Raise a ValueError naming the field `name` unless `ok`."""
     if not ok:
         raise ValueError(f"ArchSpec.{name} {message}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Check that the field `name` is one of `choices`; the error lists them."""
+    _check(value in choices, name, f"must be one of {choices}, got {value!r}")

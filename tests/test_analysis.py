@@ -7,17 +7,12 @@ import pandas as pd
 import pytest
 from analysis_fixtures import RECIPE, build_root, synthetic_top1, write_run
 
-from analysis.cli import summary
-from analysis.collect import (
-    aggregate,
-    figure_label_mismatches,
-    load_runs,
-    paper_staircase,
-    select_runs,
-)
+from analysis.cli import TRACK_LABELS, summary
+from analysis.collect import aggregate, load_runs, paper_staircase, select_runs
+from analysis.paper import figure_label_mismatches
 from analysis.table import gflops_cell, to_csv, to_latex, to_markdown
 from roadmap.paper import paper_row, paper_rows
-from roadmap.steps import step_names, steps
+from roadmap.steps import TRACKS, step_names, steps
 
 TRACK = "resnet50"
 SKIP = (("kernel_9", 2), ("kernel_11", 1), ("kernel_11", 2))
@@ -155,6 +150,31 @@ def test_original_recipe_runs_become_the_reference_row(tmp_path):
     assert first["paper_change"] == pytest.approx(
         paper_row(TRACK, base.name).top1 - ref["paper_top1"]
     )
+
+
+def test_reference_runs_have_their_own_recipe_and_duplicate_rules(tmp_path):
+    base = steps(TRACK)[0].name
+    for seed in (0, 1):
+        write_run(tmp_path, TRACK, base, seed)
+        write_run(tmp_path, TRACK, base, seed, preset="original", top1=30.0)
+    write_run(
+        tmp_path, TRACK, base, 0, preset="original", created="2024-01-01", name="old"
+    )
+    write_run(tmp_path, TRACK, base, 2, preset="original", recipe={**RECIPE, "lr": 1.0})
+    sel = select_runs(load_runs(tmp_path), TRACK)
+    assert sel.preset == "smoke" and len(sel.runs) == 2
+    assert sorted(sel.reference["seed"]) == [0, 1]
+    reasons = dict(zip(sel.excluded["run"], sel.excluded["reason"], strict=True))
+    assert reasons == {
+        f"{TRACK}/original/{base}/old": "duplicate seed (a newer run is drawn)",
+        f"{TRACK}/original/{base}/seed2": "other recipe",
+    }
+    drawn_as_preset = select_runs(load_runs(tmp_path), TRACK, preset="original")
+    assert drawn_as_preset.reference.empty and len(drawn_as_preset.runs) == 2
+
+
+def test_track_labels_name_roadmap_tracks():
+    assert set(TRACK_LABELS) <= set(TRACKS)
 
 
 def test_paper_columns_only_for_the_paper_preset_or_when_asked(selected):

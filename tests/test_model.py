@@ -6,8 +6,10 @@ import pytest
 import timm
 import torch
 import torchvision
+from torch import nn
 
 from roadmap import ArchSpec, build_model, count_params, create_step_model, steps
+from roadmap.layers import ACT_LAYERS, NORM_LAYERS
 from roadmap.registry import MODEL_NAMES
 from roadmap.steps import TRACKS
 
@@ -129,3 +131,17 @@ def test_classifier_interface():
     assert model.forward_head(
         model.forward_features(torch.randn(2, 3, 32, 32)), pre_logits=True
     ).shape == (2, model.num_features)
+
+
+@pytest.mark.parametrize("norm", list(NORM_LAYERS))
+@pytest.mark.parametrize("act", list(ACT_LAYERS))
+def test_norm_and_act_names_build_the_layers_of_the_table(norm, act):
+    small = steps("resnet50")[-1].spec.replace(depths=(1, 1), width=8)
+    entry = NORM_LAYERS[norm]
+    for norm_eps, eps in ((None, entry.eps), (1e-3, 1e-3)):
+        model = build_model(small.replace(norm=norm, act=act, norm_eps=norm_eps))
+        norms = [m for m in model.modules() if isinstance(m, entry.layer_2d)]
+        assert norms and all(m.eps == eps for m in norms)
+        assert type(model.head.norm) is entry.layer_1d and model.head.norm.eps == eps
+        acts = [type(m) for m in model.modules() if type(m) in (nn.ReLU, nn.GELU)]
+        assert acts and set(acts) == {type(ACT_LAYERS[act]())}

@@ -5,6 +5,8 @@ import dataclasses
 import pytest
 
 from roadmap import ArchSpec, steps
+from roadmap.layers import ACT_LAYERS, NORM_LAYERS
+from roadmap.spec import BOOL_FIELDS
 from roadmap.steps import TRACKS
 
 
@@ -62,3 +64,39 @@ def test_depths_given_as_list_become_a_tuple():
 def test_diff_names_changed_fields():
     a, b = ArchSpec(), ArchSpec(kernel_size=7, act="gelu")
     assert a.diff(b) == {"kernel_size": (3, 7), "act": ("relu", "gelu")}
+
+
+def test_bool_fields_are_derived_from_the_defaults():
+    assert {
+        "depthwise", "inverted_bottleneck", "spatial_first", "fewer_activations",
+        "fewer_norms", "separate_downsampling",
+    } <= set(BOOL_FIELDS)  # fmt: skip
+    assert all(
+        isinstance(f.default, bool) == (f.name in BOOL_FIELDS)
+        for f in dataclasses.fields(ArchSpec)
+    )
+
+
+@pytest.mark.parametrize("name", BOOL_FIELDS)
+@pytest.mark.parametrize("value", ["yes", 1, 0, None, 1.0])
+def test_every_bool_field_rejects_a_non_bool(name, value):
+    with pytest.raises(ValueError, match=rf"ArchSpec\.{name} must be a bool"):
+        ArchSpec(**{name: value})
+    for flag in (True, False):
+        assert getattr(ArchSpec(**{name: flag}), name) is flag
+
+
+@pytest.mark.parametrize(
+    ("field", "table"), [("norm", NORM_LAYERS), ("act", ACT_LAYERS)]
+)
+def test_norm_and_act_accept_exactly_the_layer_table_keys(field, table):
+    for key in table:
+        assert getattr(ArchSpec(**{field: key}), field) == key
+    near_misses = {"gn", "BN", "layernorm", "swish", "GELU", "", "bn "}
+    others = near_misses | set(ACT_LAYERS) | set(NORM_LAYERS)
+    for name in others - set(table):
+        with pytest.raises(
+            ValueError, match=rf"ArchSpec\.{field} must be one of"
+        ) as err:
+            ArchSpec(**{field: name})
+        assert all(repr(key) in str(err.value) for key in table)
