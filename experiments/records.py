@@ -15,6 +15,7 @@ Time stamps are ISO 8601 in UTC with their offset (`now`); `age_s` reads any off
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -24,9 +25,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 CONFIG = "config.json"
 LOG = "log.jsonl"
@@ -106,18 +108,26 @@ def age_s(stamp: str | None) -> float:
         return float("inf")
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to `path` so that readers see the old file or the whole new one, never part."""
+@contextlib.contextmanager
+def atomic_file(
+    path: str | os.PathLike, mode: str = "w", prefix: str | None = None
+) -> Iterator[IO[Any]]:
+    """A file that appears at `path` whole or not at all, never in part.
+
+    Written to a temporary file beside it (`prefix` + random + `.tmp`, default `.<name>.`),
+    fsynced, renamed over `path`, and the folder fsynced; on an error the temporary file goes.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=prefix or f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
     try:
         os.fchmod(
             fd, 0o666 & ~_umask()
         )  # mkstemp makes 0600; records are for colleagues too
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True, default=str)
-            f.write("\n")
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -125,6 +135,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON to `path` so that readers see the old file or the whole new one, never part."""
+    with atomic_file(path) as f:
+        json.dump(obj, f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
 
 
 def _umask() -> int:

@@ -217,3 +217,28 @@ def test_bad_data_fails_before_any_model_is_timed(
     argv[-2:] = ["--data", str(_image_folder(tmp_path / "ok")), "--data-preset", "papr"]
     assert main(argv) == 2
     assert "unknown preset 'papr'. Did you mean 'paper'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        ["resnet50_modern_recipe,separate_downsampling"],
+        ["resnet50_modern_recipe", "separate_downsampling"],
+        ["resnet50_modern_recipe,", "separate_downsampling"],
+    ],
+)
+def test_steps_take_commas_or_spaces(monkeypatch, steps: list[str]) -> None:
+    seen = []
+
+    def planned(groups, cfg, progress=None):
+        seen.append([[e.model for e in g] for g in groups])
+        raise ValueError("planned, not timed")
+
+    monkeypatch.setattr(bench_cli, "run", planned)
+    assert main(["bench", "--steps", *steps, *TINY]) == 2
+    assert seen == [
+        [
+            ["resnet50_resnet50_modern_recipe", "torchvision.resnet50"],
+            ["resnet50_separate_downsampling", "timm.convnext_tiny"],
+        ]
+    ]

@@ -9,6 +9,7 @@ import pytest
 from experiments import records
 from experiments.sweep.plan import Request, make_plan, parse_seeds, run_dir
 from experiments.sweep.profile import load_profile
+from experiments.train.config import prepare_run
 from roadmap.cli import main
 from roadmap.steps import get_step, step_names
 
@@ -214,3 +215,42 @@ def test_dry_run_uses_a_bench_csv(
     out = capsys.readouterr().out
     assert "cpu, 32 px, 2 threads taken as 2 cores)" in out
     assert "~50.0 img/s per job" in out
+
+
+def test_steps_take_commas_or_spaces(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    first, last = step_names("resnet50")[0], step_names("resnet50")[-1]
+    outputs = []
+    for steps_args in ([f"{first},{last}"], [first, last], [f"{first},", last]):
+        root = tmp_path / "runs"
+        code = sweep("--preset", "smoke", "--root", str(root), "--steps", *steps_args,
+                     "--seeds", "0", "--dry-run")  # fmt: skip
+        assert code == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert "2 step(s) x 1 seed(s) = 2 runs" in outputs[0]
+
+
+def test_sweep_and_train_agree_on_what_makes_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # A run configured by `roadmap train` whose spec or recipe no longer matches what the same
+    # (track, step, seed, preset, overrides, data) gives now is refused by both commands.
+    step = get_step("stage_ratio")
+    out = run_dir(tmp_path, "resnet50", step, 0)
+    prepare_run("resnet50", step.name, 0, "smoke", out)
+    for key, field in (("recipe", "epochs"), ("spec", "kernel_size")):
+        config = records.read_json(out / records.CONFIG)
+        config[key][field] = 99 if key == "recipe" else 5
+        records.atomic_write_json(out / records.CONFIG, config)
+        assert sweep("--preset", "smoke", "--root", str(tmp_path), "--steps", step.name,
+                     "--seeds", "0", "--dry-run") == 2  # fmt: skip
+        assert main(["train", "--step", step.name, "--preset", "smoke",
+                     "--out", str(out)]) == 2  # fmt: skip
+        err = capsys.readouterr().err
+        assert err.count(f"{key}.{field}") == 2, err  # both name the differing field
+        config[key][field] = {"recipe": 2, "spec": 3}[key]  # the smoke step's own value
+        records.atomic_write_json(out / records.CONFIG, config)
+    assert sweep("--preset", "smoke", "--root", str(tmp_path), "--steps", step.name,
+                 "--seeds", "0", "--dry-run") == 0  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 
@@ -162,20 +163,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> BenchConfig:
     """The measurement settings the options ask for."""
-    return BenchConfig(
-        device=args.device,
-        batch=args.batch,
-        image_size=args.image_size,
-        amp=args.amp,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        warmup=args.warmup,
-        iters=args.iters,
-        repeats=args.repeats,
-        memory=args.memory,
-        peak_tflops=args.peak_tflops,
-        timer=args.timer,
-    )
+    given = {f.name for f in dataclasses.fields(BenchConfig)} & set(vars(args))
+    return BenchConfig(**{name: getattr(args, name) for name in given})
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import submitit
 import torch
 
-from experiments import records
+from experiments import records, runstate
 from experiments.runstate import process_alive, process_start
 from experiments.submitit_private import SessionLocalExecutor
 from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
@@ -233,10 +233,11 @@ class LocalDriver:
 
     def _outcome(self, run_dir: Path, job: submitit.LocalJob) -> tuple[str, str]:
         """(done|failed, detail) of a local job that has ended."""
-        result = records.read_json(run_dir / records.RESULT)
-        if result is not None and result.get("status") == "done":
-            top1 = result.get("top1")
+        done = runstate.done_result(run_dir)
+        if done is not None:
+            top1 = done.get("top1")
             return "done", "top-1 ?" if top1 is None else f"top-1 {top1:.2f}"
+        result = records.read_json(run_dir / records.RESULT)
         if result is not None:
             return "failed", str(result.get("reason"))
         log = Path(self.folder) / f"{job.job_id}_0_log.err"

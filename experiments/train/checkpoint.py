@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,11 +28,14 @@ from torch import nn
 
 from experiments.records import (
     LOG,
+    atomic_file,
     atomic_write_json,
     list_checkpoints,
     read_json,
     read_log,
 )
+
+TMP_PREFIX = ".ckpt."  # temporary files of checkpoint writes: `.ckpt.<random>.tmp`
 
 
 class _HashingFile:
@@ -55,20 +57,10 @@ def save(
     folder: str | os.PathLike, step: int, payload: dict[str, Any], meta: dict
 ) -> Path:
     """Write checkpoint `step` atomically (temporary file, fsync, rename) and return its path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"ckpt_{step:09d}.pt"
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer = _HashingFile(f)
-            torch.save(payload, writer)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = Path(folder) / f"ckpt_{step:09d}.pt"
+    with atomic_file(path, "wb", prefix=TMP_PREFIX) as f:
+        writer = _HashingFile(f)
+        torch.save(payload, writer)
     info = {
         **meta,
         "step": step,
@@ -130,7 +122,7 @@ def prune(folder: str | os.PathLike, keep: int) -> None:
     for path in list_checkpoints(folder)[keep:]:
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
-    for tmp in folder.glob(".ckpt.*.tmp"):
+    for tmp in folder.glob(f"{TMP_PREFIX}*.tmp"):
         if time.time() - tmp.stat().st_mtime > 3600:  # leftovers of a crash mid-write
             tmp.unlink(missing_ok=True)
 
@@ -220,12 +212,8 @@ def truncate_log(run_dir: Path, epochs: int) -> None:
     if not path.exists():
         return
     rows = [r for r in read_log(run_dir) if r.get("epoch", 0) <= epochs]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
+    with atomic_file(path) as f:
         f.writelines(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ---- random number generator states ------------------------------------------------------------
