@@ -18,9 +18,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from experiments.timm_names import (
+    AUGMENT_EXAMPLES,
+    INTERPOLATIONS,
+    augment_policy_problem,
+)
+
 OPTIMIZERS = ("adamw", "momentum")  # timm: AdamW; SGD with (non-Nesterov) momentum
 SCHEDULES = ("cosine", "step")
-INTERPOLATIONS = ("bicubic", "bilinear")
 AMP_DTYPES = ("bfloat16", "float16", "float32")
 OPTIONAL = ("auto_augment",)  # fields that may be None
 
@@ -139,6 +144,9 @@ class Recipe:
     mixup_switch_prob: float = 0.5
     reprob: float = 0.25  # random erasing
     smoothing: float = 0.1  # label smoothing
+    # Leave out the files `roadmap data check` finds bad (listed in config.json) and skip a file
+    # that breaks during training (listed in result.json); false: refuse the dataset instead.
+    skip_bad_images: bool = False
     # -- model regularization (written into the run's spec)
     drop_path: float = 0.1  # spec.drop_path_rate
     # spec.layer_scale_init: Table 5 says 1e-6; 0 turns it off (the authors' pre-release code).
@@ -180,6 +188,13 @@ class Recipe:
             value = getattr(self, name)
             if not ok(value):
                 raise ValueError(f"recipe.{name} must be {rule}, got {value!r}")
+        if self.auto_augment is not None:
+            problem = augment_policy_problem(self.auto_augment)
+            if problem:
+                raise ValueError(
+                    f"recipe.auto_augment {self.auto_augment!r}: {problem}; "
+                    f"policies look like {AUGMENT_EXAMPLES}"
+                )
         if self.warmup_epochs >= self.epochs:
             raise ValueError(
                 f"recipe.warmup_epochs must be below recipe.epochs ({self.epochs}), "

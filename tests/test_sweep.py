@@ -175,9 +175,11 @@ def test_dry_run_slurm_gpu_profile(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     root = tmp_path / "runs"
+    # The built-in data must fill one step of 4096 (32 GPUs x 128): 10 x 410 images.
     code = sweep("--preset", "paper", "--root", str(root), "--steps", "on-path", "--seeds",
                  "0-2", "--executor", "slurm", "--profile",
-                 str(REPO / "slurm" / "example-gpu-cluster.toml"), "--dry-run")  # fmt: skip
+                 str(REPO / "slurm" / "example-gpu-cluster.toml"), "--dry-run",
+                 "--set", "recipe.builtin_train_per_class=410")  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
     assert "13 step(s) x 3 seed(s) = 39 runs" in out

@@ -81,6 +81,7 @@ def prepare(plan: Plan) -> list[Path]:
                 run.run_dir,
                 data=req.data,
                 overrides=tuple(req.overrides),
+                checked=plan.data,
             )
         if run.action == "retry":
             runstate.set_aside_failure(run.run_dir)

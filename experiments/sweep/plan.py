@@ -5,7 +5,9 @@ reads each run's state (experiments/runstate.py): done runs are skipped, so rela
 same command never repeats finished work; failed runs are re-run only with `retry_failed`
 (their failed result.json is kept as `result.failed-<n>.json`); runs whose job is pending or
 running are left alone. A run directory configured before must hold the very run asked for
-(`experiments.train.config.run_identity`, the same check as `roadmap train`'s).
+(`experiments.train.config.run_identity`, the same check as `roadmap train`'s), and every run
+already under the root on the same data root must have been configured on this very dataset
+(its class map and fingerprint), so that seeds added later train on the data of the first.
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments import records
+from experiments.data.identity import describe_change
 from experiments.recipe import Recipe, resolve_recipe
 from experiments.runstate import RunState, run_state, sacct_states
 from experiments.sweep.profile import Profile, load_profile
 from experiments.sweep.slurm import check_slurm
-from experiments.train.config import identity_diff, read_config, run_identity
-from experiments.train.data import validate_data
+from experiments.train.config import (
+    RunData,
+    check_fills_a_step,
+    identity_diff,
+    read_config,
+    run_data,
+    run_identity,
+)
+from experiments.train.parts import check_parts
 from roadmap.select import select_steps
 from roadmap.steps import DEFAULT_TRACK, Step
 
@@ -94,6 +104,7 @@ class Plan:
     recipe: Recipe
     profile: Profile
     world_size: int
+    data: RunData
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -103,12 +114,15 @@ class Plan:
 
 
 def make_plan(request: Request) -> Plan:
-    """Validate the request and plan every run; any problem is one ValueError, nothing written."""
+    """Validate the request and plan every run; any problem is one ValueError, nothing written.
+
+    Everything a run would fail on as it starts is checked here: the data (`run_data`: the
+    check, cached), one optimizer step's worth of images, the recipe's timm parts.
+    """
     chosen = select_steps(request.steps, request.track)
     seeds = parse_seeds(request.seeds)
     recipe = resolve_recipe(request.preset, tuple(request.overrides))
     profile = _profile(request)
-    data_root = None if request.data is None else validate_data(request.data)["root"]
     check_writable(request.root)
     world = profile.world_size if request.executor == "slurm" else 1
     check_batch(recipe, world, profile)
@@ -118,8 +132,12 @@ def make_plan(request: Request) -> Plan:
         )
     if request.jobs is not None and request.jobs < 1:
         raise ValueError("--jobs must be >= 1")
-    runs = _plan_runs(request, chosen, seeds, data_root)
-    plan = Plan(request, runs, recipe, profile, world)
+    data = run_data(recipe, request.data)
+    check_fills_a_step(recipe, data.train_images, world, data.root is None)
+    check_parts(recipe, len(data.identity["classes"]))
+    runs = _plan_runs(request, chosen, seeds, data)
+    check_other_runs(request, runs, data)
+    plan = Plan(request, runs, recipe, profile, world, data, [data.summary])
     if request.executor == "slurm":
         _check_cluster(plan)
     return plan
@@ -143,7 +161,7 @@ def _profile(request: Request) -> Profile:
 
 
 def _plan_runs(
-    request: Request, chosen: list[Step], seeds: list[int], data_root: str | None
+    request: Request, chosen: list[Step], seeds: list[int], data: RunData
 ) -> list[PlannedRun]:
     """Every (step, seed): its directory checked against the run asked for, state, action."""
     dirs = [
@@ -157,8 +175,9 @@ def _plan_runs(
             step.name,
             seed,
             request.preset,
-            data_root,
+            data.root,
             request.overrides,
+            data.identity,
         )
         check_config(directory, wanted)
     jobs = [records.read_job(d) or {} for _, _, d in dirs]
@@ -245,3 +264,26 @@ def check_config(directory: Path, wanted: dict[str, object]) -> None:
             f"{directory} already holds a different run: {diff}. "
             "Use another --root, or move that run away"
         )
+
+
+def check_other_runs(request: Request, runs: list[PlannedRun], data: RunData) -> None:
+    """Runs under the root on the same data root must have been configured on this dataset.
+
+    (The planned runs' own configs are compared by `check_config`.) The built-in data is a
+    function of the recipe, which the root may vary.
+    """
+    if data.root is None:
+        return
+    planned = {r.run_dir.absolute() for r in runs}
+    for directory in records.run_dirs(Path(request.root) / request.track):
+        if directory.absolute() in planned:
+            continue
+        config = read_config(directory)
+        if config and config.get("data") == data.root:
+            if config.get("dataset") != data.identity:
+                change = describe_change(config.get("dataset"), data.identity)
+                raise ValueError(
+                    f"{directory} was configured on {data.root} as it was then; now: "
+                    f"{change}. New runs would train on other data than the runs "
+                    "already there: use another --root"
+                )

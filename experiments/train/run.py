@@ -14,7 +14,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from experiments import runstate
+from experiments import records, runstate
+from experiments.data.images import BadImageError
 from experiments.train.trainer import Trainer
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on a signal; run again to resume
@@ -29,7 +30,8 @@ def run(run_dir: str | Path, checkpoint_signals: Sequence[int] = ()) -> dict[str
 
     A done run is returned as it is; a failed one trains again from its newest checkpoint, its
     old result kept as result.failed-<n>.json. On any of `checkpoint_signals` the run saves a
-    checkpoint and raises `Preempted`. An exception is recorded as a failed result, then raised.
+    checkpoint and raises `Preempted`. An exception is recorded as a failed result, then raised;
+    a file that no longer loads (`BadImageError`) ends the run failed, with its path.
     """
     run_dir = Path(run_dir)
     done = runstate.done_result(run_dir)
@@ -49,6 +51,13 @@ def run(run_dir: str | Path, checkpoint_signals: Sequence[int] = ()) -> dict[str
     previous = {s: signal.signal(s, on_signal) for s in checkpoint_signals}
     try:
         return trainer.fit()
+    except BadImageError as err:  # the data, not the code: a failed run, not a crash
+        reason = f"{type(err).__name__}: {err}"
+        trainer.record_failure(reason)
+        return records.read_json(run_dir / records.RESULT) or {
+            "status": "failed",
+            "reason": reason,
+        }
     except Exception as err:
         trainer.record_failure(f"{type(err).__name__}: {err}")
         raise

@@ -55,7 +55,7 @@ class Trainer:
         self.accum = self.recipe.accum_for(self.world)
         self.effective_batch = self.world * self.recipe.batch_size * self.accum
         self.data = build_loaders(
-            self.recipe, config["data"], self.seed, self.rank, self.world, self.accum
+            self.recipe, config, self.run_dir, self.rank, self.world, self.accum
         )
         self.steps_per_epoch = self.data.steps_per_epoch
         self.num_classes = self.data.info["classes"]
