@@ -44,6 +44,18 @@ def clean_root(
     return root
 
 
+def symlinked_subset(tmp_path: Path) -> Path:
+    """An ImageNet-100-style subset, every class folder a symlink: classes a and c of three,
+    5 training and 2 validation images each."""
+    full = clean_root(tmp_path / "full", classes=("a", "b", "c"), train=5, val=2)
+    subset = tmp_path / "subset"
+    for split in ("train", "val"):
+        (subset / split).mkdir(parents=True)
+        for name in ("a", "c"):
+            os.symlink(full / split / name, subset / split / name)
+    return subset
+
+
 def sixteen_bit_png(path: Path) -> Path:
     """A 16-bit grayscale PNG using its whole range (PIL mode I;16)."""
     path.parent.mkdir(parents=True, exist_ok=True)

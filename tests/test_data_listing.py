@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from data_fixtures import clean_root, write_image
+from data_fixtures import clean_root, symlinked_subset, write_image
 from torchvision.datasets import ImageFolder
 
 from experiments.data.identity import fingerprint
@@ -53,13 +53,7 @@ def test_listing_is_imagefolders(tmp_path: Path) -> None:
 
 
 def test_a_fully_symlinked_class_tree_counts_every_image(tmp_path: Path) -> None:
-    # The usual way to build an ImageNet-100 subset: every class folder is a symlink.
-    full = clean_root(tmp_path / "full", classes=("a", "b", "c"), train=5, val=2)
-    subset = tmp_path / "subset"
-    for split in ("train", "val"):
-        (subset / split).mkdir(parents=True)
-        for name in ("a", "c"):
-            os.symlink(full / split / name, subset / split / name)
+    subset = symlinked_subset(tmp_path)
     assert dataset_size(resolve_recipe("smoke"), subset) == 10
     assert len(ImageFolder(str(subset / "train"))) == 10
     assert validate_data(subset)["classes"] == ["a", "c"]

@@ -3,12 +3,11 @@ a changed dataset refused on resume, a file that breaks during training named in
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from data_fixtures import add_bad_files, clean_root, write_image
+from data_fixtures import add_bad_files, clean_root, symlinked_subset, write_image
 
 from experiments import records
 from experiments.bench import cli as bench_cli
@@ -161,12 +160,7 @@ def test_adding_seeds_to_a_sweep_on_changed_data_is_refused(
 def test_dry_run_counts_a_fully_symlinked_class_tree(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    full = clean_root(tmp_path / "full", classes=("a", "b", "c"), train=5, val=2)
-    subset = tmp_path / "subset"
-    for split in ("train", "val"):
-        (subset / split).mkdir(parents=True)
-        for name in ("a", "c"):
-            os.symlink(full / split / name, subset / split / name)
+    subset = symlinked_subset(tmp_path)
     assert _sweep(subset, tmp_path / "runs", "0", "--dry-run") == 0
     out = capsys.readouterr().out
     assert "2 classes, 10 train / 4 val images" in out

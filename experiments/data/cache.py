@@ -30,7 +30,7 @@ from experiments.data.listing import ClassFiles
 CHECK_VERSION = 1
 ENV = "ROADMAP_CACHE_DIR"
 
-Found = list[list[str]]  # [relative path, problem or note, detail] of one class
+Found = list[list[str]]  # [path relative to the split folder, problem or note, detail]
 
 
 def cache_dir() -> Path:

@@ -167,7 +167,7 @@ def _check_split(
         ]
         cached = store.get(cls.name, digest)
         if cached is not None:
-            found += cached
+            found += [[f"{split.name}/{rel}", *hit] for rel, *hit in cached]
             check.cached += len(items)
             continue
         jobs += [
@@ -181,9 +181,14 @@ def _check_split(
     def done(name: str, result: Found) -> None:
         store.put(name, digests[name], result)
 
-    found += _decode(jobs, split, workers, bar, done, lambda: store.save(list(digests)))
-    store.save(list(digests))
-    bar.close()
+    try:
+        decoded = _decode(
+            jobs, split, workers, bar, done, lambda: store.save(list(digests))
+        )
+        found += [[f"{split.name}/{rel}", *hit] for rel, *hit in decoded]
+    finally:  # interrupted too: what was decoded is kept
+        store.save(list(digests))
+        bar.close()
     check.decoded += total
     return found
 
@@ -196,7 +201,10 @@ def _decode(
     done: Callable[[str, Found], None],
     save: Callable[[], None],
 ) -> list[list[str]]:
-    """Run `jobs` (in worker processes when `workers` > 1); call `done` per finished class."""
+    """Run `jobs` (in worker processes when `workers` > 1); call `done` per finished class.
+
+    What they found: [path relative to the split folder, problem or note, detail].
+    """
     left = {}
     for _, name, _ in jobs:
         left[name] = left.get(name, 0) + 1
@@ -206,16 +214,19 @@ def _decode(
     def finish(job: Job, result: list[list[tuple[str, str]]]) -> None:
         _, name, items = job
         for (path, _), hits in zip(items, result, strict=True):
-            rel = f"{split.name}/{path[cut:]}"
-            per_class[name] += [[rel, kind, detail] for kind, detail in hits]
+            per_class[name] += [[path[cut:], kind, detail] for kind, detail in hits]
         left[name] -= 1
         if not left[name]:
             done(name, per_class[name])
         bar.update(len(items))
 
     if workers <= 1 or len(jobs) <= 1:
+        last_save = time.perf_counter()
         for job in jobs:
             finish(job, images.inspect_many(job[2]))
+            if time.perf_counter() - last_save > SAVE_EVERY_S:
+                save()
+                last_save = time.perf_counter()
     else:
         _in_workers(jobs, workers, finish, save)
     return [hit for name in per_class for hit in per_class[name]]

@@ -243,9 +243,10 @@ def datasets(recipe: Recipe, config: dict[str, Any]) -> tuple[Dataset, Dataset, 
         )
         info = {"name": "imagefolder", "root": config["data"], "excluded": left}
     if found != config.get("dataset"):
+        where = config["data"] or "the built-in dataset"
         raise ValueError(
-            f"{config['data']}: {describe_change(config.get('dataset'), found)}, since this "
-            "run was configured; train it on the data it started with, or start a new run"
+            f"{where}: {describe_change(config.get('dataset'), found)}, since this run was "
+            "configured; train it on the data it started with, or start a new run"
         )
     info.update(
         classes=len(train.classes), train_images=len(train), val_images=len(val)
