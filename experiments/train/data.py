@@ -208,8 +208,7 @@ def dataset_size(recipe: Recipe, data: str | os.PathLike | None = None) -> int:
     """Training images of one epoch: the built-in dataset's, or those listed in data/train."""
     if data is None:
         return recipe.builtin_classes * recipe.builtin_train_per_class
-    split = list_root(data).splits.get("train")
-    return split.images if split is not None else 0
+    return list_root(data).splits["train"].images
 
 
 def builtin_dataset(recipe: Recipe) -> dict[str, Any]:
