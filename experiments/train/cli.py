@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from experiments import records, runstate
 from experiments.recipe import PRESETS
 from experiments.train.config import prepare_run
-from experiments.train.run import EXIT_PREEMPTED, Preempted, run
+from experiments.train.run import EXIT_PREEMPTED, Preempted, RunFailed, run
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 
@@ -50,7 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Prepare the run, train it; 0 when done, 1 when failed, 75 when checkpointed on a signal."""
+    """Prepare the run, train it; 0 when done, 1 when failed, 75 when checkpointed on a signal.
+
+    Problems found before any work (arguments, data, a read-only or full `--out`, another
+    trainer on the run) raise, and `roadmap` prints them as one line with exit status 2.
+    """
     run_dir = prepare_run(
         args.track,
         args.step,
@@ -71,7 +76,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     except Preempted as stop:
         print(f"stopped by {stop}; run the same command to resume", file=sys.stderr)
         return EXIT_PREEMPTED
+    except RunFailed as failed:
+        cause = failed.__cause__
+        if cause is not None and not isinstance(
+            cause, OSError
+        ):  # a bug shows its trace
+            traceback.print_exception(cause, file=sys.stderr)
+        print(f"roadmap train: run failed: {failed}", file=sys.stderr, flush=True)
+        return 1
     if result["status"] != "done":
-        print(f"run failed: {result['reason']}", file=sys.stderr, flush=True)
+        print(
+            f"roadmap train: run failed: {result['reason']}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     return 0
