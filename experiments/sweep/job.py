@@ -131,6 +131,7 @@ class RunJob(submitit.helpers.Checkpointable):
         """Record an exception as the run's failure (rank 0); raise it unless told not to."""
         reason = failure_reason(err)
         if rank == 0:
+            records.remove_temp_files(self.run_dir)  # a write the failure cut short
             try:
                 if self._trainer is not None:
                     self._trainer.record_failure(reason)

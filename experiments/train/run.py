@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from experiments import runlock, runstate
+from experiments import records, runlock, runstate
 from experiments.train.trainer import Trainer
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on a signal; run again to resume
@@ -82,6 +82,7 @@ def _train(run_dir: Path, checkpoint_signals: Sequence[int]) -> dict[str, Any]:
 def _failure(run_dir: Path, trainer: Trainer | None, err: Exception) -> RunFailed:
     """Record `err` as the run's failure (when the disk still lets us); the `RunFailed`."""
     reason = runstate.failure_reason(err)
+    records.remove_temp_files(run_dir)  # a write the failure cut short
     try:
         if trainer is not None:
             trainer.record_failure(reason)
