@@ -92,13 +92,16 @@ def done_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return result if result is not None and result["status"] == "done" else None
 
 
-def write_failure(run_dir: str | os.PathLike, reason: str, **known: Any) -> None:
+def write_failure(
+    run_dir: str | os.PathLike, reason: str, known: dict[str, Any] | None = None
+) -> None:
     """Write a failed result.json (every result key; `known` ones filled) unless one exists."""
     if (Path(run_dir) / records.RESULT).exists():
         return
     result: dict[str, Any] = dict.fromkeys(records.RESULT_KEYS)
     result.update(finished=records.now())
-    result.update(known, status="failed", reason=reason)
+    result.update(known or {})
+    result.update(status="failed", reason=reason)
     records.write_result(run_dir, result)
 
 

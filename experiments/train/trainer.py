@@ -396,4 +396,4 @@ class Trainer:
         """Record an exception that ended the run as a failed result (rank 0, if none yet)."""
         if self.main and not self._finished:
             known = result_record(self, "failed", reason)
-            runstate.write_failure(self.run_dir, reason, **known)
+            runstate.write_failure(self.run_dir, reason, known)
