@@ -40,7 +40,7 @@ def command(root: Path, tiny: tuple[str, ...], *more: str) -> list[str]:
     sets = (
         *tiny,
         "recipe.keep_final_checkpoint=true",
-        "recipe.checkpoint_minutes=0.02",
+        "recipe.checkpoint_minutes=0.05",
     )
     names = ",".join(s.name for s in steps(TRACK)[:2])
     return ["sweep", "--preset", "smoke", "--root", str(root), "--steps", names, "--seeds",
@@ -134,9 +134,8 @@ def test_kill_9_again_and_again_loses_nothing_and_repeats_nothing(
         sweep = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        wait_for(
-            lambda: started_since(root, since), 300, f"a job to start {how}", sweep
-        )
+        started = lambda since=since: started_since(root, since)  # noqa: E731
+        wait_for(started, 300, f"a job to start {how}", sweep)
         if not kills:  # the first kill lands where there is a checkpoint to resume from
             wait_for(lambda: mid_run(root), 300, f"a checkpoint {how}", sweep)
         time.sleep(rng.uniform(0, WINDOW_S))
