@@ -140,29 +140,64 @@ def readable(
         return None, str(err)
 
 
-def _config_problem(config: dict[str, Any]) -> str | None:
-    """What keeps a config from naming its run (track, step, seed), or None."""
-    for key, kind in (("track", str), ("step", str), ("seed", int)):
-        if type(config.get(key)) is not kind:
-            return f"{key!r} is {config.get(key)!r}, not {kind.__name__}"
+# What the launcher and analysis read of each record, and its JSON types: keys that must be
+# there, then keys that may be missing or null.
+_NUMBER = (int, float)
+_SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    CONFIG: ({"track": str, "step": str, "seed": int}, {}),
+    RESULT: (
+        {"status": str},
+        {"reason": str, "top1": _NUMBER, "top5": _NUMBER, "best_top1": _NUMBER},
+    ),
+    JOB: (
+        {},
+        {
+            "job_id": (str, int),
+            "executor": str,
+            "submitted": str,
+            "host": str,
+            "stopped": dict,
+            "queued_by": dict,
+            "driver": dict,
+            "history": list,
+        },
+    ),  # fmt: skip
+}
+
+
+def _shape_problem(name: str, record: dict[str, Any]) -> str | None:
+    """What in `record` has not the shape `_SHAPES[name]` says, or None."""
+    required, optional = _SHAPES[name]
+    for key, kinds in {**required, **optional}.items():
+        value = record.get(key)
+        if value is None and key in optional:
+            continue
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            return f"{key!r} is {value!r}, where a {_type_names(kinds)} belongs"
+    if name == RESULT and record["status"] not in STATUSES:
+        return f"status {record['status']!r} is not done or failed"
     return None
+
+
+def _type_names(kinds: type | tuple[type, ...]) -> str:
+    """`str`, `int or float`."""
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _read(run_dir: str | os.PathLike, name: str) -> dict[str, Any] | None:
+    """The record `name` of a run, checked (`_SHAPES`); None if absent."""
+    return read_json(Path(run_dir) / name, lambda record: _shape_problem(name, record))
 
 
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The run's config.json (None if absent); see `read_json` for an unreadable one."""
-    return read_json(Path(run_dir) / CONFIG, _config_problem)
+    return _read(run_dir, CONFIG)
 
 
 def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The run's result.json (None if absent); its status must be one of `STATUSES`."""
-
-    def problem(result: dict[str, Any]) -> str | None:
-        status = result.get("status")
-        return (
-            None if status in STATUSES else f"status {status!r} is not done or failed"
-        )
-
-    return read_json(Path(run_dir) / RESULT, problem)
+    return _read(run_dir, RESULT)
 
 
 def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -184,7 +219,7 @@ def write_result(run_dir: str | os.PathLike, result: dict[str, Any]) -> None:
 
 def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The run's job manifest, or None if no job was ever submitted for it."""
-    return read_json(Path(run_dir) / JOB)
+    return _read(run_dir, JOB)
 
 
 def write_job(run_dir: str | os.PathLike, job: dict[str, Any]) -> None:

@@ -200,17 +200,18 @@ def run_state(
 def _job_state(
     state: RunState, job: dict[str, Any], sacct: dict[str, dict[str, str]] | None
 ) -> None:
-    """Fill the state of a run without a result from its lock and its job."""
+    """Fill the state of a run without a result from its job, then its lock.
+
+    A live trainer holding the lock on this host (`roadmap train`, a job that the scheduler
+    no longer shows) makes the run `running`, whatever its job says.
+    """
     holder = records.read_lock(state.run_dir) or {}
-    if process_alive(holder.get("pid"), holder.get("start"), holder.get("host")):
-        by = holder.get("by") or "a trainer"
-        state.status, state.detail = "running", f"{by}, pid {holder['pid']}"
-        return
+    stop = job.get("stopped")
     if not job:
         _not_started(state, "its trainer ended without a result" if holder else "")
-        return
-    stop = job.get("stopped")
-    if stop:  # stopped on purpose: the local sweep was interrupted, or `roadmap cancel`
+    elif (
+        stop
+    ):  # stopped on purpose: the local sweep was interrupted, or `roadmap cancel`
         state.status = "failed" if stop.get("cancelled") else "interrupted"
         state.detail = stop.get("reason", "stopped")
     elif state.executor == "slurm":
@@ -219,6 +220,10 @@ def _job_state(
         _local_state(state, job)
     else:
         _debug_state(state, job)
+    alive = process_alive(holder.get("pid"), holder.get("start"), holder.get("host"))
+    if alive and state.status not in ACTIVE:
+        by = holder.get("by") or "a trainer"
+        state.status, state.detail = "running", f"{by}, pid {holder['pid']}"
 
 
 def _not_started(state: RunState, detail: str) -> None:
