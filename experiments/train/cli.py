@@ -11,6 +11,7 @@ from pathlib import Path
 from experiments import records, runstate
 from experiments.recipe import PRESETS
 from experiments.train.config import prepare_run
+from experiments.train.report import pct
 from experiments.train.run import EXIT_PREEMPTED, Preempted, RunFailed, run
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
@@ -68,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     done = runstate.done_result(run_dir)
     if done is not None:
         print(
-            f"{run_dir} is already done: top-1 {done['top1']:.2f}% ({records.RESULT})"
+            f"{run_dir} is already done: top-1 {pct(done['top1'])} ({records.RESULT})"
         )
         return 0
     try:
@@ -78,17 +79,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_PREEMPTED
     except RunFailed as failed:
         cause = failed.__cause__
-        if cause is not None and not isinstance(
-            cause, OSError
-        ):  # a bug shows its trace
-            traceback.print_exception(cause, file=sys.stderr)
-        print(f"roadmap train: run failed: {failed}", file=sys.stderr, flush=True)
-        return 1
-    if result["status"] != "done":
-        print(
-            f"roadmap train: run failed: {result['reason']}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return 1
-    return 0
+        if cause is not None and not isinstance(cause, OSError):
+            traceback.print_exception(cause, file=sys.stderr)  # a bug: show where
+        return _failed(str(failed))
+    return 0 if result["status"] == "done" else _failed(result["reason"])
+
+
+def _failed(reason: str) -> int:
+    """Say that the run failed, in one line; exit status 1."""
+    print(f"roadmap train: run failed: {reason}", file=sys.stderr, flush=True)
+    return 1
