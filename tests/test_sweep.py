@@ -251,3 +251,11 @@ def test_sweep_and_train_agree_on_what_makes_a_run(
         records.atomic_write_json(out / records.CONFIG, config)
     assert sweep("--preset", "smoke", "--root", str(tmp_path), "--steps", step.name,
                  "--seeds", "0", "--dry-run") == 0  # fmt: skip
+
+
+def test_the_sweep_has_an_action_for_every_run_state() -> None:
+    from experiments.runstate import STATUSES
+    from experiments.sweep.plan import ACTIONS
+
+    assert set(ACTIONS) == set(STATUSES)
+    assert ACTIONS["done"] == "skip" and ACTIONS["interrupted"] == "resume"
