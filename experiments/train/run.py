@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from experiments import records, runlock, runstate
+from experiments.train.distributed import launch_rank
 from experiments.train.trainer import Trainer
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on a signal; run again to resume
@@ -48,10 +49,11 @@ def run(run_dir: str | Path, checkpoint_signals: Sequence[int] = ()) -> dict[str
     done = runstate.done_result(run_dir)
     if done is not None:
         return done
+    if launch_rank() != 0:  # another rank of a distributed run: rank 0 holds the run
+        return _train(run_dir, checkpoint_signals)
     with runlock.lock_run(run_dir):
-        done = runstate.done_result(
-            run_dir
-        )  # another trainer may have just finished it
+        # Another trainer may have finished it before we took the lock.
+        done = runstate.done_result(run_dir)
         if done is not None:
             return done
         runstate.set_aside_failure(run_dir)
@@ -82,6 +84,8 @@ def _train(run_dir: Path, checkpoint_signals: Sequence[int]) -> dict[str, Any]:
 def _failure(run_dir: Path, trainer: Trainer | None, err: Exception) -> RunFailed:
     """Record `err` as the run's failure (when the disk still lets us); the `RunFailed`."""
     reason = runstate.failure_reason(err)
+    if launch_rank() != 0:  # rank 0 records the run
+        return RunFailed(reason, recorded=False)
     records.remove_temp_files(run_dir)  # a write the failure cut short
     try:
         if trainer is not None:
