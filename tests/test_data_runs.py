@@ -13,6 +13,7 @@ from experiments import records
 from experiments.bench import cli as bench_cli
 from experiments.sweep.plan import run_dir
 from experiments.train import Trainer, prepare_run, run
+from experiments.train.run import RunFailed
 from roadmap.cli import main
 from roadmap.steps import get_step, step_names
 
@@ -176,13 +177,15 @@ def test_a_file_that_breaks_during_training_fails_the_run_with_its_path(
                       (*SETS, f"recipe.workers={workers}"))  # fmt: skip
     victim = root / "train" / "dog" / "5.jpg"  # checked, then overwritten: same size
     victim.write_bytes(b"\0" * victim.stat().st_size)
-    result = run(out)
-    assert result["status"] == "failed"
-    assert result["reason"] == (
+    with pytest.raises(RunFailed) as failed:
+        run(out)
+    reason = (
         f"BadImageError: {victim}: not an image (PIL cannot identify it; it starts with "
         f"{bytes(12)!r})"
     )
-    assert records.read_json(out / records.RESULT)["reason"] == result["reason"]
+    assert failed.value.reason == reason and failed.value.recorded
+    result = records.read_json(out / records.RESULT)
+    assert result["status"] == "failed" and result["reason"] == reason
 
 
 def test_a_file_that_breaks_during_training_is_skipped_with_the_option(

@@ -23,8 +23,8 @@ from typing import Any
 
 import PIL
 
-from experiments import records
 from experiments.data.listing import ClassFiles
+from experiments.files import atomic_file
 
 # Bump when what the check finds changes (new problem kinds, other rules): older entries go.
 CHECK_VERSION = 1
@@ -98,7 +98,7 @@ class CheckCache:
             return
         keep = {n: self.classes[n] for n in names if n in self.classes}
         try:
-            with records.atomic_file(self.path) as f:
+            with atomic_file(self.path) as f:
                 json.dump({**self.header, "classes": keep}, f, separators=(",", ":"))
         except OSError as err:
             self.warning = f"could not write the cache {self.path} ({err.strerror})"

@@ -15,11 +15,12 @@ run's life), `cli`.
 from experiments.recipe import resolve_recipe
 from experiments.train.config import prepare_run, run_data
 from experiments.train.data import dataset_size, validate_data
-from experiments.train.run import Preempted, run
+from experiments.train.run import Preempted, RunFailed, run
 from experiments.train.trainer import Trainer
 
 __all__ = [
     "Preempted",
+    "RunFailed",
     "Trainer",
     "dataset_size",
     "prepare_run",

@@ -17,6 +17,7 @@ from typing import IO, Any
 from experiments import records
 from experiments.data.check import check_root, usable
 from experiments.data.identity import describe_change, imagefolder_identity
+from experiments.files import check_writable
 from experiments.recipe import Recipe, parse_overrides, resolve_recipe
 from experiments.train.data import builtin_dataset
 from experiments.train.parts import check_parts
@@ -158,10 +159,11 @@ def prepare_run(
 ) -> Path:
     """Check the run and write `<out_dir>/config.json` (kept if identical); the run directory.
 
-    Raises ValueError / FileNotFoundError with one message for an unknown track, step (with the
-    nearest name), preset or `--set` key (with the valid ones), a bad seed, a data root with
-    problems (`run_data`; `checked`: its result, when the caller has it already), too few
-    images for one optimizer step, or an out_dir that already holds a different run.
+    Raises ValueError / OSError with one message for an unknown track, step (with the nearest
+    name), preset or `--set` key (with the valid ones), a bad seed, a data root with problems
+    (`run_data`; `checked`: its result, when the caller has it already), too few images for one
+    optimizer step, an out_dir that cannot be written (read-only, full, under a file) or that
+    already holds a different run.
     """
     get_step(step, track)
     check_seed(seed)
@@ -175,7 +177,7 @@ def prepare_run(
     out = Path(out_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a directory")
-    existing = read_config(out)
+    existing = records.read_config(out)
     if existing is not None:
         diff = identity_diff(existing, identity)
         if diff:
@@ -183,6 +185,7 @@ def prepare_run(
                 f"{out} already holds a different run ({diff}); choose another --out"
             )
         return out
+    check_writable(out, "--out")
     config = {
         **identity,
         "excluded_images": checked.excluded,
@@ -192,16 +195,6 @@ def prepare_run(
     }
     records.atomic_write_json(out / records.CONFIG, config)
     return out
-
-
-def read_config(run_dir: Path) -> dict[str, Any] | None:
-    """The existing config.json of `run_dir`, or None; an unreadable one is an error."""
-    try:
-        return records.read_json(run_dir / records.CONFIG)
-    except ValueError as err:
-        raise ValueError(
-            f"{run_dir / records.CONFIG} is not valid JSON ({err})"
-        ) from None
 
 
 def _describe_diff(key: str, old: Any, new: Any) -> str:
