@@ -15,6 +15,7 @@ from data_fixtures import (
     write_image,
 )
 
+from experiments.data import check as check_module
 from experiments.data.check import check_root
 from roadmap.cli import main
 
@@ -126,3 +127,27 @@ def test_bad_roots_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     (tmp_path / "d" / "train" / "a").mkdir(parents=True)
     assert main(["data", "check", str(tmp_path / "d")]) == 2
     assert "has no val/ folder" in capsys.readouterr().err
+
+
+def test_an_interrupted_check_keeps_what_it_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = clean_root(tmp_path / "photos", classes=("a", "b", "c"))
+    real = check_module.images.inspect_many
+    calls = []
+
+    def interrupted(items):
+        calls.append(len(items))
+        if len(calls) == 2:  # Ctrl-C while decoding the second class of train/
+            raise KeyboardInterrupt
+        return real(items)
+
+    monkeypatch.setattr(check_module.images, "inspect_many", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        check_root(root, workers=1, cache=tmp_path / "cache")
+    monkeypatch.setattr(check_module.images, "inspect_many", real)
+    again = check_root(root, workers=1, cache=tmp_path / "cache")
+    assert (again.cached, again.decoded) == (
+        8,
+        16 + 6,
+    )  # class a kept; b, c and val/ left
