@@ -3,6 +3,7 @@ a changed dataset refused on resume, a file that breaks during training named in
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -243,7 +244,7 @@ def test_bench_data_checks_the_folder_before_timing_models(
     assert f"{root}/train/cat/big.jpg: truncated" in capsys.readouterr().err
 
 
-def test_the_record_holds_the_class_map_and_an_old_config_is_refused(
+def test_the_record_holds_the_class_map_and_an_old_config_records_it_late(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     root = clean_root(tmp_path / "photos", classes=("b", "a", "c"))
@@ -256,10 +257,25 @@ def test_the_record_holds_the_class_map_and_an_old_config_is_refused(
         dataset["train"]["images"] == 24 and dataset["train"]["class_images"] == [8] * 3
     )
     assert len(dataset["train"]["sha256"]) == 64 and config["excluded_images"] == []
-    del config["dataset"]  # as a config written before the dataset was recorded
+    # A config written before the dataset was part of the identity: the run keeps working
+    # (old roots must), and from then on its data is recorded, with when, and checked.
+    del config["dataset"], config["excluded_images"]
     records.atomic_write_json(out / records.CONFIG, config)
+    legacy = run_dir(tmp_path / "runs", "resnet50", get_step(STEP), 0)
+    shutil.copytree(out, legacy)
+    assert _sweep(root, tmp_path / "runs", "0", "--dry-run") == 0  # the same run
+    assert prepare_run("resnet50", STEP, 0, "smoke", out, root, SETS) == out
+    upgraded = records.read_json(out / records.CONFIG)
+    assert upgraded["dataset"] == dataset and upgraded["excluded_images"] == []
+    assert records.age_s(upgraded["dataset_recorded"]) < 60
+    assert {k: v for k, v in upgraded.items() if k != "dataset_recorded"} == {
+        **config,
+        "dataset": dataset,
+        "excluded_images": [],
+    }
+    (root / "train" / "a" / next(iter(os.listdir(root / "train" / "a")))).unlink()
     assert _train(root, out) == 2
-    assert "its classes and fingerprint are not recorded" in capsys.readouterr().err
+    assert "dataset changed" in capsys.readouterr().err
     shutil.rmtree(out)
     builtin = prepare_run("resnet50", STEP, 0, "smoke", out)
     shapes = records.read_json(builtin / records.CONFIG)["dataset"]

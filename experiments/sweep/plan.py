@@ -287,7 +287,7 @@ def check_other_runs(request: Request, runs: list[PlannedRun], data: RunData) ->
         if directory.absolute() in planned:
             continue
         config, _ = records.readable(records.read_config, directory)
-        if config and config.get("data") == data.root:
+        if config and config.get("data") == data.root and "dataset" in config:
             if config.get("dataset") != data.identity:
                 change = describe_change(config.get("dataset"), data.identity)
                 raise ValueError(

@@ -135,8 +135,14 @@ def run_identity(
 
 
 def identity_diff(existing: dict[str, Any], wanted: dict[str, Any]) -> str | None:
-    """How an existing config differs from `wanted` in its identity (None: the same run)."""
-    diff = [k for k in records.IDENTITY_KEYS if existing.get(k) != wanted[k]]
+    """How an existing config differs from `wanted` in its identity (None: the same run).
+
+    A config written before the dataset was part of a run's identity (no `dataset` key) is
+    compared on the rest: there is nothing recorded to compare the data with, and its runs
+    must keep working (`record_dataset` then records it).
+    """
+    keys = [k for k in records.IDENTITY_KEYS if k != "dataset" or "dataset" in existing]
+    diff = [k for k in keys if existing.get(k) != wanted[k]]
     if not diff:
         return None
     return "; ".join(
@@ -184,6 +190,7 @@ def prepare_run(
             raise ValueError(
                 f"{out} already holds a different run ({diff}); choose another --out"
             )
+        record_dataset(out, existing, checked)
         return out
     check_writable(out, "--out")
     config = {
@@ -195,6 +202,24 @@ def prepare_run(
     }
     records.atomic_write_json(out / records.CONFIG, config)
     return out
+
+
+def record_dataset(out: Path, existing: dict[str, Any], checked: RunData) -> None:
+    """Record the dataset in a config written before it was part of a run's identity.
+
+    From then on the run checks its data like any other; `dataset_recorded` says when the
+    record was added (the data the run trained on before that was not checked).
+    """
+    if "dataset" in existing:
+        return
+    check_writable(out, "--out")
+    upgraded = {
+        **existing,
+        "dataset": checked.identity,
+        "excluded_images": checked.excluded,
+        "dataset_recorded": records.now(),
+    }
+    records.atomic_write_json(out / records.CONFIG, upgraded)
 
 
 def _describe_diff(key: str, old: Any, new: Any) -> str:

@@ -241,7 +241,7 @@ def datasets(recipe: Recipe, config: dict[str, Any]) -> tuple[Dataset, Dataset, 
             ListedImages(listing.splits[s], set(left)) for s in ("train", "val")
         )
         info = {"name": "imagefolder", "root": config["data"], "excluded": left}
-    if found != config.get("dataset"):
+    if "dataset" in config and found != config["dataset"]:  # absent: an older config
         where = config["data"] or "the built-in dataset"
         raise ValueError(
             f"{where}: {describe_change(config.get('dataset'), found)}, since this run was "
