@@ -66,7 +66,8 @@ class ArchSpec:
 
     def __post_init__(self) -> None:
         """Check every field once, so a bad spec fails where it is written."""
-        for name in TUPLE_FIELDS:  # JSON gives lists back; a tuple keeps the spec hashable
+        # JSON gives lists back; tuples keep the spec equal and hashable.
+        for name in TUPLE_FIELDS:
             value = _as_tuples(getattr(self, name))
             _check(isinstance(value, tuple), name, f"must be a tuple, got {value!r}")
             object.__setattr__(self, name, value)

@@ -39,7 +39,7 @@ class Row(NamedTuple):
 
     name: str
     group: str  # one of GROUPS
-    on_path: bool  # False: a side branch, tried and not adopted; it does not carry forward
+    on_path: bool  # False: a side branch (tried, not adopted); nothing follows from it
     changes: dict[str, Any]  # ArchSpec fields set by this step
     tracks: tuple[str, ...]  # the tracks this step belongs to (keys of _BASES)
 
