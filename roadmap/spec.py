@@ -11,6 +11,7 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import Any
 
 from roadmap.layers import ACT_LAYERS, NORM_LAYERS
@@ -67,7 +68,7 @@ class ArchSpec:
     def __post_init__(self) -> None:
         """Check every field once, so a bad spec fails where it is written."""
         # JSON gives lists back; tuples keep the spec equal and hashable.
-        for name in TUPLE_FIELDS:
+        for name in _tuple_fields(type(self)):
             value = _as_tuples(getattr(self, name))
             _check(isinstance(value, tuple), name, f"must be a tuple, got {value!r}")
             object.__setattr__(self, name, value)
@@ -159,13 +160,18 @@ BOOL_FIELDS: tuple[str, ...] = tuple(
 )
 
 
-# The tuple-typed fields (from the annotations): a list given for one becomes a tuple, so a
-# spec read back from JSON equals and hashes as the original with no per-field code.
-TUPLE_FIELDS: tuple[str, ...] = tuple(
-    name
-    for name, hint in typing.get_type_hints(ArchSpec).items()
-    if typing.get_origin(hint) is tuple
-)
+@cache
+def _tuple_fields(cls: type) -> tuple[str, ...]:
+    """The fields of dataclass `cls` annotated as tuples (`tuple[int, ...]`, ...)."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        f.name for f in fields(cls) if typing.get_origin(hints[f.name]) is tuple
+    )
+
+
+# The tuple-typed fields, from the annotations: a list given for one becomes a tuple, so a spec
+# read back from JSON equals and hashes as the original, with no per-field code.
+TUPLE_FIELDS: tuple[str, ...] = _tuple_fields(ArchSpec)
 
 
 def _as_tuples(value: Any) -> Any:
