@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from roadmap.select import STEPS_HELP
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 if TYPE_CHECKING:  # pandas and the records load when the command runs, not at `--help`
@@ -39,6 +40,7 @@ def summary(sel: Selection, frame: pd.DataFrame) -> str:
 
     staircase = frame[~frame["reference"]]
     drawn = staircase[staircase["n"] > 0]
+    runs = sel.runs[sel.runs["step"].isin(sel.steps)] if sel.steps else sel.runs
     steps_by_seeds = drawn["n"].value_counts().sort_index()
     seeds = ", ".join(
         f"{count(n_steps, 'step')} with {count(int(n_seeds), 'seed')}"
@@ -46,13 +48,16 @@ def summary(sel: Selection, frame: pd.DataFrame) -> str:
     )
     lines = [
         f"staircase {sel.track}, preset {sel.preset!r}, {sel.metric}: "
-        f"{len(drawn)} of {len(staircase)} steps drawn from {count(len(sel.runs), 'run')}"
+        f"{len(drawn)} of {len(staircase)} steps drawn from {count(len(runs), 'run')}"
         + (f" ({seeds})" if seeds else "")
     ]
     if len(sel.reference):
         lines.append(
             f"reference row: {count(len(sel.reference), 'run')} of preset {ORIGINAL_PRESET!r}"
         )
+    if len(runs) < len(sel.runs):
+        others = count(len(sel.runs) - len(runs), "run")
+        lines.append(f"note: {others} of steps not chosen (--steps): parents only")
     lines += [f"note: {x}" for x in sel.notes]
     if len(sel.excluded):
         lines.append(f"left out {count(len(sel.excluded), 'run')}:")
@@ -104,6 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--preset", help="preset to draw (default: the one with the most runs)"
     )
+    parser.add_argument("--steps", nargs="+", default=None, help=STEPS_HELP)
     parser.add_argument(
         "--allow-mixed",
         action="store_true",
@@ -135,6 +141,7 @@ def cmd_staircase(args: argparse.Namespace) -> int:
             "--preset": args.preset,
             "--allow-mixed": args.allow_mixed,
             "--paper-overlay": args.paper_overlay,
+            "--steps": args.steps,
         }
         given = [flag for flag, value in selection.items() if value]
         if given or args.metric != DEFAULT_METRIC:
@@ -147,14 +154,18 @@ def cmd_staircase(args: argparse.Namespace) -> int:
 
 def _runs(args: argparse.Namespace, width: float) -> int:
     """The staircase of the runs under `args.root`."""
-    from analysis.collect import aggregate, load_runs, select_runs
+    from analysis.collect import aggregate, draw_only, load_runs, select_runs
     from analysis.figure import draw_staircase
     from analysis.table import write_tables
+    from roadmap.select import select_steps
 
     track = args.track or DEFAULT_TRACK
+    chosen = [s.name for s in select_steps(args.steps or "all", track)]
     sel = select_runs(
         load_runs(args.root), track, args.preset, args.allow_mixed, args.metric
     )
+    if args.steps:
+        sel = draw_only(sel, chosen)
     frame = aggregate(sel, with_paper=True if args.paper_overlay else None)
     print(summary(sel, frame))
     stem = args.out / f"staircase_{track}"
