@@ -72,7 +72,7 @@ def summary(sel: Selection, frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _formats(text: str) -> tuple[str, ...]:
+def formats_arg(text: str) -> tuple[str, ...]:
     """`png,pdf` -> ("png", "pdf"), each one a figure format."""
     from analysis.figure import FORMATS
 
@@ -122,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="mark the paper's top-1 on each bar",
     )
     parser.add_argument(
-        "--formats", type=_formats, default=("png", "pdf", "svg"), help="png,pdf,svg"
+        "--formats", type=formats_arg, default=("png", "pdf", "svg"), help="png,pdf,svg"
     )
     parser.add_argument(
         "--width", type=float, default=None, help="figure width in inches"
@@ -243,3 +243,61 @@ def _paper_track(
     for line in figure_label_mismatches(track):
         print(f"  note: Figure 2 label differs from the table: {line}")
     return paths
+
+
+def register_curves(sub: argparse._SubParsersAction) -> None:
+    """Add the `curves` subcommand."""
+    parser = sub.add_parser(
+        "curves",
+        help="draw top-1 and train loss per epoch of each step from the run logs",
+        description="Draw each step's top-1 and train loss per epoch (seed mean with a "
+        "band, seeds as thin lines, failed runs where they stopped) from log.jsonl.",
+    )
+    parser.add_argument("--root", type=Path, required=True, help="folder of run dirs")
+    parser.add_argument("--out", type=Path, required=True, help="folder for figures")
+    parser.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
+    parser.add_argument("--preset", help="preset to draw (default: most runs)")
+    parser.add_argument("--steps", nargs="+", default=["all"], help=STEPS_HELP)
+    parser.add_argument(
+        "--formats", type=formats_arg, default=("png", "pdf", "svg"), help="png,pdf,svg"
+    )
+    parser.add_argument("--width", type=float, default=None, help="inches")
+    parser.set_defaults(func=cmd_curves)
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    """Write the curves figure; print what it holds."""
+    from analysis.collect import count, load_runs
+    from analysis.curves import curve_runs, draw_curves, read_curves
+    from analysis.figure import COLUMN_WIDTH_IN
+    from roadmap.select import select_steps
+
+    chosen = select_steps(args.steps, args.track)
+    runs = curve_runs(load_runs(args.root), args.track, args.preset)
+    runs = runs[runs["step"].isin([s.name for s in chosen])]
+    curves = read_curves(runs)
+    drawn = [s for s in chosen if s.name in set(curves["step"])]
+    if not drawn:
+        raise ValueError(f"no logged epoch of the chosen steps under {args.root}")
+    left = [s.name for s in chosen if s not in drawn]
+    preset = runs["preset"].iloc[0]
+    statuses = ", ".join(f"{n} {k}" for k, n in runs["status"].value_counts().items())
+    print(
+        f"curves {args.track}, preset {preset!r}: {count(len(drawn), 'step')} drawn, "
+        f"{count(curves['run'].nunique(), 'run')} with a logged epoch (runs: {statuses})"
+    )
+    if left:
+        print(f"note: {count(len(left), 'step')} with no epoch logged: {_few(left)}")
+    stem = args.out / f"curves_{args.track}"
+    title = f"{track_label(args.track)} · preset {preset}"
+    paths = draw_curves(
+        curves, drawn, stem, args.formats, title, args.width or COLUMN_WIDTH_IN
+    )
+    print("wrote", ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _few(names: list[str], shown: int = SHOWN_RUNS) -> str:
+    """The first `shown` names, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
