@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -159,6 +160,9 @@ class Recipe:
         True  # False: delete the checkpoints once the run is done
     )
     log_every: int = 50  # steps between progress lines (non-interactive output)
+    # Also write each epoch's log.jsonl numbers as TensorBoard events in <out>/tensorboard/
+    # (the optional extra: pip install 'convnext-roadmap[tensorboard]').
+    tensorboard: bool = False
     # -- the built-in dataset (no --data): experiments/data.py
     builtin_classes: int = 10
     builtin_train_per_class: int = 200
@@ -340,7 +344,13 @@ def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
     changes = {
         k.removeprefix("recipe."): v for k, v in parse_overrides(overrides).items()
     }
-    return dataclasses.replace(PRESETS[preset], **changes)
+    recipe = dataclasses.replace(PRESETS[preset], **changes)
+    if recipe.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError(
+            "recipe.tensorboard=true needs the tensorboard package: "
+            "pip install 'convnext-roadmap[tensorboard]'"
+        )
+    return recipe
 
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:

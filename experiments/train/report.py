@@ -121,6 +121,29 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
     )
 
 
+TENSORBOARD_DIR = "tensorboard"  # <out>/tensorboard/: the events of recipe.tensorboard
+
+
+def record_epoch(trainer: TrainerView, row: dict[str, Any]) -> str:
+    """Append an epoch's row to log.jsonl (and to TensorBoard); return its summary line.
+
+    With `recipe.tensorboard`, every number of the row is a scalar at step `epoch`. Each
+    epoch opens its own writer with `purge_step=epoch`, so after a resume (which cuts the
+    log back) TensorBoard drops the events of the epochs that are trained again.
+    """
+    records.append_jsonl(trainer.run_dir / records.LOG, row)
+    if trainer.recipe.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        epoch = row["epoch"]
+        logdir = trainer.run_dir / TENSORBOARD_DIR
+        with SummaryWriter(str(logdir), purge_step=epoch) as writer:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, int | float):
+                    writer.add_scalar(key, value, epoch)
+    return epoch_line(row, trainer.recipe.epochs)
+
+
 def result_record(
     trainer: TrainerView, status: str, reason: str | None
 ) -> dict[str, Any]:

@@ -30,9 +30,9 @@ from experiments.train.distributed import init_distributed
 from experiments.train.parts import build_loss, build_optimization
 from experiments.train.report import (
     describe,
-    epoch_line,
     pct,
     progress_bar,
+    record_epoch,
     result_record,
     show_step,
 )
@@ -361,8 +361,7 @@ class Trainer:
             "time": records.now(),
         }
         if self.main:
-            records.append_jsonl(self.run_dir / records.LOG, row)
-            self._say(epoch_line(row, self.recipe.epochs))
+            self._say(record_epoch(self, row))
         best = state["best_top1"]
         state.update(ckpt.epoch_counters())
         state.update(
