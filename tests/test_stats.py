@@ -2,6 +2,8 @@
 
 import io
 import math
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -160,3 +162,24 @@ def test_tables_carry_the_interval_and_the_noise_mark(runs):
         line = next(x for x in md.splitlines() if x.startswith(f"| {row['step']} |"))
         assert "†" not in line
     assert "† the 95% interval" in md
+
+
+def test_the_readme_names_the_papers_changes_within_noise_as_computed():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = " ".join(
+        readme.split("By that test,", 1)[1].split("The other", 1)[0].split()
+    )
+    frame = paper_staircase(TRACK)
+    noisy = frame[frame["change_within_noise"] == True]  # noqa: E712 (None: no test)
+    named = [n for n in re.findall(r"`(\w+)`", text) if n in set(frame["step"])]
+    assert named == list(noisy["step"])
+    for _, row in noisy.iterrows():
+        low, high = row["change_ci95_low"], row["change_ci95_high"]
+        numbers = (
+            f"{row['change']:+.2f}, {'95% CI ' if named[0] == row['step'] else ''}"
+        )
+        numbers += f"[{low:+.2f}, {high:+.2f}], p = {row['change_p']:.2f})"
+        assert f"`{row['step']}` ({numbers}" in text, numbers
+    assert (
+        f"{len(noisy)} of the paper's {int((frame['change_test'] != '').sum())}" in text
+    )
