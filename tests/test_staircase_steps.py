@@ -29,17 +29,14 @@ def root(tmp_path_factory):
     return root
 
 
+def _staircase(root, out, *extra):
+    """`roadmap staircase` on `root` into `out`, PNG only; its exit status."""
+    return main(["staircase", "--root", str(root), "--out", str(out), "--formats", "png",
+                 *extra])  # fmt: skip
+
+
 def test_all_steps_warn_about_the_missing_seeds(root, tmp_path, capsys):
-    argv = [
-        "staircase",
-        "--root",
-        str(root),
-        "--out",
-        str(tmp_path),
-        "--formats",
-        "png",
-    ]
-    assert main(argv) == 0
+    assert _staircase(root, tmp_path) == 0
     assert f"fewer seeds than the others (3): {steps(TRACK)[4].name} (1)" in (
         capsys.readouterr().out
     )
@@ -50,16 +47,13 @@ def test_only_the_chosen_steps_are_drawn(root, tmp_path, capsys, form):
     a, b = _two_steps()
     out = tmp_path / "out"
     words = form.format(a=a.name, b=b.name).split(" ")
-    argv = ["staircase", "--root", str(root), "--out", str(out), "--formats", "png"]
-    assert main([*argv, "--steps", *words]) == 0
+    assert _staircase(root, out, "--steps", *words) == 0
     printed = capsys.readouterr().out
     assert "2 of 2 steps drawn from 6 runs (2 steps with 3 seeds)" in printed
     assert "fewer seeds" not in printed  # the step short of seeds is not chosen
     table = pd.read_csv(out / f"staircase_{TRACK}.csv")
-    assert list(table["step"]) == [
-        a.name,
-        b.name,
-    ]  # roadmap order, whatever the order given
+    # roadmap order, whatever the order given
+    assert list(table["step"]) == [a.name, b.name]
     md = (out / f"staircase_{TRACK}.md").read_text()
     assert sum(line.startswith(f"| {s.name} |") for s in steps(TRACK) for line in
                md.splitlines()) == 2  # fmt: skip
@@ -83,16 +77,7 @@ def test_the_figure_has_only_the_chosen_rows_and_changes_keep_their_parents(root
 
 
 def test_unknown_steps_are_an_error_naming_the_nearest(root, tmp_path, capsys):
-    argv = [
-        "staircase",
-        "--root",
-        str(root),
-        "--out",
-        str(tmp_path),
-        "--steps",
-        "kernel7",
-    ]
-    assert main(argv) == 2
+    assert _staircase(root, tmp_path, "--steps", "kernel7") == 2
     assert "Did you mean 'kernel_7'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
