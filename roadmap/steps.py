@@ -104,7 +104,7 @@ class Step:
     """One design decision of the roadmap, resolved to the full spec it produces."""
 
     track: str
-    index: int  # 1-based position in the track (the paper CSV's `order`)
+    index: int  # 1-based position in the track (run folders are numbered by it)
     name: str
     group: str
     on_path: bool
