@@ -143,8 +143,9 @@ def _draw_panel(ax: Axes, runs: pd.DataFrame, col: str) -> None:
             continue
         status = points["status"].iloc[0]
         done = status == "done"
-        ax.plot(points["epoch"], points[col], color=COLOR if done else PAPER,
-                lw=SEED_LW, alpha=0.7, ls="-" if done else "--")  # fmt: skip
+        dot = "o" if len(points) == 1 else ""  # a single epoch is a dot, not a line
+        ax.plot(points["epoch"], points[col], color=COLOR if done else PAPER, marker=dot,
+                ms=1.5, lw=SEED_LW, alpha=0.7, ls="-" if done else "--")  # fmt: skip
         if not done:
             marker = "x" if status == "failed" else "o"
             last = points.iloc[-1]
@@ -153,7 +154,9 @@ def _draw_panel(ax: Axes, runs: pd.DataFrame, col: str) -> None:
     done = runs[runs["status"] == "done"].dropna(subset=[col])
     if len(done):
         stats = done.groupby("epoch")[col].agg(["mean", "std", "count"])
-        ax.plot(stats.index, stats["mean"], color=COLOR, lw=MEAN_LW, zorder=3)
+        dot = "o" if len(stats) == 1 else ""
+        ax.plot(stats.index, stats["mean"], color=COLOR, lw=MEAN_LW, marker=dot, ms=2.5,
+                zorder=3)  # fmt: skip
         spread = stats[stats["count"] > 1]
         ax.fill_between(spread.index, spread["mean"] - spread["std"],
                         spread["mean"] + spread["std"], color=LIGHT, lw=0, zorder=0)  # fmt: skip

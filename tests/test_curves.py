@@ -88,7 +88,11 @@ def test_a_failed_run_shows_where_it_stopped(curves):
         assert len(ends) == 1 and ends[0].get_color() == PAPER
         x = 2 if y == 11.0 else 1
         assert (ends[0].get_xdata()[0], ends[0].get_ydata()[0]) == (x, y)
-    going = [ln for ln in grid[0, 0].get_lines() if ln.get_marker() == "o"]
+    going = [
+        ln
+        for ln in grid[0, 0].get_lines()
+        if ln.get_marker() == "o" and ln.get_markerfacecolor() == "none"
+    ]
     assert len(going) == 1 and going[0].get_ydata()[0] == 9.0
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "failed: last epoch" in legend and "not done yet" in legend
