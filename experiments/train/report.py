@@ -114,10 +114,14 @@ def show_step(trainer: TrainerView, bar: tqdm | None) -> None:
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
     """The summary line of a finished epoch (its log.jsonl row)."""
     ema = f"  EMA top-1 {row['ema_top1']:.2f}" if "ema_top1" in row else ""
+    evaluated = (
+        f"  top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}{ema}"
+        if "top1" in row
+        else "  (not evaluated: recipe.eval_every)"
+    )
     return (
-        f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}"
-        f"  top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}{ema}  lr {row['lr']:.2e}"
-        f"  {row['img_s']:.1f} img/s  {row['seconds']:.1f} s"
+        f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}{evaluated}"
+        f"  lr {row['lr']:.2e}  {row['img_s']:.1f} img/s  {row['seconds']:.1f} s"
     )
 
 
