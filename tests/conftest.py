@@ -15,6 +15,7 @@ TINY_OVERRIDES = (
     "recipe.epochs=2",
     "recipe.warmup_epochs=0.5",
     "recipe.threads=1",  # one thread: shared CI machines make OpenMP barriers crawl
+    "recipe.eval_every=1",  # every epoch, as every preset but smoke
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -159,12 +160,13 @@ def test_dry_run_local_prints_plan_and_writes_nothing(
     root = tmp_path / "runs"
     assert sweep("--preset", "smoke", "--root", str(root), "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "16 step(s) x 3 seed(s) = 48 runs" in out
-    assert "to submit: 48" in out
+    first, *_, last = steps("resnet50")
+    n = len(steps("resnet50"))
+    assert f"{n} step(s) x 3 seed(s) = {3 * n} runs" in out
+    assert f"to submit: {3 * n}" in out
     assert "executor local" in out and "job(s) at once" in out
     assert "CPU core-hours" in out and "estimate, not measured" in out
-    first, last = step_names("resnet50")[0], step_names("resnet50")[-1]
-    assert f"{first}/seed0" in out and f"{last}/seed2" in out
+    assert f"{first.name}/seed0" in out and f"{last.name}/seed2" in out
     assert not root.exists()
 
 
@@ -179,8 +181,9 @@ def test_dry_run_slurm_gpu_profile(
                  "--set", "recipe.builtin_train_per_class=410")  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "13 step(s) x 3 seed(s) = 39 runs" in out
-    assert "1 job array of 39 task(s), at most 16 at once" in out
+    n = sum(s.on_path for s in steps("resnet50"))
+    assert f"{n} step(s) x 3 seed(s) = {3 * n} runs" in out
+    assert f"1 job array of {3 * n} task(s), at most 16 at once" in out
     assert "4 nodes x 8 GPU, 32 tasks" in out and "time limit 48:00:00" in out
     assert "GPU-hours" in out and "32 GPU(s) per job" in out
     assert not root.exists()
@@ -261,3 +264,28 @@ def test_the_sweep_has_an_action_for_every_run_state() -> None:
 
     assert set(ACTIONS) == set(STATUSES)
     assert ACTIONS["done"] == "skip" and ACTIONS["interrupted"] == "resume"
+
+
+def test_a_config_from_before_a_field_existed_is_the_same_run(tmp_path: Path) -> None:
+    # A field added to the recipe or the spec gets a default that keeps what runs did before
+    # it existed; a config written without it therefore names the same run, and the same
+    # recipe variant for the staircase.
+    from analysis.variants import variant
+    from experiments.recipe import Recipe, resolve_recipe
+
+    step = get_step("stage_ratio")
+    out = run_dir(tmp_path, "resnet50", step, 0)
+    prepare_run("resnet50", step.name, 0, "smoke", out)
+    now = records.read_json(out / records.CONFIG)
+    smoke, default = resolve_recipe("smoke"), Recipe()
+    as_default = [f for f in now["recipe"] if getattr(smoke, f) == getattr(default, f)]
+    assert as_default  # the smoke preset keeps many fields at their defaults
+    old = json.loads(json.dumps(now))
+    for name in as_default:
+        del old["recipe"][name]
+    del old["spec"]["norm_eps"]  # None: each norm's own default
+    records.atomic_write_json(out / records.CONFIG, old)
+    request = Request(root=tmp_path, preset="smoke", steps=step.name, seeds="0")
+    assert [r.action for r in make_plan(request).runs] == ["submit"]
+    assert prepare_run("resnet50", step.name, 0, "smoke", out) == out
+    assert variant(old) == variant(now)

@@ -9,7 +9,6 @@ run's dataset that both run first: `roadmap data check` (cached), the class map 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -18,9 +17,16 @@ from experiments import records
 from experiments.data.check import check_root, usable
 from experiments.data.identity import describe_change, imagefolder_identity
 from experiments.files import check_writable
-from experiments.recipe import Recipe, parse_overrides, resolve_recipe
+from experiments.recipe import (
+    Recipe,
+    completed_recipe_dict,
+    parse_overrides,
+    recipe_dict,
+    resolve_recipe,
+)
 from experiments.train.data import builtin_dataset
 from experiments.train.parts import check_parts
+from roadmap.spec import ArchSpec
 from roadmap.steps import get_step
 
 
@@ -130,7 +136,7 @@ def run_identity(
         "data": data_root,
         "dataset": dataset,
         "spec": run_spec(track, step, recipe),
-        "recipe": _jsonable(dataclasses.asdict(recipe)),
+        "recipe": recipe_dict(recipe),
     }
 
 
@@ -142,6 +148,7 @@ def identity_diff(existing: dict[str, Any], wanted: dict[str, Any]) -> str | Non
     must keep working (`record_dataset` then records it).
     """
     keys = [k for k in records.IDENTITY_KEYS if k != "dataset" or "dataset" in existing]
+    existing = _completed(existing)
     diff = [k for k in keys if existing.get(k) != wanted[k]]
     if not diff:
         return None
@@ -204,6 +211,23 @@ def prepare_run(
     return out
 
 
+def _completed(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with its recipe and spec as this version writes them.
+
+    Fields added since are at their defaults, which keep the old behaviour; a recipe or spec
+    that does not parse stays as written.
+    """
+    out = dict(config)
+    try:
+        if isinstance(config.get("recipe"), dict):
+            out["recipe"] = completed_recipe_dict(config["recipe"])
+        if isinstance(config.get("spec"), dict):
+            out["spec"] = ArchSpec.from_dict(config["spec"]).to_dict()
+    except (ValueError, TypeError):
+        pass  # compared as written: the difference is then shown
+    return out
+
+
 def record_dataset(out: Path, existing: dict[str, Any], checked: RunData) -> None:
     """Record the dataset in a config written before it was part of a run's identity.
 
@@ -231,12 +255,3 @@ def _describe_diff(key: str, old: Any, new: Any) -> str:
             f" and {len(fields) - 4} more" if len(fields) > 4 else ""
         )
     return f"{key} {old!r} -> {new!r}"
-
-
-def _jsonable(value: Any) -> Any:
-    """Tuples as lists, recursively (what a JSON round trip gives back)."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value

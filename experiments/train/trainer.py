@@ -30,9 +30,9 @@ from experiments.train.distributed import init_distributed
 from experiments.train.parts import build_loss, build_optimization
 from experiments.train.report import (
     describe,
-    epoch_line,
     pct,
     progress_bar,
+    record_epoch,
     result_record,
     show_step,
 )
@@ -209,10 +209,12 @@ class Trainer:
                     if failure is not None:
                         return self._finish("failed", failure)
                 t0 = time.perf_counter()
-                metrics = self.evaluate(self.model)
-                if self.ema is not None:
-                    ema = self.evaluate(self.ema.module)
-                    metrics.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+                metrics: dict[str, float] = {}
+                if self.recipe.evaluates_after(self.state["epoch"] + 1):
+                    metrics = self.evaluate(self.model)
+                    if self.ema is not None:
+                        ema = self.evaluate(self.ema.module)
+                        metrics.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
                 with self._critical():
                     self._end_epoch(metrics, time.perf_counter() - t0)
                 # (A last checkpoint that the recipe would delete at once is not written.)
@@ -300,10 +302,8 @@ class Trainer:
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """A batch on the training device, images in the model's memory format."""
-        x, y = (
-            x.to(self.device, non_blocking=True),
-            y.to(self.device, non_blocking=True),
-        )
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
@@ -365,15 +365,14 @@ class Trainer:
             "time": records.now(),
         }
         if self.main:
-            records.append_jsonl(self.run_dir / records.LOG, row)
-            self._say(epoch_line(row, self.recipe.epochs))
-        best = state["best_top1"]
+            self._say(record_epoch(self, row))
+        seen = [x for x in (state["best_top1"], metrics.get("top1")) if x is not None]
         state.update(ckpt.epoch_counters())
         state.update(
             epoch=state["epoch"] + 1,
             step_in_epoch=0,
-            best_top1=metrics["top1"] if best is None else max(best, metrics["top1"]),
-            last_eval=metrics,
+            best_top1=max(seen, default=None),
+            last_eval=metrics or state["last_eval"],  # {}: not evaluated (eval_every)
         )
 
     def _finish(self, status: str, reason: str | None) -> dict[str, Any]:
