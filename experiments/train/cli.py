@@ -10,7 +10,8 @@ from pathlib import Path
 from experiments import records, runstate
 from experiments.recipe import PRESETS
 from experiments.train.config import prepare_run
-from experiments.train.run import EXIT_PREEMPTED, Preempted, run
+from experiments.train.run import EXIT_PREEMPTED, run
+from experiments.train.signals import StopRequested
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 
@@ -68,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     try:
         result = run(run_dir, checkpoint_signals=(signal.SIGUSR2, signal.SIGTERM))
-    except Preempted as stop:
+    except StopRequested as stop:
         print(f"stopped by {stop}; run the same command to resume", file=sys.stderr)
         return EXIT_PREEMPTED
     if result["status"] != "done":

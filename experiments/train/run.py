@@ -15,12 +15,13 @@ from types import FrameType
 from typing import Any
 
 from experiments import runstate
+from experiments.train.signals import StopRequested
 from experiments.train.trainer import Trainer
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on a signal; run again to resume
 
 
-class Preempted(BaseException):  # noqa: N818 - a requested stop, not an error
+class Preempted(StopRequested):
     """Raised after a signal-triggered checkpoint to leave the training loop."""
 
 
