@@ -109,9 +109,8 @@ def _compare(a: Path, b: Path) -> float:
         epochs(b, "train_loss", "val_loss"),
         strict=True,
     ):
-        assert la == pytest.approx(lb, rel=LOSS_RTOL) and va == pytest.approx(
-            vb, rel=LOSS_RTOL
-        )
+        assert la == pytest.approx(lb, rel=LOSS_RTOL), (la, lb)
+        assert va == pytest.approx(vb, rel=LOSS_RTOL), (va, vb)
     return max_abs_diff(final_weights(a), final_weights(b))
 
 
@@ -131,9 +130,8 @@ def test_accumulation_equals_the_large_batch_on_a_tiny_model(tmp_path: Path) -> 
 def test_one_process_accumulation_and_two_ranks_end_with_the_same_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    step = (
-        norm_free_step()
-    )  # BatchNorm steps differ by design: statistics per micro-batch
+    # BatchNorm steps differ by design: their statistics are per micro-batch and rank.
+    step = norm_free_step()
     large = tiny_run(tmp_path / "large", step, (*COMMON, *LARGE))
     accum = tiny_run(tmp_path / "accum", step, (*COMMON, *ACCUM))
     for run_dir in (large, accum):
@@ -151,9 +149,8 @@ def test_one_process_accumulation_and_two_ranks_end_with_the_same_weights(
         assert _compare(a, b) <= tolerance, (a.name, b.name)
 
     # The two ranks' evaluation sums to the single-process count of the same weights.
-    single = Trainer(
-        accum
-    )  # done: resumes its final checkpoint; its validation batch is B
+    # Done: it resumes its final checkpoint. Its validation batch (2B) is the ranks'.
+    single = Trainer(accum)
     single.model.load_state_dict(final_weights(ranks))
     alone = single.evaluate(single.model)
     last = records.read_log(ranks)[-1]
