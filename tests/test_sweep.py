@@ -105,6 +105,11 @@ def test_sweep_rejects_root_under_a_file(
         ),
         ("nodes = [\n", "not valid TOML"),
         ("setup = [1]\n", "setup must be list of strings"),
+        ("cpu_tasks_per_node = 0\n", "cpu_tasks_per_node must be >= 1"),
+        (
+            "gpus_per_node = 8\ncpu_tasks_per_node = 2\n",
+            "cpu_tasks_per_node is for nodes without GPUs",
+        ),
     ],
 )
 def test_profile_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -123,22 +128,48 @@ def test_shipped_profiles_load() -> None:
     assert params["ntasks_per_node"] == 8 and params["gpus_per_node"] == 8
     assert params["additional_parameters"] == {"requeue": True}
     assert params["setup"][0].startswith("module load")
+    for name, layout in (("local-2tasks", (1, 2)), ("local-2nodes", (2, 1))):
+        profile = load_profile(REPO / "slurm" / f"{name}.toml")
+        assert (profile.nodes, profile.tasks_per_node, profile.world_size) == (
+            *layout,
+            2,
+        )
+        params = profile.slurm_parameters()
+        assert (params["nodes"], params["ntasks_per_node"]) == layout
+        assert "gpus_per_node" not in params
 
 
-def test_gpus_that_do_not_divide_the_batch(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+@pytest.mark.parametrize(
+    ("profile", "preset", "message"),
+    [
+        # paper: base batch 4096 at 128 per GPU; 3 GPUs x 128 does not divide 4096.
+        ("gpus_per_node = 3\n", "paper", "4096 is not a multiple of 3 device(s)"),
+        ("nodes = 2\ncpu_tasks_per_node = 3\n", "paper", "multiple of 6 device(s)"),
+        # smoke: 1000 built-in images; 32 ranks x 32 images is more than one step's worth.
+        (
+            "nodes = 4\ncpu_tasks_per_node = 8\n",
+            "smoke",
+            "1000 training images cannot fill one optimizer step of 1024",
+        ),
+    ],
+)
+def test_ranks_that_do_not_divide_the_batch_or_fill_a_step(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    profile: str,
+    preset: str,
+    message: str,
 ) -> None:
-    # paper: base batch 4096 at 128 per GPU; 3 GPUs x 128 does not divide 4096.
-    profile = _profile(
-        tmp_path, 'partition = "gpu"\ngpus_per_node = 3\ntime_min = 600\n'
-    )
+    path = _profile(tmp_path, f'partition = "gpu"\ntime_min = 600\n{profile}')
     root = tmp_path / "runs"
-    code = sweep("--preset", "paper", "--root", str(root), "--executor", "slurm",
-                 "--profile", str(profile), "--dry-run")  # fmt: skip
+    code = sweep("--preset", preset, "--root", str(root), "--executor", "slurm",
+                 "--profile", str(path), "--dry-run")  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
-    assert "base_batch 4096 is not a multiple of 3 device(s)" in err
-    assert "3 GPU(s) in" in err and not root.exists()
+    nodes, tasks = load_profile(path).nodes, load_profile(path).tasks_per_node
+    assert message in err, err
+    assert f"{nodes} node(s) x {tasks} task(s) per node in {path}" in err
+    assert not root.exists()
 
 
 def test_existing_run_of_another_preset_is_an_error(tmp_path: Path) -> None:
@@ -175,9 +206,11 @@ def test_dry_run_slurm_gpu_profile(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     root = tmp_path / "runs"
+    # 5000 built-in images: enough for one optimizer step of 4096 (32 GPUs x 128).
     code = sweep("--preset", "paper", "--root", str(root), "--steps", "on-path", "--seeds",
                  "0-2", "--executor", "slurm", "--profile",
-                 str(REPO / "slurm" / "example-gpu-cluster.toml"), "--dry-run")  # fmt: skip
+                 str(REPO / "slurm" / "example-gpu-cluster.toml"), "--dry-run",
+                 "--set", "recipe.builtin_train_per_class=500")  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
     assert "13 step(s) x 3 seed(s) = 39 runs" in out

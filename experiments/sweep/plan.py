@@ -22,7 +22,7 @@ from experiments.runstate import RunState, run_state, sacct_states
 from experiments.sweep.profile import Profile, load_profile
 from experiments.sweep.slurm import check_slurm
 from experiments.train.config import identity_diff, read_config, run_identity
-from experiments.train.data import validate_data
+from experiments.train.data import dataset_size, validate_data
 from roadmap.select import select_steps
 from roadmap.steps import DEFAULT_TRACK, Step
 
@@ -111,7 +111,7 @@ def make_plan(request: Request) -> Plan:
     data_root = None if request.data is None else validate_data(request.data)["root"]
     check_writable(request.root)
     world = profile.world_size if request.executor == "slurm" else 1
-    check_batch(recipe, world, profile)
+    check_batch(recipe, world, profile, data_root)
     if request.bench is not None and not Path(request.bench).is_file():
         raise FileNotFoundError(
             f"--bench {request.bench}: no such file (write it with roadmap bench --out)"
@@ -225,13 +225,29 @@ def check_writable(root: Path) -> None:
         ) from None
 
 
-def check_batch(recipe: Recipe, world: int, profile: Profile) -> None:
-    """The recipe's effective batch must split evenly over the job's devices."""
+def check_batch(
+    recipe: Recipe, world: int, profile: Profile, data_root: str | None = None
+) -> None:
+    """The effective batch must split evenly over the job's ranks, and the data fill a step.
+
+    An ImageFolder is counted when the run starts (counting ImageNet's files takes a while);
+    the built-in dataset is checked here.
+    """
+    where = (
+        f"{world} rank(s) per job: {profile.nodes} node(s) x {profile.tasks_per_node} "
+        f"task(s) per node{f' in {profile.path}' if profile.path else ''}"
+    )
     try:
-        recipe.accum_for(world)
+        accum = recipe.accum_for(world)
     except ValueError as err:
-        where = f" ({profile.nodes} node(s) x {profile.gpus_per_node} GPU(s) in {profile.path})"
-        raise ValueError(f"{err} -- {world} device(s) per job{where}") from None
+        raise ValueError(f"{err} -- {where}") from None
+    per_step = world * recipe.batch_size * accum
+    images = dataset_size(recipe, None)
+    if data_root is None and images < per_step:
+        raise ValueError(
+            f"the built-in dataset's {images} training images cannot fill one optimizer "
+            f"step of {per_step} ({world} x {recipe.batch_size} x {accum}) -- {where}"
+        )
 
 
 def check_config(directory: Path, wanted: dict[str, object]) -> None:
