@@ -145,9 +145,7 @@ class RunJob(submitit.helpers.Checkpointable):
                 _log_resume(trainer)
             result = trainer.fit()
         except StopRequested as stop:
-            if rank == 0:
-                records.append_event(run_dir, "stop", reason=str(stop))
-            sys.exit(EXIT_STOPPED if rank == 0 else 0)
+            self._stopped(stop, rank)
         except Exception as err:
             if self._stopping:  # stopped on purpose after a checkpoint: not a failure
                 raise
@@ -157,6 +155,19 @@ class RunJob(submitit.helpers.Checkpointable):
                 run_dir, "end", status=result.get("status"), top1=result.get("top1")
             )
         return result
+
+    def _stopped(self, stop: StopRequested, rank: int) -> None:
+        """Leave after a stop the ranks agreed on (rank 0's handler has checkpointed).
+
+        A non-zero rank leaves at once (`os._exit`: it holds no record), before the requeue
+        that rank 0 asks for kills the job's tasks; rank 0 leaves as any process does.
+        """
+        print(f"{_where()}: stopped: {stop}", file=sys.stderr, flush=True)
+        if rank:
+            sys.stdout.flush()
+            os._exit(0)
+        records.append_event(self.run_dir, "stop", reason=str(stop))
+        sys.exit(EXIT_STOPPED)
 
     def _failed(self, err: Exception, rank: int) -> dict[str, Any]:
         """Record an exception as the run's failure (rank 0); raise it unless told not to.
