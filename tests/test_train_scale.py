@@ -22,7 +22,6 @@ import itertools
 from pathlib import Path
 
 import pytest
-import torch
 from train_fixtures import (
     TINY_MODEL,
     U32,
@@ -30,6 +29,7 @@ from train_fixtures import (
     final_weights,
     max_abs_diff,
     norm_free_step,
+    record_grad_norms,
     tiny_run,
     torchrun_train,
 )
@@ -179,15 +179,7 @@ def test_clipping_bounds_every_step_and_applies_after_accumulation(
     for name, extra in (("free", ()), ("clipped", (f"recipe.clip_grad={clip}",))):
         run_dir = tiny_run(tmp_path / name, step, (*COMMON, *ACCUM, *extra), TINY_MODEL)
         trainer = Trainer(run_dir)
-        seen = norms[name] = []
-        step_fn = trainer.optimizer.step
-
-        def recording(*args, _seen=seen, _trainer=trainer, _step=step_fn, **kwargs):
-            grads = [p.grad for p in _trainer.model.parameters() if p.grad is not None]
-            _seen.append(torch.nn.utils.get_total_norm(grads).item())
-            return _step(*args, **kwargs)
-
-        monkeypatch.setattr(trainer.optimizer, "step", recording)
+        norms[name] = record_grad_norms(trainer, monkeypatch)
         trainer.fit()
     assert len(norms["free"]) == len(norms["clipped"]) == 10
     assert min(norms["free"]) > 2 * clip  # clipping has work to do at every step

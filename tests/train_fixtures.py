@@ -74,3 +74,17 @@ def torchrun_train(
 def epochs(run_dir: Path, *keys: str) -> list[tuple[Any, ...]]:
     """The given keys of every log.jsonl line."""
     return [tuple(row[k] for k in keys) for row in records.read_log(run_dir)]
+
+
+def record_grad_norms(trainer: Any, monkeypatch: Any) -> list[float]:
+    """The total gradient norm each optimizer step of `trainer` steps with (filled by fit)."""
+    norms: list[float] = []
+    step = trainer.optimizer.step
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        norms.append(torch.nn.utils.get_total_norm(grads).item())
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.optimizer, "step", recording)
+    return norms

@@ -118,7 +118,9 @@ class Profile:
                 params[key] = getattr(self, key)
         if self.setup:
             params["setup"] = list(self.setup)
-        if self.world_size > 1:  # a rank that dies ends the others (NCCL would wait on it)
+        if (
+            self.world_size > 1
+        ):  # a rank that dies ends the others (NCCL would wait on it)
             params["srun_args"] = ["--kill-on-bad-exit=1"]
         return params
 
