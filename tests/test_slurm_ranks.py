@@ -3,9 +3,11 @@
 Against the cluster of `slurm/local-cluster.sh up --nodes 2` (node1 and node2, each a network
 and UTS namespace; tests/conftest.py starts it when none answers). A run of two DDP ranks
 (gloo) set up from submitit's job environment is preempted with USR2 mid-run and must requeue,
-resume from rank 0's checkpoint and end bit-identical to the same run uninterrupted; a node
-killed mid-run must requeue the job, never leave a result, and the run must end as the
-uninterrupted one. The multi-node tests need 2 nodes: with fewer they skip, or fail with CI=true.
+resume from rank 0's checkpoint and end bit-identical to the same run uninterrupted. A job step
+killed on one node ends the job (srun --kill-on-bad-exit) without any result; a whole node
+killed mid-run is Slurm's node failure: the job requeues, no result is written meanwhile, and
+the run ends as the uninterrupted one. The multi-node tests need 2 nodes: with fewer they
+skip, or fail with CI=true.
 """
 
 from __future__ import annotations
@@ -139,46 +141,85 @@ def test_two_ranks_preempted_requeue_and_resume_bit_exactly(
     assert out.count("global_rank=1(2)") == 2, out
 
 
+def _kill_in_node(node: str, slurmd_too: bool) -> list[int]:
+    """SIGKILL the processes of a node's namespace: the job step and rank, its slurmd too."""
+    namespace = f"roadmap-{node}"
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
+                          text=True, check=True).stdout.split()  # fmt: skip
+    killed = []
+    for pid in map(int, pids):
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        if slurmd_too or comm != "slurmd":
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    assert killed, f"no process to kill in {namespace}"
+    return killed
+
+
+def _start_killed_run(tmp_root: Path, name: str) -> tuple[str, Path]:
+    """A 2-node run, once it is in epoch 2 (epoch 1's checkpoint written): job id, run dir."""
+    hit = tmp_root / name
+    job_id = submit(hit, STEP, "0", *TINY, profile=_profile("2nodes"))
+    run_dir, folder = run_dir_of(hit, STEP), hit / "resnet50" / ".submitit"
+    after = STEPS_PER_EPOCH + 1
+    wait_for(f"step {after}", lambda: log_step(job_id, folder) >= after, 300, 0.5)
+    return job_id, run_dir
+
+
+def test_a_job_step_killed_on_one_node_ends_the_job_without_a_result(
+    cluster: list[str], tmp_root: Path
+) -> None:
+    _need_nodes(cluster, 2)
+    job_id, run_dir = _start_killed_run(tmp_root, "step-killed")
+    _kill_in_node(cluster[-1], slurmd_too=False)  # the node stays up: only the job dies
+    ended = lambda: sacct_states(job_id)[-1] not in ("RUNNING", "COMPLETING")  # noqa: E731
+    wait_for("srun --kill-on-bad-exit to end the job", ended, 180, 2)
+    assert sacct_states(job_id) == ["FAILED"]
+    assert not (
+        run_dir / records.RESULT
+    ).exists()  # not done, and no failure of the run
+    row = status(run_dir.parents[2])["runs"][0]
+    # Once runs know `interrupted` (a job gone without a result), this is that state.
+    assert row["status"] == "failed" and row["resumable"], row
+    assert (
+        f"PeerLost: rank 0 of 2 in job {job_id} on {', '.join(cluster)}"
+        in row["detail"]
+    )
+    lost = [e for e in records.read_events(run_dir) if e["event"] == "peer-lost"]
+    assert lost and lost[0]["rank"] == 0
+    newest = records.list_checkpoints(run_dir / records.CHECKPOINT_DIR)[0]
+    assert ckpt.check(newest) is None and ckpt.read_json_safe(
+        newest.with_suffix(".json")
+    )
+
+
 def test_a_node_killed_mid_run_requeues_and_the_run_ends_as_if_whole(
     cluster: list[str], tmp_root: Path
 ) -> None:
     _need_nodes(cluster, 2)
     ref = run_dir_of(_reference(tmp_root, "2nodes"), STEP)
-    hit = tmp_root / "node-killed"
-    job_id = submit(hit, STEP, "0", *TINY, profile=_profile("2nodes"))
-    run_dir, folder = run_dir_of(hit, STEP), hit / "resnet50" / ".submitit"
-    # Killed in epoch 2, after epoch 1's checkpoint: the requeued job resumes from it.
-    after = STEPS_PER_EPOCH + 1
-    wait_for(f"step {after}", lambda: log_step(job_id, folder) >= after, 300, 0.5)
-    node = cluster[-1]  # every process of that node: its slurmd, the job step, the rank
-    namespace = f"roadmap-{node}"
-    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
-                          text=True, check=True).stdout.split()  # fmt: skip
-    assert pids, f"no process in {namespace}"
-    try:
-        for pid in pids:
-            os.kill(int(pid), signal.SIGKILL)
+    job_id, run_dir = _start_killed_run(tmp_root, "node-killed")
+    node = cluster[-1]
+    try:  # every process of the node: its slurmd, the job step, the rank
+        _kill_in_node(node, slurmd_too=True)
         requeued = lambda: "NODE_FAIL" in sacct_states(job_id)  # noqa: E731
         wait_for(f"Slurm to see {node} fail and requeue the job", requeued, 180, 2)
         assert not (
             run_dir / records.RESULT
         ).exists()  # nothing recorded as done or failed
-        row = status(hit)["runs"][0]
+        row = status(run_dir.parents[2])["runs"][0]
         assert row["status"] == "pending" and row["job_id"] == job_id, row
-        events = records.read_events(run_dir)
-        lost = [e for e in events if e["event"] == "peer-lost"]
-        assert lost and lost[0]["rank"] == 0, events
-        newest = records.list_checkpoints(run_dir / records.CHECKPOINT_DIR)[0]
-        assert ckpt.check(newest) is None
+        lost = [e for e in records.read_events(run_dir) if e["event"] == "peer-lost"]
+        assert lost and lost[0]["rank"] == 0
     finally:  # the node comes back (its slurmd again, in its namespace)
         up = subprocess.run([str(CLUSTER), "up", "--nodes", str(NODES)],
                             capture_output=True, text=True, timeout=300)  # fmt: skip
         assert up.returncode == 0, up.stdout + up.stderr
-    wait_for("the requeued run to finish", lambda: _done(hit), 420, 3)
+    wait_for("the requeued run to finish", lambda: _done(run_dir.parents[2]), 420, 3)
     events = records.read_events(run_dir)
     assert [e["restart"] for e in events if e["event"] == "start"] == [0, 1]
     resume = next(e for e in events if e["event"] == "resume")
-    assert resume["global_step"] == STEPS_PER_EPOCH
+    assert resume["global_step"] == STEPS_PER_EPOCH  # from epoch 1's checkpoint
     same_training(run_dir, ref)
     assert (STATE / "pids" / f"slurmd-{node}.pid").exists()
 

@@ -12,7 +12,7 @@ step size:
   measured 1.8e-6 after 10 steps (T x lr = 0.02: 55x below the tolerance); moving one sample
   into another step (the negative control below) measured 1.0e-2, 100x above it.
 - losses: relative 2 x 32 u (3.8e-6): a float32 sum of n <= 32 positive per-sample losses is
-  within (n - 1) u of exact (Higham), once for each of the two runs compared; measured <= 1.1e-7.
+  within (n - 1) u of exact (Higham), once for each of the two runs compared; measured <= 2.2e-7.
 - top-1 / top-5: exact. Counts are summed over ranks in float64 (experiments/train/evaluate.py).
 """
 
@@ -145,8 +145,11 @@ def test_one_process_accumulation_and_two_ranks_end_with_the_same_weights(
     assert {r["effective_batch"] for r in layouts.values()} == {16}
     assert layouts[ranks]["lr"] == pytest.approx(resolve_recipe("smoke").base_lr * 2)
     tolerance = weight_tolerance(layouts[ranks])
+    measured = {}
     for a, b in itertools.combinations(layouts, 2):
-        assert _compare(a, b) <= tolerance, (a.name, b.name)
+        measured[f"{a.name} vs {b.name}"] = diff = _compare(a, b)
+        assert diff <= tolerance, (a.name, b.name, diff)
+    print(f"weights: tolerance {tolerance:.2g}, measured {measured}")
 
     # The two ranks' evaluation sums to the single-process count of the same weights.
     # Done: it resumes its final checkpoint. Its validation batch (2B) is the ranks'.
@@ -168,7 +171,9 @@ def test_one_process_accumulation_and_two_ranks_end_with_the_same_weights(
     monkeypatch.setattr(train_data.EpochSampler, "indices", swapped)
     moved = tiny_run(tmp_path / "moved", step, (*COMMON, *ACCUM))
     Trainer(moved).fit()
-    assert max_abs_diff(final_weights(large), final_weights(moved)) > 10 * tolerance
+    control = max_abs_diff(final_weights(large), final_weights(moved))
+    print(f"negative control: {control:.2g}")
+    assert control > 10 * tolerance
 
 
 def test_clipping_bounds_every_step_and_applies_after_accumulation(

@@ -85,10 +85,11 @@ class Placement:
         device = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(device)
         amp = getattr(torch, recipe.amp_dtype)
-        if amp == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        # Before Ampere bf16 is only emulated (slowly): refused, as a GPU without it.
+        if amp == torch.bfloat16 and not torch.cuda.is_bf16_supported(False):
             raise ValueError(
                 f"recipe.amp_dtype=bfloat16: {torch.cuda.get_device_name(device)} has no "
-                "bfloat16; use --set recipe.amp_dtype=float16 (with a gradient scaler)"
+                "bfloat16 units; use --set recipe.amp_dtype=float16 (with a gradient scaler)"
             )
         return cls(rank, world, device, amp, recipe.channels_last, owns and world > 1)
 
