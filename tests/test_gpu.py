@@ -18,16 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import (
-    TINY_MODEL,
-    epochs,
-    final_weights,
-    max_abs_diff,
-    norm_free_step,
-    record_grad_norms,
-    tiny_run,
-    torchrun_train,
-)
+import train_fixtures as fx
 
 from experiments import records
 from experiments.train import Trainer
@@ -58,7 +49,7 @@ BF16 = ("recipe.amp_dtype=bfloat16", "recipe.channels_last=true")
 
 @pytest.mark.parametrize("step", ENDPOINTS)
 def test_each_endpoint_trains_in_bf16_channels_last(tmp_path: Path, step: str) -> None:
-    trainer = Trainer(tiny_run(tmp_path / step, step, (*SETS, *BF16)))
+    trainer = Trainer(fx.tiny_run(tmp_path / step, step, (*SETS, *BF16)))
     assert trainer.device.type == "cuda"
     conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -68,7 +59,7 @@ def test_each_endpoint_trains_in_bf16_channels_last(tmp_path: Path, step: str) -
     assert result["status"] == "done" and result["device"].startswith("cuda")
     assert result["iterations"] == 10 and result["top1"] is not None
     assert set(dtypes) == {torch.bfloat16}  # training and evaluation ran under autocast
-    losses = [loss for (loss,) in epochs(trainer.run_dir, "train_loss")]
+    losses = [loss for (loss,) in fx.epochs(trainer.run_dir, "train_loss")]
     assert all(torch.isfinite(torch.tensor(losses)))
 
 
@@ -79,23 +70,23 @@ def test_accumulation_matches_the_large_batch(
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    step, fp32 = norm_free_step(), ("recipe.amp_dtype=float32",)
+    step, fp32 = fx.norm_free_step(), ("recipe.amp_dtype=float32",)
     layouts = {"large": (), "accum": ("recipe.batch_size=8", "recipe.accum_steps=2")}
     runs = {}
     for name, layout in layouts.items():
-        runs[name] = tiny_run(
-            tmp_path / name, step, (*SETS, *fp32, *layout), TINY_MODEL
+        runs[name] = fx.tiny_run(
+            tmp_path / name, step, (*SETS, *fp32, *layout), fx.TINY_MODEL
         )
         Trainer(runs[name]).fit()
     result = records.read_json(runs["accum"] / records.RESULT)
     assert (result["accum_steps"], result["effective_batch"]) == (2, 16)
-    assert epochs(runs["large"], "top1") == epochs(runs["accum"], "top1")
+    assert fx.epochs(runs["large"], "top1") == fx.epochs(runs["accum"], "top1")
     for (a,), (b,) in zip(
-        *(epochs(d, "train_loss") for d in runs.values()), strict=True
+        *(fx.epochs(d, "train_loss") for d in runs.values()), strict=True
     ):
-        assert b == pytest.approx(a, rel=2 * 32 * 2.0**-24)
+        assert b == pytest.approx(a, rel=2 * 32 * fx.U32)
     tolerance = 5e-3 * result["iterations"] * result["lr"]
-    assert max_abs_diff(*(final_weights(d) for d in runs.values())) <= tolerance
+    assert fx.max_abs_diff(*(fx.final_weights(d) for d in runs.values())) <= tolerance
 
 
 def test_fp16_with_its_scaler_clips_the_unscaled_gradient(
@@ -103,9 +94,11 @@ def test_fp16_with_its_scaler_clips_the_unscaled_gradient(
 ) -> None:
     clip = 0.05
     sets = (*SETS, "recipe.amp_dtype=float16", f"recipe.clip_grad={clip}")
-    trainer = Trainer(tiny_run(tmp_path / "fp16", norm_free_step(), sets, TINY_MODEL))
+    trainer = Trainer(
+        fx.tiny_run(tmp_path / "fp16", fx.norm_free_step(), sets, fx.TINY_MODEL)
+    )
     assert trainer.scaler.is_enabled()
-    norms = record_grad_norms(trainer, monkeypatch)
+    norms = fx.record_grad_norms(trainer, monkeypatch)
     result = trainer.fit()
     assert result["status"] == "done"
     assert norms and max(norms) <= clip * (1 + 1e-3)  # unscaled before clipping
@@ -130,21 +123,16 @@ def test_a_usr2_checkpoints_and_the_same_command_resumes(tmp_path: Path) -> None
     assert proc.returncode == 75, rest + err
     meta = records.read_json(sorted((out / records.CHECKPOINT_DIR).glob("*.json"))[-1])
     assert 2 <= meta["step"] < 10
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert f"resuming ckpt_{meta['step']:09d}.pt" in again.stdout
-    result = records.read_json(out / records.RESULT)
-    assert result["status"] == "done" and result["iterations"] == 10
-    assert [row["epoch"] for row in records.read_log(out)] == [1, 2]
+    fx.rerun_resumes(cmd, out, meta)
 
 
 def test_compile_on_one_model_follows_eager(tmp_path: Path) -> None:
     step = ENDPOINTS[-1]
     losses = {}
     for name, extra in (("eager", ()), ("compiled", ("recipe.compile=true",))):
-        run_dir = tiny_run(tmp_path / name, step, (*SETS, *BF16, *extra))
+        run_dir = fx.tiny_run(tmp_path / name, step, (*SETS, *BF16, *extra))
         assert Trainer(run_dir).fit()["status"] == "done"
-        losses[name] = [loss for (loss,) in epochs(run_dir, "train_loss")]
+        losses[name] = [loss for (loss,) in fx.epochs(run_dir, "train_loss")]
     # bf16 (u = 2**-8) rounded at other places by inductor's fusions: 5% over 10 steps.
     assert losses["compiled"] == pytest.approx(losses["eager"], rel=5e-2)
 
@@ -152,7 +140,7 @@ def test_compile_on_one_model_follows_eager(tmp_path: Path) -> None:
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs (NCCL DDP)")
 def test_two_gpus_train_one_run_with_nccl(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    torchrun_train(out, norm_free_step(), (*SETS, *BF16, "recipe.batch_size=8"))
+    fx.torchrun_train(out, fx.norm_free_step(), (*SETS, *BF16, "recipe.batch_size=8"))
     result = records.read_json(out / records.RESULT)
     assert result["world_size"] == 2 and result["effective_batch"] == 16
     assert result["device"] == "cuda:0"

@@ -88,3 +88,13 @@ def record_grad_norms(trainer: Any, monkeypatch: Any) -> list[float]:
 
     monkeypatch.setattr(trainer.optimizer, "step", recording)
     return norms
+
+
+def rerun_resumes(cmd: list[str], out: Path, meta: dict, iterations: int = 10) -> None:
+    """Running `cmd` again resumes from the checkpoint `meta` describes and ends done."""
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"resuming ckpt_{meta['step']:09d}.pt" in again.stdout
+    result = records.read_json(out / records.RESULT)
+    assert result["status"] == "done" and result["iterations"] == iterations
+    assert [row["epoch"] for row in records.read_log(out)] == [1, 2]
