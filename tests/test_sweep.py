@@ -137,6 +137,9 @@ def test_shipped_profiles_load() -> None:
         params = profile.slurm_parameters()
         assert (params["nodes"], params["ntasks_per_node"]) == layout
         assert "gpus_per_node" not in params
+        # A rank that dies ends the job (the others would wait for it in a collective).
+        assert params["srun_args"] == ["--kill-on-bad-exit=1"]
+    assert "srun_args" not in local.slurm_parameters()
 
 
 @pytest.mark.parametrize(
