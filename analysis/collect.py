@@ -86,7 +86,7 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     df = runstate.collect(root)
     if df.empty:
         raise ValueError(f"no run records ({records.CONFIG}) under {root}")
-    configs = [records.read_json(Path(d) / records.CONFIG) or {} for d in df["run_dir"]]
+    configs = [records.readable(records.read_config, d)[0] or {} for d in df["run_dir"]]
     df["variant"] = [_variant(c) for c in configs]
     df["run"] = [os.path.relpath(d, root) for d in df["run_dir"]]
     for col in ("track", "step", "seed", "preset", "created", "reason"):
@@ -132,8 +132,8 @@ def _why_unusable(row: pd.Series, names: set[str], metric: str) -> str | None:
     """Why a run of the track cannot enter any staircase, or None."""
     if row["step"] not in names:
         return f"unknown step {row['step']!r}"
-    if row["status"] == "failed":
-        return f"failed: {row['reason']}" if row["reason"] else "failed"
+    if row["status"] in ("failed", "unreadable"):
+        return f"{row['status']}: {row['reason']}" if row["reason"] else row["status"]
     if row["status"] != "done":
         return str(row["status"])
     value = row.get(metric)

@@ -4,18 +4,20 @@ A run directory holds
 - `config.json`: everything needed to run again (track, step, seed, preset, resolved spec and
   recipe, data, provenance: git commit and dirty flag, package versions, host, Slurm ids);
 - `log.jsonl`: one JSON line per epoch (epoch, lr, train_loss, top1, top5, img_s, seconds, ...);
-- `result.json`: written once, atomically, when the run ends (`RESULT_KEYS` at least);
+- `result.json`: written once, atomically, when the run ends (every key of `RESULT_KEYS`);
 - `job.json`: the job last submitted for the run (executor, job id, host, submission time,
   submitit folder; earlier jobs under `history`), written atomically by whoever submits;
 - `events.jsonl`: what the run's jobs did (start, resume, checkpoint, requeue, end);
+- `.job.lock`: the lock of the one trainer at work on the run, and who it is (runlock.py);
 - `checkpoints/ckpt_<step>.pt` (+ `.json`): the trainer's checkpoints (experiments/train).
+A run is named by its config's track, step and seed, wherever its folder is. The readers here
+say None for a file that is not there and raise `UnreadableRecord` (path and reason) for one
+that is there but cannot be used (experiments/files.py); `readable` turns that into a reason.
 Time stamps are ISO 8601 in UTC with their offset (`now`); `age_s` reads any offset.
-`collect(root)` reads every run under a folder into one pandas DataFrame.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
@@ -23,18 +25,26 @@ import platform
 import re
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from experiments.files import (
+    UnreadableRecord,
+    append_jsonl,
+    atomic_write_json,
+    read_json,
+    read_jsonl,
+)
 
 CONFIG = "config.json"
 LOG = "log.jsonl"
 RESULT = "result.json"
 JOB = "job.json"
 EVENTS = "events.jsonl"
+LOCK = ".job.lock"
 CHECKPOINT_DIR = "checkpoints"
 # config.json keys that define a run: two configs are the same run when these are equal.
 IDENTITY_KEYS = (
@@ -51,7 +61,7 @@ CHECKPOINT_NAME = re.compile(
     r"^ckpt_(\d{9})\.pt$"
 )  # ckpt_<optimizer step, 9 digits>.pt
 
-# Keys every result.json has (None where not applicable, e.g. ema_top1 with EMA off).
+# Keys every result.json has, a failed run's too (None where unknown or not applicable).
 RESULT_KEYS = (
     "status",  # "done" or "failed"
     "reason",  # why it failed (None when done)
@@ -59,10 +69,22 @@ RESULT_KEYS = (
     "top5",  # final top-5 (%)
     "best_top1",  # best top-1 over evaluated epochs (%)
     "ema_top1",  # final top-1 of the EMA weights (%), None with EMA off
+    "ema_top5",  # final top-5 of the EMA weights (%), None with EMA off
     "params",  # parameters of the trained model
     "gflops",  # multiply-adds at the recipe's eval resolution, measured
     "wall_s",  # seconds of training, summed over restarts
     "img_s",  # mean training images per second
+    "epochs",  # finished epochs
+    "iterations",  # optimizer steps done
+    "failed_iteration",  # the optimizer step that failed (non-finite loss), else None
+    "lr",  # peak learning rate used
+    "effective_batch",  # images per optimizer step, all devices
+    "accum_steps",  # micro-batches per optimizer step
+    "world_size",  # devices
+    "device",  # of rank 0
+    "threads",  # torch threads
+    "dataset",  # name, classes, train/val images, fingerprint or root
+    "finished",  # when the run ended (ISO time)
 )
 STATUSES = ("done", "failed")
 _PACKAGES = (
@@ -108,90 +130,74 @@ def age_s(stamp: str | None) -> float:
         return float("inf")
 
 
-@contextlib.contextmanager
-def atomic_file(
-    path: str | os.PathLike, mode: str = "w", prefix: str | None = None
-) -> Iterator[IO[Any]]:
-    """A file that appears at `path` whole or not at all, never in part.
-
-    Written to a temporary file beside it (`prefix` + random + `.tmp`, default `.<name>.`),
-    fsynced, renamed over `path`, and the folder fsynced; on an error the temporary file goes.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=prefix or f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
+def readable(
+    read: Callable[[Path], dict[str, Any] | None], run_dir: str | os.PathLike
+) -> tuple[dict[str, Any] | None, str | None]:
+    """`read(run_dir)` as (record, None), or (None, what is wrong) for an unreadable one."""
     try:
-        os.fchmod(
-            fd, 0o666 & ~_umask()
-        )  # mkstemp makes 0600; records are for colleagues too
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+        return read(Path(run_dir)), None
+    except UnreadableRecord as err:
+        return None, str(err)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to `path` so that readers see the old file or the whole new one, never part."""
-    with atomic_file(path) as f:
-        json.dump(obj, f, indent=1, sort_keys=True, default=str)
-        f.write("\n")
+# What the launcher and analysis read of each record, and its JSON types: keys that must be
+# there, then keys that may be missing or null.
+_NUMBER = (int, float)
+_SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    CONFIG: ({"track": str, "step": str, "seed": int}, {}),
+    RESULT: (
+        {"status": str},
+        {"reason": str, "top1": _NUMBER, "top5": _NUMBER, "best_top1": _NUMBER},
+    ),
+    JOB: (
+        {},
+        {
+            "job_id": (str, int),
+            "executor": str,
+            "submitted": str,
+            "host": str,
+            "stopped": dict,
+            "queued_by": dict,
+            "driver": dict,
+            "history": list,
+        },
+    ),  # fmt: skip
+}
 
 
-def _umask() -> int:
-    """The process umask (read by setting it and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _shape_problem(name: str, record: dict[str, Any]) -> str | None:
+    """What in `record` has not the shape `_SHAPES[name]` says, or None."""
+    required, optional = _SHAPES[name]
+    for key, kinds in {**required, **optional}.items():
+        value = record.get(key)
+        if value is None and key in optional:
+            continue
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            return f"{key!r} is {value!r}, where a {_type_names(kinds)} belongs"
+    if name == RESULT and record["status"] not in STATUSES:
+        return f"status {record['status']!r} is not done or failed"
+    return None
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _type_names(kinds: type | tuple[type, ...]) -> str:
+    """`str`, `int or float`."""
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return " or ".join(k.__name__ for k in kinds)
 
 
-def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
-    """Append one JSON line and flush it to disk."""
-    with open(path, "a") as f:
-        f.write(json.dumps(row, sort_keys=True, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def _read(run_dir: str | os.PathLike, name: str) -> dict[str, Any] | None:
+    """The record `name` of a run, checked (`_SHAPES`); None if absent."""
+    return read_json(Path(run_dir) / name, lambda record: _shape_problem(name, record))
 
 
-def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The JSON object in `path`, or None if the file does not exist."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
+def read_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's config.json (None if absent); see `read_json` for an unreadable one."""
+    return _read(run_dir, CONFIG)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file, [] if it is missing; a torn line (crash mid-write) is skipped."""
-    rows = []
-    try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    except FileNotFoundError:
-        pass
-    return rows
+def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's result.json (None if absent); its status must be one of `STATUSES`."""
+    return _read(run_dir, RESULT)
 
 
 def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -213,7 +219,7 @@ def write_result(run_dir: str | os.PathLike, result: dict[str, Any]) -> None:
 
 def read_job(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The run's job manifest, or None if no job was ever submitted for it."""
-    return read_json(Path(run_dir) / JOB)
+    return _read(run_dir, JOB)
 
 
 def write_job(run_dir: str | os.PathLike, job: dict[str, Any]) -> None:
@@ -232,9 +238,20 @@ def append_event(run_dir: str | os.PathLike, event: str, **fields: Any) -> None:
     append_jsonl(Path(run_dir) / EVENTS, {**row, **fields})
 
 
-def read_events(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The run's events, oldest first (a torn last line is ignored)."""
-    return read_jsonl(Path(run_dir) / EVENTS)
+def read_events(
+    run_dir: str | os.PathLike, problems: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The run's events, oldest first (unreadable lines skipped; see `read_jsonl`)."""
+    return read_jsonl(Path(run_dir) / EVENTS, problems)
+
+
+def read_lock(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """Who holds (or last held) the run's lock, or None: no lock, released, or unreadable."""
+    try:
+        holder = json.loads((Path(run_dir) / LOCK).read_text())
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
 
 
 def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
@@ -244,6 +261,46 @@ def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
         return []
     found = [p for p in folder.iterdir() if CHECKPOINT_NAME.match(p.name)]
     return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def checkpoint_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A checkpoint's .json (size, SHA-256, ...) as (it, None) if the file has that size.
+
+    Else (None, why not). The hash is compared by `experiments.train.checkpoint.check`.
+    """
+    try:
+        meta = read_json(path.with_suffix(".json"))
+    except UnreadableRecord:
+        meta = None
+    if meta is None:
+        return None, "no readable .json beside it (torn write)"
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return None, err.strerror or str(err)
+    if size != meta.get("bytes"):
+        return None, f"{size} bytes on disk, {meta.get('bytes')} written (torn write)"
+    return meta, None
+
+
+def newest_checkpoint_step(run_dir: str | os.PathLike) -> int | None:
+    """The optimizer step of the run's newest checkpoint of the right size, or None."""
+    for path in list_checkpoints(Path(run_dir) / CHECKPOINT_DIR):
+        if checkpoint_record(path)[0] is not None:
+            return int(path.stem.removeprefix("ckpt_"))
+    return None
+
+
+def remove_temp_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete what writes killed midway left (`atomic_file`'s `.*.tmp`); the files deleted.
+
+    Only for the holder of the run's lock: nobody else writes in the run directory then.
+    """
+    run_dir = Path(run_dir)
+    found = [*run_dir.glob(".*.tmp"), *(run_dir / CHECKPOINT_DIR).glob(".*.tmp")]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def git_state(repo: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -1,45 +1,57 @@
-"""Run states, one definition: where each run stands, from its records and its job.
+"""Run states, one definition: where each run stands, from its records, its lock and its job.
 
-A run is `done` or `failed` when its `result.json` says so. Without one, its job decides
-(`job.json`, see experiments/records.py): alive (`pending` or `running`), or dead, i.e. failed
-with the scheduler's reason (Slurm: `sacct`, which is also how submitit reads job state; local:
-the recorded process is gone). A run stopped on purpose is `missing` again (an interrupted local
-sweep: the next sweep resumes it) or `failed` (cancelled). A run with no job is `missing`.
+- `done`: result.json says done.
+- `failed`: the run itself failed: result.json says failed (non-finite loss, an exception, the
+  requeue limit), or the user cancelled its job (`roadmap cancel`, Slurm's CANCELLED).
+- `interrupted`: no result, and its job is gone (killed, out of memory, reboot, node failure,
+  time limit, Ctrl-C on the local sweep), or its trainer ended without one: it resumes from
+  its newest valid checkpoint (`checkpoint`: that optimizer step; None: from the start).
+- `running`, `pending`: its job, or a live trainer holding its lock on this host, is at work
+  or queued; a job that cannot be checked (another host, no sacct) counts as running.
+- `missing`: never started (no job, or queued by a sweep that ended before starting it).
+- `unreadable`: config.json, result.json or job.json cannot be parsed or has the wrong shape;
+  the detail names the file and the reason. Nothing writes over it.
 
-Training, the sweep and analysis all ask this module: `done_result` (is it done?),
-`write_failure` and `set_aside_failure` (a failed result, kept aside before a rerun), `lock_run`
-(one trainer per run), `run_state` / `sweep_states` (one run / a root, as `roadmap status` shows
-them) and `collect` (every record under a root as one DataFrame). Nothing here starts a job.
+A run is named by its config (track, step, seed) wherever its folder is; a folder whose config
+is unreadable is named from its path (`<track>/<NN>_<step>/seed<k>` or `<track>/<step>/...`).
+Training, the sweep and analysis all ask this module: `done_result`, `write_failure` and
+`set_aside_failure`, `failure_reason`, `run_state` / `sweep_states` / `find_runs` (one run, a
+root, a track's folders by identity) and `collect` (a root as one DataFrame). It starts nothing.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
-import socket
-import subprocess
+import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from experiments import records
-from experiments.submitit_private import job_error, parse_sacct
+from experiments.scheduler import (
+    SACCT_GRACE_S,
+    SACCT_UNAVAILABLE,
+    SLURM_CANCELLED,
+    SLURM_PENDING,
+    SLURM_RUNNING,
+    job_error,
+    process_alive,
+    sacct_states,
+)
+from roadmap.cli import describe_error
+from roadmap.steps import step_names
 
-STATUSES = ("done", "running", "pending", "failed", "missing")
-
-# sacct states of a job that will run (again); anything else has ended.
-SLURM_PENDING = {
-    "PENDING",
-    "REQUEUED",
-    "REQUEUE_FED",
-    "REQUEUE_HOLD",
-    "RESIZING",
-    "SUSPENDED",
-}
-SLURM_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"}
-SACCT_GRACE_S = 120  # a job this recent may not be in the accounting database yet
+STATUSES = (
+    "done",
+    "running",
+    "pending",
+    "interrupted",
+    "failed",
+    "unreadable",
+    "missing",
+)
+ACTIVE = ("running", "pending")  # a job is on it: leave it alone
 
 
 @dataclass
@@ -49,16 +61,20 @@ class RunState:
     run_dir: Path
     track: str
     step: str
-    index: int
+    index: int  # the step's position in its track now (0: not a step of the track)
     seed: int
     status: str  # one of STATUSES
-    # Top-1 when done, the reason when failed, the scheduler's word otherwise.
+    # Top-1 when done, the reason when failed or unreadable, the scheduler's word otherwise.
     detail: str = ""
     job_id: str | None = None
     executor: str | None = None
     top1: float | None = None
     requeues: int = 0
-    resumable: bool = False  # failed or missing with a checkpoint to resume from
+    checkpoint: int | None = None  # optimizer step of the newest usable checkpoint
+    resumable: bool = False  # not done, with a checkpoint to resume from
+    notes: list[str] = field(
+        default_factory=list
+    )  # lines of its records that were skipped
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -71,17 +87,21 @@ class RunState:
 
 
 def done_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The run's result if it says done, else None."""
-    result = records.read_json(Path(run_dir) / records.RESULT)
-    return result if result is not None and result.get("status") == "done" else None
+    """The run's result if it says done, else None (an unreadable one raises, naming it)."""
+    result = records.read_result(run_dir)
+    return result if result is not None and result["status"] == "done" else None
 
 
-def write_failure(run_dir: str | os.PathLike, reason: str, **known: Any) -> None:
+def write_failure(
+    run_dir: str | os.PathLike, reason: str, known: dict[str, Any] | None = None
+) -> None:
     """Write a failed result.json (every result key; `known` ones filled) unless one exists."""
     if (Path(run_dir) / records.RESULT).exists():
         return
     result: dict[str, Any] = dict.fromkeys(records.RESULT_KEYS)
-    result.update(known, status="failed", reason=reason)
+    result.update(finished=records.now())
+    result.update(known or {})
+    result.update(status="failed", reason=reason)
     records.write_result(run_dir, result)
 
 
@@ -97,151 +117,143 @@ def set_aside_failure(run_dir: str | os.PathLike) -> Path | None:
     return kept
 
 
-def lock_run(run_dir: Path) -> IO[str]:
-    """Hold an exclusive lock on the run for this process's life: one job per run at a time."""
-    f = open(run_dir / ".job.lock", "a+")  # noqa: SIM115 - held until the process exits
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        raise RuntimeError(
-            f"{run_dir} is being trained by another job; not starting a second"
-        ) from None
-    return f
-
-
-# ---- the scheduler's view ---------------------------------------------------------------------
-
-
-def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
-    """Sacct's record of each Slurm job id ("123" or "123_4"): State, ExitCode, Reason.
-
-    One `sacct` call for all arrays, parsed by submitit's own reader. Empty where sacct is
-    unavailable (then every Slurm job reads as unknown).
-    """
-    if not job_ids or shutil.which("sacct") is None:
-        return {}
-    mains = sorted({j.split("_")[0] for j in job_ids})
-    cmd = ["sacct", "-X", "--parsable2", "-o", "JobID,State,ExitCode,Reason,NodeList"]
-    cmd += ["-j", ",".join(mains)]
-    try:
-        out = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=60, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return parse_sacct(out)
-
-
-def process_start(pid: int | str) -> str | None:
-    """The start time (clock ticks since boot) of process `pid`, None if it is not running.
-
-    With the pid, it names a process uniquely: a recycled pid has another start time.
-    """
-    try:
-        fields = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, ValueError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
-def process_alive(
-    pid: int | str | None, start: str | None, host: str | None
-) -> bool | None:
-    """Whether the recorded process still runs (None: it ran on another host)."""
-    if host not in (None, socket.gethostname()):
-        return None
-    if pid is None or not str(pid).isdigit():
-        return False
-    current = process_start(pid)
-    return current is not None and (start is None or current == start)
-
-
-def _job_error(job: dict[str, Any]) -> str | None:
-    """The error a job's submitit outcome holds, if any."""
-    folder, job_id = job.get("submitit_folder"), job.get("job_id")
-    return job_error(folder, job_id) if folder and job_id else None
+def failure_reason(err: BaseException) -> str:
+    """One line: `No space left on device (<path>)`, or the type and the message's last line."""
+    if isinstance(err, OSError) and err.strerror:
+        return describe_error(err)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
 
 # ---- one run ----------------------------------------------------------------------------------
 
 
-def run_state(
-    run_dir: Path, sacct: dict[str, dict[str, str]] | None = None
-) -> RunState:
-    """The state of the run in `run_dir` (sacct: the output of `sacct_states`)."""
-    state = _identify(run_dir)
-    job = records.read_job(run_dir) or {}
-    state.job_id, state.executor = job.get("job_id"), job.get("executor")
-    events = records.read_events(run_dir)
-    state.requeues = sum(e.get("event") == "requeue" for e in events)
-    result = records.read_json(run_dir / records.RESULT)
-    if result is not None and result.get("status") == "done":
-        state.status, state.top1 = "done", result.get("top1")
-        state.detail = "" if state.top1 is None else f"{state.top1:.2f}"
-        return state
-    state.resumable = _has_checkpoint(run_dir)
-    if result is not None:
-        state.status = "failed"
-        state.detail = str(result.get("reason") or "no reason given")
-        return state
-    if not job:
-        return state
-    stop = job.get("stopped")
-    if stop:  # stopped on purpose: the local sweep was interrupted, or `roadmap cancel`
-        state.status = "failed" if stop.get("cancelled") else "missing"
-        state.detail = stop.get("reason", "stopped")
-        return state
-    executor = job.get("executor")
-    if executor == "slurm":
-        _slurm_state(state, job, sacct or {})
-    elif executor == "local":
-        _local_state(state, job)
+def identify(run_dir: Path) -> RunState:
+    """A `missing` RunState named by the run's config, or by its path (then `unreadable`)."""
+    config, problem = records.readable(records.read_config, run_dir)
+    if config is not None:
+        track, step, seed = config["track"], config["step"], config["seed"]
     else:
-        _debug_state(state, job)
+        track = run_dir.parent.parent.name
+        step = _folder_step(run_dir.parent.name, track)
+        number = run_dir.name.removeprefix("seed")
+        seed = int(number) if number.isdigit() else -1
+    state = RunState(run_dir, track, step, _index(track, step), seed, "missing")
+    if problem:
+        state.status, state.detail = "unreadable", problem
     return state
 
 
-def _identify(run_dir: Path) -> RunState:
-    """A missing-state RunState named from the run's config (or, lacking one, its path)."""
-    config = records.read_json(run_dir / records.CONFIG) or {}
-    index, _, name = run_dir.parent.name.partition("_")
-    seed = config.get("seed")
-    if seed is None:
-        seed = run_dir.name.removeprefix("seed")
-    return RunState(
-        run_dir=run_dir,
-        track=str(config.get("track") or run_dir.parent.parent.name),
-        step=str(config.get("step") or name),
-        index=int(index) if index.isdigit() else 0,
-        seed=int(seed) if str(seed).isdigit() else -1,
-        status="missing",
-    )
+def _known_steps(track: str) -> list[str]:
+    """The step names of `track` ([] for an unknown track)."""
+    try:
+        return step_names(track)
+    except ValueError:
+        return []
 
 
-def _has_checkpoint(run_dir: Path) -> bool:
-    """Whether the run has a checkpoint file to resume from."""
-    return bool(records.list_checkpoints(run_dir / records.CHECKPOINT_DIR))
+def _folder_step(name: str, track: str) -> str:
+    """The step a run folder is named for: `<step>`, or `<NN>_<step>` in the old layout."""
+    legacy = re.fullmatch(r"\d+_(.+)", name)
+    return legacy.group(1) if legacy and name not in _known_steps(track) else name
+
+
+def _index(track: str, step: str) -> int:
+    """The step's 1-based position in its track now, 0 if it is not one of its steps."""
+    names = _known_steps(track)
+    return names.index(step) + 1 if step in names else 0
+
+
+def run_state(
+    run_dir: Path, sacct: dict[str, dict[str, str]] | None = None
+) -> RunState:
+    """The state of the run in `run_dir` (sacct: `sacct_states` of its job; None: ask)."""
+    state = identify(run_dir)
+    if state.status == "unreadable":
+        return state
+    job, job_problem = records.readable(records.read_job, run_dir)
+    job = job or {}
+    state.job_id = None if job.get("job_id") is None else str(job["job_id"])
+    state.executor = job.get("executor")
+    events = records.read_events(run_dir, state.notes)
+    state.requeues = sum(e.get("event") == "requeue" for e in events)
+    result, problem = records.readable(records.read_result, run_dir)
+    if problem:
+        state.status, state.detail = "unreadable", problem
+        return state
+    if result is not None and result["status"] == "done":
+        state.status, state.top1 = "done", result.get("top1")
+        state.detail = "" if state.top1 is None else f"{state.top1:.2f}"
+        return state
+    state.checkpoint = records.newest_checkpoint_step(run_dir)
+    state.resumable = state.checkpoint is not None
+    if result is not None:
+        state.status = "failed"
+        state.detail = str(result.get("reason") or "no reason given")
+    elif job_problem:  # whether a job is at work on it cannot be told
+        state.status, state.detail = "unreadable", job_problem
+    else:
+        _job_state(state, job, sacct)
+    return state
+
+
+def _job_state(
+    state: RunState, job: dict[str, Any], sacct: dict[str, dict[str, str]] | None
+) -> None:
+    """Fill the state of a run without a result from its job, then its lock.
+
+    A live trainer holding the lock on this host (`roadmap train`, a job that the scheduler
+    no longer shows) makes the run `running`, whatever its job says.
+    """
+    holder = records.read_lock(state.run_dir) or {}
+    stop = job.get("stopped")
+    if not job:
+        _not_started(state, "its trainer ended without a result" if holder else "")
+    elif (
+        stop
+    ):  # stopped on purpose: the local sweep was interrupted, or `roadmap cancel`
+        state.status = "failed" if stop.get("cancelled") else "interrupted"
+        state.detail = stop.get("reason", "stopped")
+    elif state.executor == "slurm":
+        _slurm_state(state, job, sacct)
+    elif state.executor == "local":
+        _local_state(state, job)
+    else:
+        _debug_state(state, job)
+    alive = process_alive(holder.get("pid"), holder.get("start"), holder.get("host"))
+    if alive and state.status not in ACTIVE:
+        by = holder.get("by") or "a trainer"
+        state.status, state.detail = "running", f"{by}, pid {holder['pid']}"
+
+
+def _not_started(state: RunState, detail: str) -> None:
+    """No job ran it: `interrupted` if it has trained before (a checkpoint), else `missing`."""
+    trained = state.resumable or bool(records.read_log(state.run_dir))
+    state.status = "interrupted" if trained or detail else "missing"
+    state.detail = detail or ("trained before, not finished" if trained else "")
 
 
 def _slurm_state(
-    state: RunState, job: dict[str, Any], sacct: dict[str, dict[str, str]]
+    state: RunState, job: dict[str, Any], sacct: dict[str, dict[str, str]] | None
 ) -> None:
     """Fill a Slurm run's state from sacct."""
+    recent = records.age_s(job.get("submitted")) < SACCT_GRACE_S
     if not state.job_id:
-        pending = records.age_s(job.get("submitted")) < SACCT_GRACE_S
-        state.status = "pending" if pending else "missing"
-        state.detail = "submitting" if pending else "submission did not complete"
+        state.status = "pending" if recent else "missing"
+        state.detail = "submitting" if recent else "submission did not complete"
         return
+    if sacct is None:
+        sacct = sacct_states([state.job_id])
     info = sacct.get(state.job_id)
     if info is None:
-        recent = records.age_s(job.get("submitted")) < SACCT_GRACE_S
-        state.status = "pending" if recent else "failed"
+        state.status = "pending" if recent else "interrupted"
         state.detail = "not in sacct yet" if recent else "job unknown to sacct"
         return
     slurm_state = info.get("State", "UNKNOWN")
     word = slurm_state.split()[0] if slurm_state else "UNKNOWN"
-    if word in SLURM_PENDING:
+    if word == SACCT_UNAVAILABLE:
+        state.status, state.detail = "running", f"cannot check: {info.get('Reason')}"
+    elif word in SLURM_PENDING:
         state.status = "pending"
         reason = info.get("Reason", "")
         state.detail = word.lower() + (
@@ -250,12 +262,12 @@ def _slurm_state(
     elif word in SLURM_RUNNING:
         state.status, state.detail = "running", info.get("NodeList", "")
     else:
-        state.status = "failed"
+        state.status = "failed" if word in SLURM_CANCELLED else "interrupted"
         reason = slurm_state if word != "COMPLETED" else "job ended without a result"
         exit_code = info.get("ExitCode", "")
         if exit_code and exit_code != "0:0":
             reason += f", exit {exit_code}"
-        error = _job_error(job)
+        error = job_error(job)
         state.detail = f"{reason}: {error}" if error else reason
 
 
@@ -266,7 +278,10 @@ def _local_state(state: RunState, job: dict[str, Any]) -> None:
         if process_alive(queued.get("pid"), queued.get("start"), queued.get("host")):
             state.status, state.detail = "pending", "queued by the sweep"
         else:
-            state.status, state.detail = "missing", "queued by a sweep that has ended"
+            _not_started(state, "")
+            state.detail = f"queued by a sweep that has ended; {state.detail}".rstrip(
+                "; "
+            )
         return
     alive = process_alive(state.job_id, job.get("proc_start"), job.get("host"))
     if alive is None:
@@ -274,8 +289,8 @@ def _local_state(state: RunState, job: dict[str, Any]) -> None:
     elif alive:
         state.status, state.detail = "running", f"pid {state.job_id}"
     else:
-        error = _job_error(job)
-        state.status = "failed"
+        error = job_error(job)
+        state.status = "interrupted"
         state.detail = f"process ended without a result: {error or 'killed?'}"
 
 
@@ -285,10 +300,31 @@ def _debug_state(state: RunState, job: dict[str, Any]) -> None:
     if process_alive(driver.get("pid"), driver.get("start"), driver.get("host")):
         state.status, state.detail = "running", f"in pid {driver['pid']}"
     else:
-        state.status, state.detail = "failed", "debug job ended without a result"
+        state.status, state.detail = "interrupted", "debug job ended without a result"
 
 
 # ---- a whole root -----------------------------------------------------------------------------
+
+
+def find_runs(root: str | os.PathLike, track: str) -> dict[tuple[str, int], Path]:
+    """The folder of each (step, seed) of `track` under `root`, by the runs' own identity.
+
+    So a root keeps working whatever its folders are called (the `<NN>_<step>` layout of old
+    roots, steps inserted or moved since); two folders of one run are an error naming both.
+    """
+    found: dict[tuple[str, int], Path] = {}
+    for run_dir in records.run_dirs(root):
+        state = identify(run_dir)
+        key = (state.step, state.seed)
+        if state.track != track:
+            continue
+        if key in found:
+            raise ValueError(
+                f"two folders hold the run {track}/{state.step} seed {state.seed}: "
+                f"{found[key]} and {run_dir}; move one of them out of {root}"
+            )
+        found[key] = run_dir
+    return found
 
 
 def sweep_states(root: str | os.PathLike, track: str | None = None) -> list[RunState]:
@@ -297,17 +333,17 @@ def sweep_states(root: str | os.PathLike, track: str | None = None) -> list[RunS
     if not root.is_dir():
         raise FileNotFoundError(f"no sweep under {root}: not a directory")
     dirs = [
-        d
-        for d in records.run_dirs(root)
-        if track is None or d.parent.parent.name == track
+        d for d in records.run_dirs(root) if track is None or identify(d).track == track
     ]
-    jobs = [records.read_job(d) or {} for d in dirs]
+    jobs = [records.readable(records.read_job, d)[0] or {} for d in dirs]
     slurm_ids = [
-        j["job_id"] for j in jobs if j.get("executor") == "slurm" and j.get("job_id")
+        str(j["job_id"])
+        for j in jobs
+        if j.get("executor") == "slurm" and j.get("job_id")
     ]
     sacct = sacct_states(slurm_ids)
     states = [run_state(d, sacct) for d in dirs]
-    return sorted(states, key=lambda s: (s.track, s.index, s.step, s.seed))
+    return sorted(states, key=lambda s: (s.track, s.index or 1e9, s.step, s.seed))
 
 
 def totals(states: list[RunState]) -> Counter:
@@ -319,22 +355,27 @@ def collect(root: str | os.PathLike) -> Any:
     """One pandas DataFrame row per run under `root`: config fields, then result fields.
 
     Config keys are flattened with dots (`spec.kernel_size`, `recipe.epochs`); result keys keep
-    their names. A run with no result yet has status "missing" (or "running" if it has logged
-    at least one epoch).
+    their names. A run without a result has its state (`sweep_states`) as `status` and the
+    state's detail as `reason`; an unreadable one is named by its folder.
     """
     import pandas as pd
 
     rows = []
-    for run in records.run_dirs(root):
-        config = records.read_json(run / records.CONFIG) or {}
-        result = records.read_json(run / records.RESULT)
-        row: dict[str, Any] = {"run_dir": str(run)}
-        row.update(
-            pd.json_normalize(config, sep=".").iloc[0].to_dict() if config else {}
-        )
+    for state in sweep_states(root):
+        config = records.readable(records.read_config, state.run_dir)[0]
+        config = config or {
+            "track": state.track,
+            "step": state.step,
+            "seed": state.seed,
+        }
+        row: dict[str, Any] = {"run_dir": str(state.run_dir)}
+        row.update(pd.json_normalize(config, sep=".").iloc[0].to_dict())
+        result = None
+        if state.status in ("done", "failed"):
+            result = records.readable(records.read_result, state.run_dir)[0]
         if result is None:
             result = dict.fromkeys(records.RESULT_KEYS)
-            result["status"] = "running" if records.read_log(run) else "missing"
+            result.update(status=state.status, reason=state.detail or None)
         row.update(result)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -5,6 +5,10 @@ the order of their names: each names a function `register(subparsers)` that adds
 and sets `func` on them;
 `func(args)` returns the exit status. So this package names none of the modules that train,
 sweep or plot, and another installed package can add a command the same way.
+
+A command's ValueError or OSError is its caller's mistake or its environment's (a bad option,
+a read-only or full disk): one line, `roadmap CMD: error: ...`, exit status 2. A command that
+fails later, at work, says so itself and returns 1 (`roadmap train`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_error(err: BaseException) -> str:
+    """One line for an error: a file-system error as `No space left on device (<path>)`."""
+    if isinstance(err, OSError) and err.strerror:
+        paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p)
+        return f"{err.strerror} ({paths})" if paths else err.strerror
+    return str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `roadmap` console script."""
     if hasattr(signal, "SIGPIPE"):  # `roadmap steps | head` ends quietly
@@ -43,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        print(f"roadmap {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"roadmap {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
 
 

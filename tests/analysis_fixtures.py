@@ -78,7 +78,8 @@ def write_run(
         done = status == "done"
         records.write_result(
             run,
-            {
+            dict.fromkeys(records.RESULT_KEYS)
+            | {
                 "status": status,
                 "reason": reason,
                 "top1": top1 if done else None,

@@ -24,7 +24,8 @@ def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     written = build_root(root, TRACK, seeds=(0, 1, 2), skip=SKIP)
     write_run(root, TRACK, "relu_to_gelu", 3, status="failed", reason="loss is NaN")
-    write_run(root, TRACK, "fewer_norms", 4, status=None)  # logged, no result: running
+    # logged, no result, no job: its trainer has ended, so it is interrupted
+    write_run(root, TRACK, "fewer_norms", 4, status=None)
     write_run(
         root, TRACK, "fewer_norms", 5, status=None, epochs=0
     )  # nothing yet: missing
@@ -89,7 +90,7 @@ def test_left_out_runs_are_listed_with_their_reason(root, selected, frame):
     )
     assert reasons == {
         f"{TRACK}/smoke/relu_to_gelu/seed3": "failed: loss is NaN",
-        f"{TRACK}/smoke/fewer_norms/seed4": "running",
+        f"{TRACK}/smoke/fewer_norms/seed4": "interrupted",
         f"{TRACK}/smoke/fewer_norms/seed5": "missing",
         f"{TRACK}/debug/stage_ratio/seed0": "other preset 'debug'",
         f"{TRACK}/smoke/no_such_step/seed0": "unknown step 'no_such_step'",

@@ -56,3 +56,60 @@ def test_unknown_or_bad_stamps_are_infinitely_old() -> None:
     assert records.age_s(None) == float("inf")
     assert records.age_s("yesterday") == float("inf")
     assert 0 <= records.age_s(records.now()) < 5
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reason"),
+    [
+        (records.CONFIG, "", "empty file"),
+        (records.CONFIG, '{"track": "resnet50", "st', "not valid JSON (Unterminated string"),
+        (records.CONFIG, "[]", "an array where a JSON object belongs"),
+        (records.CONFIG, '{"track": "resnet50", "step": "kernel_7", "seed": "0"}',
+         "'seed' is '0', where a int belongs"),
+        (records.RESULT, '{"status": "fine"}', "status 'fine' is not done or failed"),
+        (records.RESULT, '{"status": "done", "top1": "high"}', "'top1' is 'high'"),
+        (records.JOB, '{"executor": "local", "stopped": 5}', "'stopped' is 5"),
+        (records.JOB, '"local"', "a string where a JSON object belongs"),
+    ],
+)  # fmt: skip
+def test_readers_name_the_file_and_what_is_wrong(
+    tmp_path, name: str, text: str, reason: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    read = {records.CONFIG: records.read_config, records.RESULT: records.read_result,
+            records.JOB: records.read_job}[name]  # fmt: skip
+    with pytest.raises(records.UnreadableRecord) as err:
+        read(tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / name}: {reason}"), err.value
+    assert records.readable(read, tmp_path) == (None, str(err.value))
+    assert read(tmp_path / "absent") is None
+
+
+def test_an_append_after_a_torn_line_stays_whole_and_a_failed_one_leaves_nothing(
+    tmp_path, monkeypatch
+) -> None:
+    path = tmp_path / records.EVENTS
+    records.append_jsonl(path, {"event": "start"})
+    with open(path, "a") as f:
+        f.write('{"event": "checkp')  # a crash mid-append
+    records.append_jsonl(path, {"event": "resume"})
+    problems: list[str] = []
+    assert [r["event"] for r in records.read_jsonl(path, problems)] == [
+        "start",
+        "resume",
+    ]
+    assert len(problems) == 1 and problems[0].endswith("), skipped")
+    assert problems[0].startswith(f"{path}: line 2: not valid JSON (")
+    size = path.stat().st_size
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError) as err:
+        records.append_jsonl(path, {"event": "end"})
+    assert (err.value.strerror, err.value.filename) == (
+        "No space left on device",
+        str(path),
+    )
+    assert path.stat().st_size == size

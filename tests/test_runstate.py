@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from experiments import records
 from experiments import runstate as st
-from experiments.runstate import process_start
+from experiments.scheduler import process_start
+from experiments.train import checkpoint as ckpt
 from roadmap.cli import main
+from roadmap.steps import get_step
 
 
 def make_run(root: Path, index: int, step: str, seed: int, result: dict | None = None,
              job: dict | None = None) -> Path:  # fmt: skip
-    d = root / "resnet50" / f"{index:02d}_{step}" / f"seed{seed}"
+    """A hand-made run; `index` is ignored: a run's folder holds no position."""
+    d = root / "resnet50" / step / f"seed{seed}"
     d.mkdir(parents=True)
     records.atomic_write_json(d / records.CONFIG, {"track": "resnet50", "step": step,
                                                    "seed": seed, "preset": "smoke"})  # fmt: skip
@@ -87,7 +92,7 @@ def test_states_from_records_jobs_and_sacct(
     assert got[("stage_ratio", 1)] == ("pending", "pending (JobArrayTaskLimit)")
     assert got[("patchify_stem", 0)] == ("failed", "CANCELLED by 0, exit 0:15")
     assert got[("patchify_stem", 1)][0] == "running"
-    assert got[("depthwise_conv", 0)][0] == "failed"
+    assert got[("depthwise_conv", 0)][0] == "interrupted"  # killed: resumable
     assert "process ended without a result" in got[("depthwise_conv", 0)][1]
     assert got[("depthwise_conv", 1)] == ("missing", "")
     assert states[("stage_ratio", 1)].job_id == "41_3"
@@ -111,7 +116,7 @@ def test_stopped_runs(tmp_path: Path) -> None:
         "failed",
         "cancelled by roadmap cancel",
     )
-    assert by_seed[1].status == "missing"  # interrupted: the next sweep resumes it
+    assert by_seed[1].status == "interrupted"  # the next sweep resumes it
 
 
 def test_status_command_table_and_json(
@@ -129,16 +134,23 @@ def test_status_command_table_and_json(
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == f"resnet50 under {tmp_path}"
-    row = next(x for x in lines if x.startswith("01"))
-    assert "done 61.25 (41_0)" in row and "failed [1] (41_1) r1" in row
-    assert any(x.startswith("02") and "missing" in x for x in lines)
-    assert "3 runs: 1 done, 0 running, 0 pending, 1 failed, 1 missing" in out
+    first, second = (
+        f"{get_step(s).index:02d}" for s in ("resnet50_modern_recipe", "stage_ratio")
+    )
+    row = next(x for x in lines if x.startswith(first))
+    # A time limit without a checkpoint: interrupted, resumes from the start.
+    assert "done 61.25 (41_0)" in row and "interrupted @0 [1] (41_1) r1" in row
+    assert any(x.startswith(second) and "missing" in x for x in lines)
+    assert (
+        "3 runs: 1 done, 0 running, 0 pending, 1 interrupted, 0 failed, 0 unreadable, "
+        "1 missing" in out
+    )
     assert "Slurm jobs: 41" in out and "requeues: 1" in out
-    assert "[1] 01_resnet50_modern_recipe/seed1: TIMEOUT" in out
+    assert "[1] resnet50_modern_recipe/seed1: TIMEOUT" in out
 
     assert main(["status", "--root", str(tmp_path), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["totals"] == {"done": 1, "failed": 1, "missing": 1}
+    assert data["totals"] == {"done": 1, "interrupted": 1, "missing": 1}
     assert {r["job_id"] for r in data["runs"]} == {"41_0", "41_1", None}
 
 
@@ -147,3 +159,77 @@ def test_status_of_a_missing_root(
 ) -> None:
     assert main(["status", "--root", str(tmp_path / "nope")]) == 2
     assert "no sweep under" in capsys.readouterr().err
+
+
+def _checkpoint(run_dir: Path, step: int) -> None:
+    """A real checkpoint pair at optimizer step `step`."""
+    ckpt.save(run_dir / records.CHECKPOINT_DIR, step, {"x": torch.zeros(3)}, {})
+
+
+def test_interrupted_runs_name_their_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oom = make_run(tmp_path, 1, "resnet50_modern_recipe", 0, None,
+                   {"executor": "slurm", "job_id": "7_0", "submitted": records.now()})  # fmt: skip
+    _checkpoint(oom, 12)
+    _checkpoint(oom, 24)
+    torn = records.list_checkpoints(oom / records.CHECKPOINT_DIR)[0]
+    # The newest is torn: 12 is where it resumes.
+    torn.write_bytes(torn.read_bytes()[:10])
+    make_run(tmp_path, 1, "resnet50_modern_recipe", 1, None,
+             {"executor": "slurm", "job_id": "7_1", "submitted": records.now()})  # fmt: skip
+    # A `roadmap train` run that died: no job.json, a checkpoint.
+    alone = make_run(tmp_path, 2, "stage_ratio", 0)
+    _checkpoint(alone, 5)
+    sacct = {
+        "7_0": {"State": "OUT_OF_MEMORY", "ExitCode": "0:125", "Reason": "None"},
+        "7_1": {"State": "NODE_FAIL", "ExitCode": "1:0", "Reason": "None"},
+    }
+    monkeypatch.setattr(st, "sacct_states", lambda ids: sacct)
+    states = {(s.step, s.seed): s for s in st.sweep_states(tmp_path)}
+    got = {k: (s.status, s.detail, s.checkpoint) for k, s in states.items()}
+    assert got[("resnet50_modern_recipe", 0)] == (
+        "interrupted",
+        "OUT_OF_MEMORY, exit 0:125",
+        12,
+    )
+    assert got[("resnet50_modern_recipe", 1)] == (
+        "interrupted",
+        "NODE_FAIL, exit 1:0",
+        None,
+    )
+    assert got[("stage_ratio", 0)] == ("interrupted", "trained before, not finished", 5)
+
+
+def test_a_live_trainer_holding_the_lock_is_running(
+    tmp_path: Path, sleeper: subprocess.Popen
+) -> None:
+    d = make_run(tmp_path, 1, "resnet50_modern_recipe", 0)
+    holder = {"host": socket.gethostname(), "pid": sleeper.pid, "by": "roadmap train",
+              "start": process_start(sleeper.pid)}  # fmt: skip
+    (d / records.LOCK).write_text(json.dumps(holder))
+    state = st.sweep_states(tmp_path)[0]
+    assert (state.status, state.detail) == (
+        "running",
+        f"roadmap train, pid {sleeper.pid}",
+    )
+    holder["start"] = "1"  # the same pid, another process: the trainer has ended
+    (d / records.LOCK).write_text(json.dumps(holder))
+    state = st.sweep_states(tmp_path)[0]
+    assert (state.status, state.detail) == (
+        "interrupted",
+        "its trainer ended without a result",
+    )
+
+
+def test_slurm_jobs_that_cannot_be_checked_are_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_run(tmp_path, 1, "resnet50_modern_recipe", 0, None,
+             {"executor": "slurm", "job_id": "9_0", "submitted": "2020-01-01T00:00Z"})  # fmt: skip
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))
+    state = st.sweep_states(tmp_path)[0]
+    assert (state.status, state.detail) == (
+        "running",
+        "cannot check: sacct is not on PATH",
+    )

@@ -29,6 +29,8 @@ from slurm_fixtures import (
 from experiments import records
 from experiments.records import CHECKPOINT_DIR, read_events, read_job
 from experiments.records import list_checkpoints as listing
+from experiments.sweep import plan
+from roadmap.steps import get_step
 
 pytestmark = pytest.mark.slurm
 
@@ -69,7 +71,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
     hit, ref = tmp_path / "preempted", tmp_path / "reference"
     array = submit(hit, STEPS[0], "0", *tiny)
     submit(ref, STEPS[0], "0", *tiny)  # the same run, uninterrupted, alongside
-    run_dir = hit / "resnet50" / f"01_{STEPS[0]}" / "seed0"
+    run_dir = plan.run_dir(hit, "resnet50", get_step(STEPS[0]), 0)
     folder = hit / "resnet50" / ".submitit"
     job_id = read_job(run_dir)["job_id"]
     assert job_id == array  # a one-task sweep is a plain job, not an array
@@ -102,7 +104,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
                            check=True).stdout  # fmt: skip
     assert "REQUEUED" in sacct and "COMPLETED" in sacct, sacct
 
-    ref_dir = ref / "resnet50" / f"01_{STEPS[0]}" / "seed0"
+    ref_dir = plan.run_dir(ref, "resnet50", get_step(STEPS[0]), 0)
     a, b = weights(run_dir), weights(ref_dir)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), (
@@ -128,9 +130,7 @@ def test_cancelled_jobs_show_as_failed_with_the_reason(
     r0 = statuses(tmp_path)[(STEPS[0], 0)]
     assert r0["job_id"] == first and r0["detail"].startswith("CANCELLED"), r0
     table = roadmap("status", "--root", str(tmp_path)).stdout
-    assert (
-        f"failed [1] ({first})" in table and f"01_{STEPS[0]}/seed0: CANCELLED" in table
-    )
+    assert f"failed [1] ({first})" in table and f"{STEPS[0]}/seed0: CANCELLED" in table
 
     # `roadmap cancel` stops the other: checkpoint first (USR2), then no requeue.
     out = roadmap("cancel", "--root", str(tmp_path)).stdout

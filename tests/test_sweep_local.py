@@ -15,7 +15,9 @@ from experiments import records
 from experiments.records import CHECKPOINT_DIR, read_events, read_job
 from experiments.records import list_checkpoints as listing
 from experiments.runstate import sweep_states
+from experiments.sweep import plan
 from roadmap.cli import main
+from roadmap.steps import get_step
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +42,7 @@ def start_sweep(root: Path, seeds: str) -> subprocess.Popen:
 
 
 def run_dir(root: Path, seed: int) -> Path:
-    return root / "resnet50" / f"01_{STEP}" / f"seed{seed}"
+    return plan.run_dir(root, "resnet50", get_step(STEP), seed)
 
 
 def wait_for(what: str, predicate, timeout: float = 180):  # noqa: ANN001
@@ -138,7 +140,7 @@ def test_ctrl_c_interrupts_and_the_next_sweep_resumes(tmp_path: Path) -> None:
     assert "interrupted" in out and "checkpointed and stopped" in out, out
     state = sweep_states(tmp_path)[0]
     assert (
-        state.status == "missing" and state.resumable
+        state.status == "interrupted" and state.resumable
     )  # not failed: resubmitted as is
     rerun = start_sweep(tmp_path, "0")
     out, _ = rerun.communicate(timeout=300)

@@ -9,7 +9,9 @@ import pytest
 
 from experiments import records
 from experiments.records import read_events, read_job
+from experiments.sweep.plan import run_dir
 from roadmap.cli import main
+from roadmap.steps import get_step
 
 # A run of a few seconds: 2 classes x 16 images, one optimizer step of 32, one epoch, one
 # torch thread (shared machines make OpenMP barriers crawl).
@@ -39,7 +41,7 @@ def sweep(root: Path, *args: str) -> int:
 
 
 def run(root: Path, seed: int) -> Path:
-    return root / "resnet50" / f"01_{STEP}" / f"seed{seed}"
+    return run_dir(root, "resnet50", get_step(STEP), seed)
 
 
 def test_debug_sweep_runs_then_skips_done(
@@ -75,7 +77,7 @@ def test_debug_sweep_runs_then_skips_done(
     assert sweep(tmp_path, "--seeds", "0,1,2", "--executor", "debug", "--dry-run") == 0
     out = capsys.readouterr().out
     assert "to submit: 1 (1 new" in out
-    assert f"01_{STEP}/seed2" in out and "missing" in out
+    assert f"{STEP}/seed2" in out and "missing" in out
     assert (run(tmp_path, 0) / records.RESULT).stat().st_mtime_ns == stamp
     # The finished runs' img/s now drives the estimate.
     assert "measured: mean img/s of 2 finished run(s)" in out
@@ -138,7 +140,7 @@ def test_local_executor_runs_jobs_as_subprocesses(
         "done 2, failed 0, running 0, queued 0" in progress[-1]
         and "ETA" in progress[-1]
     )
-    assert "local sweep: 2 done, 0 failed, 0 stopped" in out
+    assert "local sweep: 2 done, 0 failed, 0 interrupted, 0 stopped" in out
     pids = set()
     for seed in (0, 1):
         d = run(tmp_path, seed)
@@ -154,6 +156,7 @@ def test_local_executor_runs_jobs_as_subprocesses(
     assert manifest["submissions"][-1]["counts"] == {
         "done": 2,
         "failed": 0,
+        "interrupted": 0,
         "stopped": 0,
     }
     assert main(["status", "--root", str(tmp_path)]) == 0

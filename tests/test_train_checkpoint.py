@@ -55,6 +55,36 @@ def test_torn_or_corrupt_checkpoint_falls_back(tmp_path: Path, damage: str) -> N
     assert len(messages) == 1 and "ckpt_000000002.pt is unusable" in messages[0]
 
 
+def test_prune_keeps_valid_checkpoints_and_deletes_unusable_ones(
+    tmp_path: Path,
+) -> None:
+    # A torn newest checkpoint (6); resume falls back to 4; the run saves 5 and prunes.
+    for step in (2, 4, 6):
+        ckpt.save(tmp_path, step, _payload(step), {})
+    torn = list_checkpoints(tmp_path)[0]
+    written = len(torn.read_bytes())
+    torn.write_bytes(torn.read_bytes()[:100])
+    payload, resumed = ckpt.load_latest(tmp_path, log=lambda m: None)
+    assert payload["state"]["global_step"] == 4
+    saved = ckpt.save(tmp_path, 5, _payload(5), {})
+    said: list[str] = []
+    ckpt.prune(tmp_path, keep=2, trusted={resumed, saved}, log=said.append)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [saved.name, resumed.name]
+    reason = f"100 bytes on disk, {written} written (torn write)"
+    assert said == [f"deleted unusable checkpoint {torn.name} ({reason})"]
+    assert not torn.with_suffix(".json").exists()
+    ckpt.prune(tmp_path, keep=1, log=said.append)  # nothing trusted: checked by hash
+    assert [p.name for p in list_checkpoints(tmp_path)] == [saved.name]
+    # A valid pair that fails its hash counts as unusable too, and a valid older one stays.
+    ckpt.save(tmp_path, 7, _payload(7), {})
+    newest = list_checkpoints(tmp_path)[0]
+    data = newest.read_bytes()
+    newest.write_bytes(data[:-40] + bytes([data[-40] ^ 0xFF]) + data[-39:])
+    ckpt.prune(tmp_path, keep=1, log=said.append)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [saved.name]
+    assert "SHA-256 differs" in said[-1]
+
+
 def test_no_checkpoint_is_none(tmp_path: Path) -> None:
     assert ckpt.load_latest(tmp_path / "absent") is None
     ckpt.save(tmp_path, 1, _payload(1), {})

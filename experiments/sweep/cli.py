@@ -45,9 +45,11 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="train steps x seeds: one run each, through submitit "
         f"({', '.join(EXECUTORS)})",
-        description="Plan one run per (step, seed) under ROOT/TRACK/NN_STEP/seedK, validate "
-        "everything, write each config, then submit. Done runs are skipped; failed ones rerun "
-        "only with --retry-failed; pending/running ones are left alone.",
+        description="Plan one run per (step, seed) under ROOT/TRACK/STEP/seedK (runs already "
+        "under ROOT are found by their config, whatever their folder), validate everything, "
+        "write each config, then submit. Done runs are skipped; interrupted ones resume from "
+        "their checkpoint; failed ones rerun only with --retry-failed; pending, running and "
+        "unreadable ones are left alone.",
     )
     p.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
     p.add_argument("--steps", nargs="+", default=["all"], help=STEPS_HELP)

@@ -22,13 +22,13 @@ import socket
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 import submitit
 import torch
 from submitit.core.utils import UncompletedJobError
 
-from experiments import records, runstate
+from experiments import records, runlock, runstate
 from experiments.train.distributed import peer_lost
 from experiments.train.signals import StopRequested
 from experiments.train.trainer import Trainer
@@ -77,12 +77,18 @@ def _where() -> str:
     )
 
 
+def _job() -> tuple[str | None, str | None]:
+    """(job id, executor: slurm, local or debug) of this process's submitit job, if any."""
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:
+        return None, None
+    return env.job_id, env.cluster
+
+
 def _job_id() -> str | None:
     """The submitit job id of this process, if it runs in a job."""
-    try:
-        return submitit.JobEnvironment().job_id
-    except RuntimeError:
-        return None
+    return _job()[0]
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -101,7 +107,7 @@ class RunJob(submitit.helpers.Checkpointable):
         # False for the debug executor, which would start pdb on an exception.
         self.raise_errors = raise_errors
         self._trainer: Trainer | None = None
-        self._lock: IO[str] | None = None
+        self._lock: runlock.RunLock | None = None
         self._stopping = False
 
     @property
@@ -120,7 +126,11 @@ class RunJob(submitit.helpers.Checkpointable):
         self._trainer, self._lock = None, None
 
     def __call__(self) -> dict[str, Any]:
-        """Train to the end (resuming from the newest checkpoint) and return the result."""
+        """Train to the end (resuming from the newest checkpoint) and return the result.
+
+        Another trainer at work on the run (its lock) makes the job end at once, writing no
+        result: the run is left to it.
+        """
         run_dir, rank = self.run_dir, _rank()
         done = runstate.done_result(run_dir)
         if done is not None:
@@ -128,7 +138,13 @@ class RunJob(submitit.helpers.Checkpointable):
         if self.threads:
             torch.set_num_threads(self.threads)
         if rank == 0:
-            self._lock = runstate.lock_run(run_dir)
+            job_id, cluster = _job()
+            try:
+                self._lock = runlock.lock_run(run_dir, "sweep job", job_id, cluster)
+            except runlock.RunBusy as busy:
+                print(f"not training: {busy.strerror}", file=sys.stderr, flush=True)
+                records.append_event(run_dir, "refused", reason=busy.strerror)
+                return {"status": "refused", "reason": busy.strerror}
             records.append_event(
                 run_dir,
                 "start",
@@ -154,6 +170,8 @@ class RunJob(submitit.helpers.Checkpointable):
             records.append_event(
                 run_dir, "end", status=result.get("status"), top1=result.get("top1")
             )
+        if self._lock is not None:
+            self._lock.release()
         return result
 
     def _stopped(self, stop: StopRequested, rank: int) -> None:
@@ -167,6 +185,8 @@ class RunJob(submitit.helpers.Checkpointable):
             sys.stdout.flush()
             os._exit(0)
         records.append_event(self.run_dir, "stop", reason=str(stop))
+        if self._lock is not None:
+            self._lock.release()
         sys.exit(EXIT_STOPPED)
 
     def _failed(self, err: Exception, rank: int) -> dict[str, Any]:
@@ -180,16 +200,27 @@ class RunJob(submitit.helpers.Checkpointable):
         if rank or lost:
             kind = "peer-lost" if lost else "rank-failed"
             records.append_event(self.run_dir, kind, rank=rank, reason=reason)
+            if self._lock is not None:
+                self._lock.release()
             if lost:
                 raise PeerLost(f"{_where()}: lost another rank: {reason}") from err
             raise err
-        if self._trainer is not None:
-            self._trainer.record_failure(reason)
-        runstate.write_failure(self.run_dir, reason)
-        records.append_event(self.run_dir, "end", status="failed", reason=reason)
+        records.remove_temp_files(self.run_dir)  # a write the failure cut short
+        try:
+            if self._trainer is not None:
+                self._trainer.record_failure(reason)
+            runstate.write_failure(self.run_dir, reason)
+            records.append_event(self.run_dir, "end", status="failed", reason=reason)
+        except OSError as unrecorded:  # a full disk: the run reads as interrupted
+            print(
+                f"failure not recorded: {failure_reason(unrecorded)}", file=sys.stderr
+            )
+        if self._lock is not None:
+            self._lock.release()
         if self.raise_errors:
             raise err
-        return records.read_json(self.run_dir / records.RESULT) or {"status": "failed"}
+        result = records.readable(records.read_result, self.run_dir)[0]
+        return result or {"status": "failed", "reason": reason}
 
     def checkpoint(
         self, *args: Any, **kwargs: Any
@@ -204,7 +235,9 @@ class RunJob(submitit.helpers.Checkpointable):
             e.get("event") == "requeue" and e.get("job_id") == job_id
             for e in records.read_events(run_dir)
         )
-        stop = (records.read_job(run_dir) or {}).get("stop_requested")
+        stop = (records.readable(records.read_job, run_dir)[0] or {}).get(
+            "stop_requested"
+        )
         records.append_event(
             run_dir,
             "checkpoint",
@@ -244,18 +277,17 @@ def _count(run_dir: Path, event: str) -> int:
 
 
 def failure_reason(err: BaseException) -> str:
-    """A one-line reason for a failure."""
+    """A one-line reason for a failure (`runstate.failure_reason`; submitit's requeue limit)."""
     if isinstance(
         err, UncompletedJobError
     ) and "checkpoint function returned None" in str(err):
         return "requeue limit reached (max_requeues)"
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[-1] if text else ''}".rstrip(": ")
+    return runstate.failure_reason(err)
 
 
 def new_job(run_dir: Path, **fields_: Any) -> dict[str, Any]:
     """Write a fresh job manifest for `run_dir`; a previous submitted job moves into history."""
-    old = records.read_job(run_dir) or {}
+    old = records.readable(records.read_job, run_dir)[0] or {}
     history = list(old.pop("history", []))
     if old.get("job_id"):
         history.append(old)

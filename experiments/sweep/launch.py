@@ -20,7 +20,8 @@ from typing import Any
 import submitit
 
 from experiments import records, runstate
-from experiments.runstate import process_alive, process_start, sweep_states
+from experiments.runstate import sweep_states
+from experiments.scheduler import process_alive, process_start
 from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
 from experiments.sweep.local import LocalDriver, local_slots, stop_local_job
 from experiments.sweep.plan import Plan
@@ -94,7 +95,8 @@ def launch(plan: Plan, out: Out = print) -> int:
     track_dir = req.root / req.track
     if not plan.to_run:
         out(
-            "nothing to submit: every run is done, active, or failed (see --retry-failed)"
+            "nothing to submit: every run is done, active, failed (see --retry-failed) "
+            "or unreadable"
         )
         return 0
     with sweep_lock(track_dir):
@@ -182,10 +184,11 @@ def _launch_local(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> in
     entry["counts"] = counts
     _record(track_dir, entry)
     out(
-        f"local sweep: {counts['done']} done, {counts['failed']} failed, "
-        f"{counts['stopped']} stopped; see roadmap status --root {req.root}"
+        "local sweep: "
+        + ", ".join(f"{n} {what}" for what, n in counts.items())
+        + f"; see roadmap status --root {req.root}"
     )
-    return int(counts["failed"] > 0 or counts["stopped"] > 0)
+    return int(any(n for what, n in counts.items() if what != "done"))
 
 
 # ---- cancel -----------------------------------------------------------------------------------

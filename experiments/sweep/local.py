@@ -23,7 +23,7 @@ import submitit
 import torch
 
 from experiments import records, runstate
-from experiments.runstate import process_alive, process_start
+from experiments.scheduler import process_alive, process_start
 from experiments.submitit_private import SessionLocalExecutor
 from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
 
@@ -178,7 +178,7 @@ class LocalDriver:
         total, t_start = len(queue), time.time()
         free = list(self.slots)
         running: dict[Path, tuple[submitit.LocalJob, Slot, float]] = {}
-        counts = {"done": 0, "failed": 0, "stopped": 0}
+        counts = {"done": 0, "failed": 0, "interrupted": 0, "stopped": 0}
         durations: list[float] = []
         while queue or running:
             if self.stop is not None:
@@ -196,14 +196,17 @@ class LocalDriver:
                 durations.append(time.time() - t0)
                 status, detail = self._outcome(config.parent, job)
                 counts[status] += 1
-                finished = counts["done"] + counts["failed"]
+                finished = sum(counts.values()) - counts["stopped"]
                 left = len(queue) + len(running)
                 eta = sum(durations) / len(durations) * left / len(self.slots)
                 name = f"{config.parent.parent.name}/{config.parent.name}"
+                cut = counts["interrupted"]
                 self.out(
                     f"[{finished:>{len(str(total))}}/{total}] {status:<6} {name:<34} {detail}"
                     f" ({_fmt_s(durations[-1])}) | done {counts['done']}, failed "
-                    f"{counts['failed']}, running {len(running)}, queued {len(queue)}"
+                    f"{counts['failed']}"
+                    + (f", interrupted {cut}" if cut else "")
+                    + f", running {len(running)}, queued {len(queue)}"
                     f" | elapsed {_fmt_s(time.time() - t_start)}, ETA {_fmt_s(eta)}"
                 )
         return counts
@@ -232,16 +235,14 @@ class LocalDriver:
         return job
 
     def _outcome(self, run_dir: Path, job: submitit.LocalJob) -> tuple[str, str]:
-        """(done|failed, detail) of a local job that has ended."""
-        done = runstate.done_result(run_dir)
-        if done is not None:
-            top1 = done.get("top1")
-            return "done", "top-1 ?" if top1 is None else f"top-1 {top1:.2f}"
-        result = records.read_json(run_dir / records.RESULT)
-        if result is not None:
-            return "failed", str(result.get("reason"))
+        """(done|failed|interrupted, detail) of a local job that has ended (its run's state)."""
+        state = runstate.run_state(run_dir)
+        if state.status == "done":
+            return "done", f"top-1 {state.detail or '?'}"
+        if state.status == "failed":
+            return "failed", state.detail
         log = Path(self.folder) / f"{job.job_id}_0_log.err"
-        return "failed", f"ended without a result (log: {log})"
+        return "interrupted", f"ended without a result: {state.detail} (log: {log})"
 
     def _stop_all(
         self, queue: list[Path], running: dict[Path, Any], counts: dict[str, int]

@@ -1,32 +1,47 @@
 """Plan a sweep: one run per (step, seed), everything validated before anything is submitted.
 
-A run lives in `<root>/<track>/<NN>_<step>/seed<k>/` (NN: the step's 1-based index). Planning
-reads each run's state (experiments/runstate.py): done runs are skipped, so relaunching the
-same command never repeats finished work; failed runs are re-run only with `retry_failed`
-(their failed result.json is kept as `result.failed-<n>.json`); runs whose job is pending or
-running are left alone. A run directory configured before must hold the very run asked for
-(`experiments.train.config.run_identity`, the same check as `roadmap train`'s).
+A new run lives in `<root>/<track>/<step>/seed<k>/`; a run already under the root is found by
+its config's identity wherever its folder is (`runstate.find_runs`: roots of the old
+`<NN>_<step>` layout keep their folders, and inserting or moving steps renames nothing).
+Planning reads each run's state (experiments/runstate.py) and `ACTIONS` says what to do with
+it: done runs are skipped, so relaunching the same command never repeats finished work;
+interrupted ones are submitted again and resume from their newest valid checkpoint; failed
+ones rerun only with `retry_failed` (their failed result.json is kept as
+`result.failed-<n>.json`); pending or running ones are left alone, and so are unreadable ones
+(named in the plan: nothing is written over them). A run directory configured before must hold
+the very run asked for (`experiments.train.config.run_identity`, as `roadmap train` checks).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments import records
+from experiments.files import check_writable
 from experiments.recipe import Recipe, resolve_recipe
-from experiments.runstate import RunState, run_state, sacct_states
+from experiments.runstate import RunState, find_runs, run_state
+from experiments.scheduler import sacct_states
 from experiments.sweep.profile import Profile, load_profile
 from experiments.sweep.slurm import check_slurm
-from experiments.train.config import identity_diff, read_config, run_identity
+from experiments.train.config import identity_diff, run_identity
 from experiments.train.data import dataset_size, validate_data
 from roadmap.select import select_steps
 from roadmap.steps import DEFAULT_TRACK, Step
 
 EXECUTORS = ("local", "slurm", "debug")
+# What the sweep does with a run in each state (failed: "skip", or "retry" when asked).
+ACTIONS = {
+    "done": "skip",
+    "running": "skip",
+    "pending": "skip",
+    "unreadable": "skip",
+    "failed": "skip",
+    "interrupted": "resume",
+    "missing": "submit",
+}
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -49,8 +64,8 @@ def parse_seeds(spec: str) -> list[int]:
 
 
 def run_dir(root: str | os.PathLike, track: str, step: Step, seed: int) -> Path:
-    """The directory of one run: `<root>/<track>/<NN>_<step>/seed<k>`."""
-    return Path(root) / track / f"{step.index:02d}_{step.name}" / f"seed{seed}"
+    """The directory of a new run: `<root>/<track>/<step>/seed<k>` (no position in it)."""
+    return Path(root) / track / step.name / f"seed{seed}"
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,7 @@ class PlannedRun:
     seed: int
     run_dir: Path
     state: RunState
-    action: str  # submit | retry | skip
+    action: str  # submit | resume | retry | skip (see ACTIONS)
 
 
 @dataclass
@@ -146,8 +161,14 @@ def _plan_runs(
     request: Request, chosen: list[Step], seeds: list[int], data_root: str | None
 ) -> list[PlannedRun]:
     """Every (step, seed): its directory checked against the run asked for, state, action."""
+    found = find_runs(request.root, request.track) if request.root.is_dir() else {}
     dirs = [
-        (step, seed, run_dir(request.root, request.track, step, seed))
+        (
+            step,
+            seed,
+            found.get((step.name, seed))
+            or run_dir(request.root, request.track, step, seed),
+        )
         for step in chosen
         for seed in seeds
     ]
@@ -161,9 +182,11 @@ def _plan_runs(
             request.overrides,
         )
         check_config(directory, wanted)
-    jobs = [records.read_job(d) or {} for _, _, d in dirs]
+    jobs = [records.readable(records.read_job, d)[0] or {} for _, _, d in dirs]
     ids = [
-        j["job_id"] for j in jobs if j.get("executor") == "slurm" and j.get("job_id")
+        str(j["job_id"])
+        for j in jobs
+        if j.get("executor") == "slurm" and j.get("job_id")
     ]
     sacct = sacct_states(ids)
     runs = []
@@ -181,12 +204,10 @@ def _plan_runs(
 
 
 def _action(state: RunState, retry_failed: bool) -> str:
-    """What the sweep does with a run in `state`: submit, retry (a failed one) or skip."""
-    if state.status in ("done", "pending", "running"):
-        return "skip"
-    if state.status == "failed":
-        return "retry" if retry_failed else "skip"
-    return "submit"
+    """What the sweep does with a run in `state` (`ACTIONS`; a failed one: retry if asked)."""
+    if state.status == "failed" and retry_failed:
+        return "retry"
+    return ACTIONS[state.status]
 
 
 def _check_cluster(plan: Plan) -> None:
@@ -206,23 +227,6 @@ def _check_cluster(plan: Plan) -> None:
             raise
         answer = f"REFUSED here: {err}"
     plan.notes.append(f"sbatch --test-only: {answer}")
-
-
-def check_writable(root: Path) -> None:
-    """`root` is, or can be created as, a directory this process can write into."""
-    probe = Path(root).absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise NotADirectoryError(f"output root {root}: {probe} is not a directory")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".roadmap-write-test-", dir=probe)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as err:
-        raise PermissionError(
-            f"output root {root} is not writable: {err.strerror} ({probe})"
-        ) from None
 
 
 def check_batch(
@@ -251,8 +255,11 @@ def check_batch(
 
 
 def check_config(directory: Path, wanted: dict[str, object]) -> None:
-    """A run directory configured before must have been configured for this very run."""
-    existing = read_config(directory)
+    """A run directory configured before must have been configured for this very run.
+
+    An unreadable config is left to the run's state (`unreadable`, skipped and named).
+    """
+    existing, _ = records.readable(records.read_config, directory)
     if existing is None:
         return
     diff = identity_diff(existing, wanted)

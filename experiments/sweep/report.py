@@ -19,29 +19,36 @@ def format_plan(
     req, runs = plan.request, plan.runs
     steps = list(dict.fromkeys(r.step.name for r in runs))
     seeds = list(dict.fromkeys(r.seed for r in runs))
-    act = {a: sum(r.action == a for r in runs) for a in ("submit", "retry", "skip")}
+    act = {a: sum(r.action == a for r in runs) for a in ("submit", "resume", "retry")}
     skipped = {
         s: sum(r.action == "skip" and r.state.status == s for r in runs)
-        for s in ("done", "pending", "running", "failed")
+        for s in ("done", "pending", "running", "failed", "unreadable")
     }
     lines = [
         f"sweep {req.track} / preset {req.preset}: {len(steps)} step(s) x {len(seeds)} seed(s) "
         f"= {len(runs)} runs under {req.root}",
-        f"  to submit: {act['submit'] + act['retry']} ({act['submit']} new or unfinished, "
-        f"{act['retry']} failed to retry); skipped: {skipped['done']} done, "
+        f"  to submit: {sum(act.values())} ({act['submit']} new, {act['resume']} interrupted "
+        f"to resume, {act['retry']} failed to retry); skipped: {skipped['done']} done, "
         f"{skipped['pending'] + skipped['running']} pending/running, {skipped['failed']} failed"
-        + (" (rerun with --retry-failed)" if skipped["failed"] else ""),
+        + (" (rerun with --retry-failed)" if skipped["failed"] else "")
+        + (f", {skipped['unreadable']} unreadable" if skipped["unreadable"] else ""),
         _executor_line(plan, slots),
     ]
     lines.extend(f"  {note}" for note in plan.notes)
+    lines.extend(
+        f"  unreadable, left as it is (fix or remove the file, then run again): "
+        f"{r.state.detail}"
+        for r in runs
+        if r.state.status == "unreadable"
+    )
     if plan.to_run:
         lines.extend(_estimate_lines(plan, est))
     if verbose:
         lines.append("")
-        lines.append(f"  {'run':<44} {'state':<10} action")
+        lines.append(f"  {'run':<44} {'state':<11} action")
         for r in runs:
             rel = f"{r.run_dir.parent.name}/{r.run_dir.name}"
-            lines.append(f"  {rel:<44} {r.state.status:<10} {r.action}")
+            lines.append(f"  {rel:<44} {r.state.status:<11} {r.action}")
     return "\n".join(lines)
 
 
@@ -99,22 +106,14 @@ def format_status(states: list[RunState], root: Path) -> str:
         rows = [s for s in states if s.track == track]
         seeds = sorted({s.seed for s in rows})
         steps = list(dict.fromkeys((s.index, s.step) for s in rows))
-        cell = {}
-        for s in rows:
-            text = s.status + (
-                f" {s.detail}" if s.status == "done" and s.detail else ""
-            )
-            if s.status == "failed" or (s.status == "missing" and s.detail):
-                notes.append(f"{s.run_dir.parent.name}/{s.run_dir.name}: {s.detail}")
-                text += f" [{len(notes)}]"
-            if s.job_id and s.executor != "debug":
-                text += f" ({s.job_id})"
-            if s.requeues:
-                text += f" r{s.requeues}"
-            cell[(s.step, s.seed)] = text
+        cell = {(s.step, s.seed): _cell(s, notes) for s in rows}
         head = ["#", "step", *[f"seed{k}" for k in seeds]]
         body = [
-            [f"{i:02d}", name, *[cell.get((name, k), "-") for k in seeds]]
+            [
+                f"{i:02d}" if i else "--",
+                name,
+                *[cell.get((name, k), "-") for k in seeds],
+            ]
             for i, name in steps
         ]
         out.append(f"{track} under {root}")
@@ -133,5 +132,27 @@ def format_status(states: list[RunState], root: Path) -> str:
     if notes:
         out.append("")
         out.extend(f"[{i}] {note}" for i, note in enumerate(notes, 1))
-    out.append("cells: done <top-1> (job id); rN: requeued N times; [n]: reason below")
+    out.append(
+        "cells: done <top-1> (job id); interrupted @N: resumes from optimizer step N (@0: "
+        "from the start); rN: requeued N times; [n]: reason below"
+    )
     return "\n".join(out)
+
+
+def _cell(s: RunState, notes: list[str]) -> str:
+    """A run's table cell; its reason and record problems go to `notes` as footnotes."""
+    text = s.status
+    if s.status == "done" and s.detail:
+        text += f" {s.detail}"
+    if s.status == "interrupted":
+        text += f" @{s.checkpoint or 0}"
+    name = f"{s.run_dir.parent.name}/{s.run_dir.name}"
+    said = s.status in ("failed", "interrupted", "unreadable", "missing")
+    for note in ([s.detail] if said and s.detail else []) + s.notes:
+        notes.append(f"{name}: {note}")
+        text += f" [{len(notes)}]"
+    if s.job_id and s.executor != "debug":
+        text += f" ({s.job_id})"
+    if s.requeues:
+        text += f" r{s.requeues}"
+    return text

@@ -16,7 +16,8 @@ from typing import Any
 import submitit
 
 from experiments import records
-from experiments.runstate import RunState, sacct_states
+from experiments.runstate import RunState
+from experiments.scheduler import sacct_states
 from experiments.submitit_private import sbatch_script
 from experiments.sweep.job import STOP_WAIT_S, RunJob, failure_reason, new_job
 from experiments.sweep.profile import Profile

@@ -14,11 +14,12 @@ schedule, Mixup and loss for a recipe), `checkpoint` (crash-safe checkpoints, RN
 from experiments.recipe import resolve_recipe
 from experiments.train.config import prepare_run
 from experiments.train.data import dataset_size, validate_data
-from experiments.train.run import Preempted, run
+from experiments.train.run import Preempted, RunFailed, run
 from experiments.train.trainer import Trainer
 
 __all__ = [
     "Preempted",
+    "RunFailed",
     "Trainer",
     "dataset_size",
     "prepare_run",

@@ -17,8 +17,7 @@ import hashlib
 import json
 import os
 import random
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,14 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from experiments.records import (
-    LOG,
-    atomic_file,
-    atomic_write_json,
-    list_checkpoints,
-    read_json,
-    read_log,
-)
+from experiments.files import atomic_file, atomic_write_json, named_error
+from experiments.records import LOG, checkpoint_record, list_checkpoints, read_log
 
 TMP_PREFIX = ".ckpt."  # temporary files of checkpoint writes: `.ckpt.<random>.tmp`
 
@@ -43,11 +36,18 @@ class _HashingFile:
 
     def __init__(self, f: Any) -> None:
         self.f, self.sha, self.size = f, hashlib.sha256(), 0
+        self.error: OSError | None = (
+            None  # torch reports a failed write in its own words
+        )
 
     def write(self, data: bytes) -> int:
         self.sha.update(data)
         self.size += len(data)
-        return self.f.write(data)
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
 
     def flush(self) -> None:
         self.f.flush()
@@ -56,11 +56,19 @@ class _HashingFile:
 def save(
     folder: str | os.PathLike, step: int, payload: dict[str, Any], meta: dict
 ) -> Path:
-    """Write checkpoint `step` atomically (temporary file, fsync, rename) and return its path."""
+    """Write checkpoint `step` atomically (temporary file, fsync, rename) and return its path.
+
+    A write the file system refuses (no space, read-only) is an OSError naming the path.
+    """
     path = Path(folder) / f"ckpt_{step:09d}.pt"
     with atomic_file(path, "wb", prefix=TMP_PREFIX) as f:
         writer = _HashingFile(f)
-        torch.save(payload, writer)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise named_error(writer.error, path) from None
     info = {
         **meta,
         "step": step,
@@ -81,24 +89,13 @@ def _sha256(path: Path) -> str:
 
 
 def check(path: Path) -> str | None:
-    """Why checkpoint `path` is not usable (None if its .json matches it)."""
-    meta = read_json_safe(path.with_suffix(".json"))
-    if meta is None:
-        return "no readable .json beside it (torn write)"
-    size = path.stat().st_size
-    if size != meta.get("bytes"):
-        return f"{size} bytes on disk, {meta.get('bytes')} written (torn write)"
-    if _sha256(path) != meta.get("sha256"):
+    """Why checkpoint `path` is not usable (None if its .json matches it byte for byte)."""
+    meta, problem = checkpoint_record(path)
+    if problem is not None:
+        return problem
+    if _sha256(path) != meta["sha256"]:
         return "SHA-256 differs from the one written (corrupted)"
     return None
-
-
-def read_json_safe(path: Path) -> dict[str, Any] | None:
-    """JSON content of `path`, or None if it is missing or not valid JSON."""
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return None
 
 
 def load_latest(
@@ -116,23 +113,39 @@ def load_latest(
     return None
 
 
-def prune(folder: str | os.PathLike, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints (and stray temporary files)."""
-    folder = Path(folder)
-    for path in list_checkpoints(folder)[keep:]:
-        path.unlink(missing_ok=True)
-        path.with_suffix(".json").unlink(missing_ok=True)
-    for tmp in folder.glob(f"{TMP_PREFIX}*.tmp"):
-        if time.time() - tmp.stat().st_mtime > 3600:  # leftovers of a crash mid-write
-            tmp.unlink(missing_ok=True)
+def prune(
+    folder: str | os.PathLike,
+    keep: int,
+    trusted: Collection[Path] = (),
+    log: Callable[[str], None] = print,
+) -> None:
+    """Keep the newest `keep` valid checkpoints; delete older ones and unusable ones.
+
+    `trusted` are checkpoints known to be valid (written or verified by this process), so
+    they are not hashed again. An unusable one is deleted and reported through `log`.
+    """
+    kept = 0
+    for path in list_checkpoints(folder):
+        problem = None if path in trusted or kept >= keep else check(path)
+        if problem is None and kept < keep:
+            kept += 1
+            continue
+        _delete(path)
+        if problem is not None:
+            log(f"deleted unusable checkpoint {path.name} ({problem})")
+
+
+def _delete(path: Path) -> None:
+    """Delete a checkpoint and its .json."""
+    path.unlink(missing_ok=True)
+    path.with_suffix(".json").unlink(missing_ok=True)
 
 
 def remove_all(folder: str | os.PathLike) -> None:
     """Delete every checkpoint of a run (when the recipe keeps none after the end)."""
     folder = Path(folder)
     for path in list_checkpoints(folder):
-        path.unlink(missing_ok=True)
-        path.with_suffix(".json").unlink(missing_ok=True)
+        _delete(path)
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
 

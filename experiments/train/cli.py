@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from experiments import records, runstate
 from experiments.recipe import PRESETS
 from experiments.train.config import prepare_run
-from experiments.train.run import EXIT_PREEMPTED, run
+from experiments.train.report import pct
+from experiments.train.run import EXIT_PREEMPTED, RunFailed, run
 from experiments.train.signals import StopRequested
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
@@ -51,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Prepare the run, train it; 0 when done, 1 when failed, 75 when checkpointed on a signal."""
+    """Prepare the run, train it; 0 when done, 1 when failed, 75 when checkpointed on a signal.
+
+    Problems found before any work (arguments, data, a read-only or full `--out`, another
+    trainer on the run) raise, and `roadmap` prints them as one line with exit status 2.
+    """
     run_dir = prepare_run(
         args.track,
         args.step,
@@ -64,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     done = runstate.done_result(run_dir)
     if done is not None:
         print(
-            f"{run_dir} is already done: top-1 {done['top1']:.2f}% ({records.RESULT})"
+            f"{run_dir} is already done: top-1 {pct(done['top1'])} ({records.RESULT})"
         )
         return 0
     try:
@@ -72,7 +78,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     except StopRequested as stop:
         print(f"stopped by {stop}; run the same command to resume", file=sys.stderr)
         return EXIT_PREEMPTED
-    if result["status"] != "done":
-        print(f"run failed: {result['reason']}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    except RunFailed as failed:
+        cause = failed.__cause__
+        if cause is not None and not isinstance(cause, OSError):
+            traceback.print_exception(cause, file=sys.stderr)  # a bug: show where
+        return _failed(str(failed))
+    return 0 if result["status"] == "done" else _failed(result["reason"])
+
+
+def _failed(reason: str) -> int:
+    """Say that the run failed, in one line; exit status 1."""
+    print(f"roadmap train: run failed: {reason}", file=sys.stderr, flush=True)
+    return 1

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import records
+from experiments.files import check_writable
 from experiments.recipe import Recipe, parse_overrides, recipe_from_dict, resolve_recipe
 from experiments.train.data import dataset_size, validate_data
 from roadmap.steps import get_step
@@ -75,9 +76,9 @@ def prepare_run(
 ) -> Path:
     """Check the run and write `<out_dir>/config.json` (kept if identical); the run directory.
 
-    Raises ValueError / FileNotFoundError with one message for an unknown track, step (with the
-    nearest name), preset or `--set` key (with the valid ones), a bad seed or data root, or an
-    out_dir that already holds a different run.
+    Raises ValueError / OSError with one message for an unknown track, step (with the nearest
+    name), preset or `--set` key (with the valid ones), a bad seed or data root, an out_dir
+    that cannot be written (read-only, full, under a file) or already holds a different run.
     """
     root = None if data is None else validate_data(data)["root"]
     identity = run_identity(track, step, seed, preset, root, overrides)
@@ -85,7 +86,7 @@ def prepare_run(
     out = Path(out_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a directory")
-    existing = read_config(out)
+    existing = records.read_config(out)
     if existing is not None:
         diff = identity_diff(existing, identity)
         if diff:
@@ -93,6 +94,7 @@ def prepare_run(
                 f"{out} already holds a different run ({diff}); choose another --out"
             )
         return out
+    check_writable(out, "--out")
     config = {
         **identity,
         "provenance": records.provenance(),
@@ -115,16 +117,6 @@ def _check_builtin_fills_a_step(recipe: Recipe, root: str | None) -> None:
             f"one optimizer step of {per_step}: use --data, or set "
             "recipe.builtin_train_per_class or the batch"
         )
-
-
-def read_config(run_dir: Path) -> dict[str, Any] | None:
-    """The existing config.json of `run_dir`, or None; an unreadable one is an error."""
-    try:
-        return records.read_json(run_dir / records.CONFIG)
-    except ValueError as err:
-        raise ValueError(
-            f"{run_dir / records.CONFIG} is not valid JSON ({err})"
-        ) from None
 
 
 def _describe_diff(key: str, old: Any, new: Any) -> str:

@@ -33,6 +33,18 @@ PEER_LOST_MARKERS = (
 )
 
 
+def launch_rank() -> int:
+    """The global rank the launcher gave this process (torchrun, Slurm tasks); 0 alone.
+
+    Read before any setup, so that only rank 0 takes the run's lock and writes its records.
+    """
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return int(os.environ.get("RANK", 0))
+    if int(os.environ.get("SLURM_NTASKS", 1)) > 1:
+        return int(os.environ.get("SLURM_PROCID", 0))
+    return 0
+
+
 def init_distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank); starts torch.distributed under torchrun or submitit.
 

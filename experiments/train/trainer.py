@@ -45,7 +45,7 @@ class Trainer:
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir).absolute()
-        config = records.read_json(self.run_dir / records.CONFIG)
+        config = records.read_config(self.run_dir)
         if config is None:
             raise FileNotFoundError(
                 f"{self.run_dir} has no {records.CONFIG} (see prepare_run)"
@@ -72,6 +72,7 @@ class Trainer:
         self._finished = False
         self._session_start = self._last_save = time.perf_counter()
         self.ckpt_dir = self.run_dir / records.CHECKPOINT_DIR
+        self._trusted: set[Path] = set()  # checkpoints this process wrote or verified
         self.resumed_from = self._resume()
 
     def _setup_model(self) -> None:
@@ -112,6 +113,7 @@ class Trainer:
                 ckpt.truncate_log(self.run_dir, 0)
             return None
         payload, path = found
+        self._trusted.add(path)
         saved = payload["state"]
         if (saved["steps_per_epoch"], saved["effective_batch"]) != (
             self.steps_per_epoch,
@@ -149,7 +151,9 @@ class Trainer:
             meta = {"epoch": state["epoch"], "step_in_epoch": state["step_in_epoch"]}
             meta.update(reason=reason, time=records.now(), world_size=self.world)
             path = ckpt.save(self.ckpt_dir, state["global_step"], payload, meta)
-            ckpt.prune(self.ckpt_dir, self.recipe.keep_checkpoints)
+            self._trusted.add(path)
+            keep = self.recipe.keep_checkpoints
+            ckpt.prune(self.ckpt_dir, keep, self._trusted, log=self._say)
             self._last_save = time.perf_counter()
         return path
 
@@ -325,26 +329,21 @@ class Trainer:
     def _finish(self, status: str, reason: str | None) -> dict[str, Any]:
         """Write result.json (rank 0), drop the checkpoints if the recipe says so; the result."""
         result = result_record(self, status, reason)
-        self._finished = True
         if self.main:
             records.write_result(self.run_dir, result)
             if status == "done" and not self.recipe.keep_final_checkpoint:
                 ckpt.remove_all(self.ckpt_dir)
+            records.remove_temp_files(self.run_dir)
             self._say(
                 f"{status}: top-1 {pct(result['top1'])} (best {pct(result['best_top1'])}) "
                 f"in {result['wall_s']:.1f} s -> {self.run_dir / records.RESULT}"
                 + (f"\n  {reason}" if reason else "")
             )
+        self._finished = True
         return result
 
     def record_failure(self, reason: str) -> None:
         """Record an exception that ended the run as a failed result (rank 0, if none yet)."""
         if self.main and not self._finished:
-            known = {
-                "params": self.params,
-                "gflops": self.gflops,
-                "wall_s": self.wall_seconds(),
-            }
-            runstate.write_failure(
-                self.run_dir, reason, best_top1=self.state["best_top1"], **known
-            )
+            known = result_record(self, "failed", reason)
+            runstate.write_failure(self.run_dir, reason, known)
