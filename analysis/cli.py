@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from roadmap.select import STEPS_HELP
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 if TYPE_CHECKING:  # pandas and the records load when the command runs, not at `--help`
@@ -39,6 +40,7 @@ def summary(sel: Selection, frame: pd.DataFrame) -> str:
 
     staircase = frame[~frame["reference"]]
     drawn = staircase[staircase["n"] > 0]
+    runs = sel.runs[sel.runs["step"].isin(sel.steps)] if sel.steps else sel.runs
     steps_by_seeds = drawn["n"].value_counts().sort_index()
     seeds = ", ".join(
         f"{count(n_steps, 'step')} with {count(int(n_seeds), 'seed')}"
@@ -46,13 +48,16 @@ def summary(sel: Selection, frame: pd.DataFrame) -> str:
     )
     lines = [
         f"staircase {sel.track}, preset {sel.preset!r}, {sel.metric}: "
-        f"{len(drawn)} of {len(staircase)} steps drawn from {count(len(sel.runs), 'run')}"
+        f"{len(drawn)} of {len(staircase)} steps drawn from {count(len(runs), 'run')}"
         + (f" ({seeds})" if seeds else "")
     ]
     if len(sel.reference):
         lines.append(
             f"reference row: {count(len(sel.reference), 'run')} of preset {ORIGINAL_PRESET!r}"
         )
+    if len(runs) < len(sel.runs):
+        others = count(len(sel.runs) - len(runs), "run")
+        lines.append(f"note: {others} of steps not chosen (--steps): parents only")
     lines += [f"note: {x}" for x in sel.notes]
     if len(sel.excluded):
         lines.append(f"left out {count(len(sel.excluded), 'run')}:")
@@ -67,7 +72,7 @@ def summary(sel: Selection, frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _formats(text: str) -> tuple[str, ...]:
+def formats_arg(text: str) -> tuple[str, ...]:
     """`png,pdf` -> ("png", "pdf"), each one a figure format."""
     from analysis.figure import FORMATS
 
@@ -104,6 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--preset", help="preset to draw (default: the one with the most runs)"
     )
+    parser.add_argument("--steps", nargs="+", default=None, help=STEPS_HELP)
     parser.add_argument(
         "--allow-mixed",
         action="store_true",
@@ -116,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="mark the paper's top-1 on each bar",
     )
     parser.add_argument(
-        "--formats", type=_formats, default=("png", "pdf", "svg"), help="png,pdf,svg"
+        "--formats", type=formats_arg, default=("png", "pdf", "svg"), help="png,pdf,svg"
     )
     parser.add_argument(
         "--width", type=float, default=None, help="figure width in inches"
@@ -135,6 +141,7 @@ def cmd_staircase(args: argparse.Namespace) -> int:
             "--preset": args.preset,
             "--allow-mixed": args.allow_mixed,
             "--paper-overlay": args.paper_overlay,
+            "--steps": args.steps,
         }
         given = [flag for flag, value in selection.items() if value]
         if given or args.metric != DEFAULT_METRIC:
@@ -147,14 +154,18 @@ def cmd_staircase(args: argparse.Namespace) -> int:
 
 def _runs(args: argparse.Namespace, width: float) -> int:
     """The staircase of the runs under `args.root`."""
-    from analysis.collect import aggregate, load_runs, select_runs
+    from analysis.collect import aggregate, draw_only, load_runs, select_runs
     from analysis.figure import draw_staircase
     from analysis.table import write_tables
+    from roadmap.select import select_steps
 
     track = args.track or DEFAULT_TRACK
+    chosen = [s.name for s in select_steps(args.steps or "all", track)]
     sel = select_runs(
         load_runs(args.root), track, args.preset, args.allow_mixed, args.metric
     )
+    if args.steps:
+        sel = draw_only(sel, chosen)
     frame = aggregate(sel, with_paper=True if args.paper_overlay else None)
     print(summary(sel, frame))
     stem = args.out / f"staircase_{track}"
@@ -232,3 +243,61 @@ def _paper_track(
     for line in figure_label_mismatches(track):
         print(f"  note: Figure 2 label differs from the table: {line}")
     return paths
+
+
+def register_curves(sub: argparse._SubParsersAction) -> None:
+    """Add the `curves` subcommand."""
+    parser = sub.add_parser(
+        "curves",
+        help="draw top-1 and train loss per epoch of each step from the run logs",
+        description="Draw each step's top-1 and train loss per epoch (seed mean with a "
+        "band, seeds as thin lines, failed runs where they stopped) from log.jsonl.",
+    )
+    parser.add_argument("--root", type=Path, required=True, help="folder of run dirs")
+    parser.add_argument("--out", type=Path, required=True, help="folder for figures")
+    parser.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
+    parser.add_argument("--preset", help="preset to draw (default: most runs)")
+    parser.add_argument("--steps", nargs="+", default=["all"], help=STEPS_HELP)
+    parser.add_argument(
+        "--formats", type=formats_arg, default=("png", "pdf", "svg"), help="png,pdf,svg"
+    )
+    parser.add_argument("--width", type=float, default=None, help="inches")
+    parser.set_defaults(func=cmd_curves)
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    """Write the curves figure; print what it holds."""
+    from analysis.collect import count, load_runs
+    from analysis.curves import curve_runs, draw_curves, read_curves
+    from analysis.figure import COLUMN_WIDTH_IN
+    from roadmap.select import select_steps
+
+    chosen = select_steps(args.steps, args.track)
+    runs = curve_runs(load_runs(args.root), args.track, args.preset)
+    runs = runs[runs["step"].isin([s.name for s in chosen])]
+    curves = read_curves(runs)
+    drawn = [s for s in chosen if s.name in set(curves["step"])]
+    if not drawn:
+        raise ValueError(f"no logged epoch of the chosen steps under {args.root}")
+    left = [s.name for s in chosen if s not in drawn]
+    preset = runs["preset"].iloc[0]
+    statuses = ", ".join(f"{n} {k}" for k, n in runs["status"].value_counts().items())
+    print(
+        f"curves {args.track}, preset {preset!r}: {count(len(drawn), 'step')} drawn, "
+        f"{count(curves['run'].nunique(), 'run')} with a logged epoch (runs: {statuses})"
+    )
+    if left:
+        print(f"note: {count(len(left), 'step')} with no epoch logged: {_few(left)}")
+    stem = args.out / f"curves_{args.track}"
+    title = f"{track_label(args.track)} · preset {preset}"
+    paths = draw_curves(
+        curves, drawn, stem, args.formats, title, args.width or COLUMN_WIDTH_IN
+    )
+    print("wrote", ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _few(names: list[str], shown: int = SHOWN_RUNS) -> str:
+    """The first `shown` names, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -9,16 +9,18 @@ Nothing here names a design toggle: steps, groups and parents all come from `roa
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analysis.paper import paper_by_step, reference_name
+from analysis.paper import PAPER_SEEDS, paper_by_step, reference_name
+from analysis.stats import CHANGE_COLUMNS, change_columns
+from analysis.variants import find_step, variant, variant_diff
 from experiments import records, runstate
 from roadmap.steps import Step, steps
 
@@ -31,8 +33,8 @@ MIXED = "mixed"  # the preset label of a staircase that pools presets (allow_mix
 # Columns of a staircase frame, in order.
 COLUMNS = (
     "track", "index", "step", "group", "on_path", "reference", "parent", "n", "seeds",
-    "values", "top1_mean", "top1_std", "change", "params", "gflops", "paper_top1",
-    "paper_top1_std", "paper_gflops", "paper_change",
+    "values", "top1_mean", "top1_std", "change", *CHANGE_COLUMNS, "params", "gflops",
+    "paper_top1", "paper_top1_std", "paper_gflops", "paper_change",
 )  # fmt: skip
 
 
@@ -46,36 +48,11 @@ class Selection:
     runs: pd.DataFrame  # one row per (step, seed), status done
     reference: pd.DataFrame  # original-recipe runs of the track's baseline step
     excluded: pd.DataFrame  # run, step, seed, preset, reason
+    steps: tuple[
+        str, ...
+    ] = ()  # the steps drawn (all, or --steps); others may be parents
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def _json(obj: Any) -> Any:
-    """`obj` as JSON would give it back (tuples become lists)."""
-    return json.loads(json.dumps(obj, default=str))
-
-
-def _variant(config: dict[str, Any]) -> str:
-    """A run's recipe as a canonical string: recipe plus its spec's departures from the step's.
-
-    A preset may set spec fields (e.g. drop path), so equal strings mean equal training.
-    """
-    delta: dict[str, Any] = {}
-    step = _find_step(config.get("track"), config.get("step"))
-    if step is not None and isinstance(config.get("spec"), dict):
-        ref = _json(asdict(step.spec))
-        delta = {
-            k: v for k, v in config["spec"].items() if k in ref and _json(v) != ref[k]
-        }
-    return json.dumps({"recipe": config.get("recipe"), "spec": delta}, sort_keys=True)
-
-
-def _find_step(track: Any, name: Any) -> Step | None:
-    """The roadmap step `name` of `track`, or None."""
-    try:
-        return next(s for s in steps(track) if s.name == name)
-    except (ValueError, StopIteration):
-        return None
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
@@ -87,26 +64,12 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     if df.empty:
         raise ValueError(f"no run records ({records.CONFIG}) under {root}")
     configs = [records.readable(records.read_config, d)[0] or {} for d in df["run_dir"]]
-    df["variant"] = [_variant(c) for c in configs]
+    df["variant"] = [variant(c) for c in configs]
     df["run"] = [os.path.relpath(d, root) for d in df["run_dir"]]
     for col in ("track", "step", "seed", "preset", "created", "reason"):
         if col not in df:
             df[col] = None
     return df
-
-
-def _variant_diff(variants: list[str]) -> str:
-    """The keys in which recipe variants differ, as `key=value` per variant."""
-    flats = [
-        pd.json_normalize(json.loads(v), sep=".").to_dict(orient="records")[0]
-        for v in variants
-    ]
-    keys = sorted(
-        {k for f in flats for k in f if len({json.dumps(g.get(k)) for g in flats}) > 1}
-    )
-    return "; ".join(
-        ", ".join(f"{k}={f.get(k)!r}" for k in keys[:4]) or "same keys" for f in flats
-    )
 
 
 def count(n: int, word: str) -> str:
@@ -193,6 +156,16 @@ def select_runs(
     )
 
 
+def draw_only(sel: Selection, names: Sequence[str]) -> Selection:
+    """`sel`, drawing only the steps `names`; the others' runs stay, as parents of changes."""
+    chosen = [s for s in steps(sel.track) if s.name in set(names)]
+    return replace(
+        sel,
+        steps=tuple(s.name for s in chosen),
+        warnings=_seed_warnings(sel.runs, chosen),
+    )
+
+
 def _said(where: pd.Series, reason: str | pd.Series) -> pd.Series:
     """`reason` (one for all, or one per run) for the runs `where` is true, NaN elsewhere."""
     return pd.Series(reason, index=where.index, dtype=object).where(where)
@@ -260,7 +233,7 @@ def _other_recipe(
         return _said(pool & False, "other recipe"), []
     how = "pass --allow-mixed to pool them"
     keep = _pick(counts, f"recipes in preset {preset!r}", how)
-    diff = _variant_diff([keep, *[v for v in counts.index if v != keep]])
+    diff = variant_diff([keep, *[v for v in counts.index if v != keep]])
     note = f"recipes differ ({diff}); the first, with most runs, is drawn"
     return _said(pool & (runs["variant"] != keep), "other recipe"), [note]
 
@@ -281,8 +254,9 @@ def _excluded(runs: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
     return excluded.assign(reason=reasons[left_out]).reset_index(drop=True)
 
 
-def _seed_warnings(runs: pd.DataFrame, track_steps: tuple[Step, ...]) -> list[str]:
+def _seed_warnings(runs: pd.DataFrame, track_steps: Sequence[Step]) -> list[str]:
     """Warnings: steps with fewer seeds than the most-seeded one, runs that disagree on cost."""
+    runs = runs[runs["step"].isin([s.name for s in track_steps])]
     seeds = runs.groupby("step")["seed"].nunique()
     most = int(seeds.max()) if len(seeds) else 0
     out = []
@@ -357,6 +331,8 @@ def _finish(frame: pd.DataFrame, track: str, with_paper: bool) -> pd.DataFrame:
             value - by_step.get(parent, math.nan) if parent else math.nan
             for value, parent in zip(frame[src], parents, strict=True)
         ]
+    for col, values in change_columns(frame.to_dict("records"), parents).items():
+        frame[col] = values
     return frame[list(COLUMNS)].reset_index(drop=True)
 
 
@@ -376,7 +352,14 @@ def aggregate(sel: Selection, with_paper: bool | None = None) -> pd.DataFrame:
     for step in steps(track):
         of_step = runs[runs["step"] == step.name]
         rows.append(_row(track, step, step.name, of_step, metric))
-    return _finish(pd.DataFrame(rows), track, with_paper)
+    frame = _finish(pd.DataFrame(rows), track, with_paper)
+    if not sel.steps:
+        return frame
+    # Only the chosen steps are drawn; a step not chosen still gave its runs to the change of
+    # a chosen step whose parent it is. The reference row goes with the first step.
+    first = steps(track)[0].name
+    keep = frame["step"].isin(sel.steps) | (frame["reference"] & (first in sel.steps))
+    return frame[keep].reset_index(drop=True)
 
 
 def paper_staircase(track: str) -> pd.DataFrame:
@@ -385,8 +368,8 @@ def paper_staircase(track: str) -> pd.DataFrame:
     no_runs = pd.DataFrame(columns=["seed", "top1"])
     rows = [
         {
-            **_row(track, _find_step(track, name), name, no_runs, "top1"),
-            "n": math.nan,
+            **_row(track, find_step(track, name), name, no_runs, "top1"),
+            "n": PAPER_SEEDS if row.top1_std is not None else math.nan,
             "top1_mean": _num(row.top1),
             "top1_std": _num(row.top1_std),
             "gflops": _num(row.gflops),

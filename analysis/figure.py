@@ -26,7 +26,7 @@ from matplotlib.patches import Patch
 from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
-from analysis.table import gflops_cell
+from analysis.table import NOISE_MARK, gflops_cell
 
 FORMATS = ("png", "pdf", "svg")
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
@@ -123,10 +123,17 @@ def gflops_text(value: float) -> str:
     return one_decimal(value) if value >= 1 else gflops_cell(value)
 
 
+def within_noise(row: pd.Series) -> bool:
+    """Whether the row's change has a 95% interval that contains 0 (`analysis.stats`)."""
+    noisy = row.get("change_within_noise")
+    return bool(pd.notna(noisy) and noisy)
+
+
 def bar_label(row: pd.Series) -> str:
-    """The text at a bar's end: top-1 mean (one decimal) and GFLOPs."""
+    """The text at a bar's end: top-1 mean (one decimal), the noise mark, and GFLOPs."""
     gflops = "" if pd.isna(row["gflops"]) else f" · {gflops_text(row['gflops'])} GFLOPs"
-    return f"{one_decimal(row['top1_mean'])}{gflops}"
+    mark = NOISE_MARK if within_noise(row) else ""
+    return f"{one_decimal(row['top1_mean'])}{mark}{gflops}"
 
 
 def draw_staircase(
@@ -362,6 +369,9 @@ def _legend_handles(
         handles.append(Line2D([], [], **SEED_KEY, label="seeds"))
     if overlay:
         handles.append(Line2D([], [], **PAPER_KEY, label="paper"))
+    if any(within_noise(row) for row in drawn):
+        label = f"{NOISE_MARK} within seed noise"
+        handles.append(Line2D([], [], ls="", label=label))
     return handles
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from roadmap.paper import PaperRow, paper_rows
 
+# Runs (seeds) behind each mean +- std of the paper's Table 10; Table 11 gives one number per
+# step and no std.
+PAPER_SEEDS = 3
+
 
 def paper_by_step(track: str) -> dict[str, PaperRow]:
     """The paper's rows of `track` by step name (the reference row under its own name)."""

@@ -1,8 +1,10 @@
 """The staircase table in Markdown, LaTeX (booktabs) and CSV.
 
 Columns: step, group, on path (yes, side, ref), GFLOPs, params, top-1 mean +- std (n),
-change against the parent step, the paper's top-1 and GFLOPs. A column with no value in any
-row (params of the paper's staircase, paper columns of a non-paper preset) is left out.
+change against the parent step (marked `NOISE_MARK` where its 95% interval contains 0), that
+interval, its p-value and test (`analysis.stats`), the paper's top-1 and GFLOPs. A column with
+no value in any row (params of the paper's staircase, paper columns of a non-paper preset) is
+left out.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from pathlib import Path
 import pandas as pd
 
 HEADERS = (
-    "step", "group", "on path", "GFLOPs", "params", "top-1", "change", "paper top-1",
-    "paper GFLOPs",
+    "step", "group", "on path", "GFLOPs", "params", "top-1", "change", "95% CI", "p", "test",
+    "paper top-1", "paper GFLOPs",
 )  # fmt: skip
-RIGHT = {"GFLOPs", "params", "top-1", "change", "paper top-1", "paper GFLOPs"}
+RIGHT = {"GFLOPs", "params", "top-1", "change", "p", "paper top-1", "paper GFLOPs"}
+NOISE_MARK = "†"
+NOISE_NOTE = (
+    f"{NOISE_MARK} the 95% interval of the change contains 0: not distinguishable from seed "
+    "noise (paired t-test by seed where both steps have the same seeds, else Welch's)"
+)
 
 
 def _path(row: pd.Series) -> str:
@@ -35,6 +42,24 @@ def _top1(mean: float, std: float, n: float, plus_minus: str) -> str:
     if pd.notna(n):
         text += f" ({int(n)})"
     return text
+
+
+def _change(row: pd.Series) -> list[str]:
+    """The change, its interval, p and test; the change marked where the interval holds 0."""
+    if pd.isna(row["change"]):
+        return ["", "", "", ""]
+    noisy = row["change_within_noise"]
+    mark = NOISE_MARK if pd.notna(noisy) and bool(noisy) else ""
+    if not row["change_test"]:
+        return [f"{row['change']:+.2f}", "", "", ""]
+    low, high, p = row["change_ci95_low"], row["change_ci95_high"], row["change_p"]
+    p_text = "<0.001" if p < 0.001 else f"{p:.3f}"
+    return [
+        f"{row['change']:+.2f}{mark}",
+        f"[{low:+.2f}, {high:+.2f}]",
+        p_text,
+        row["change_test"],
+    ]
 
 
 def gflops_cell(value: float) -> str:
@@ -59,7 +84,7 @@ def _cells(frame: pd.DataFrame, plus_minus: str) -> list[list[str]]:
             "" if pd.isna(row["gflops"]) else gflops_cell(row["gflops"]),
             "" if pd.isna(row["params"]) else f"{row['params'] / 1e6:.2f}M",
             _top1(row["top1_mean"], row["top1_std"], row["n"], plus_minus),
-            num(row["change"], "+.2f"),
+            *_change(row),
             _top1(row["paper_top1"], row["paper_top1_std"], float("nan"), plus_minus),
             num(row["paper_gflops"], ".2f"),
         ]
@@ -80,6 +105,8 @@ def to_markdown(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |"]
     lines.append("|" + "|".join("---:" if h in RIGHT else ":---" for h in head) + "|")
     lines += ["| " + " | ".join(row[i] for i in keep) + " |" for row in cells]
+    if any(NOISE_MARK in row[HEADERS.index("change")] for row in cells):
+        lines += ["", NOISE_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -109,8 +136,13 @@ def to_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
         if i and groups[i] != groups[i - 1]:
             lines.append("\\midrule")
         line = " & ".join(_tex(row[i]) for i in keep)
-        lines.append(line.replace("PLUSMINUS", "$\\pm$") + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
+        line = line.replace("PLUSMINUS", "$\\pm$").replace(NOISE_MARK, "$^\\dagger$")
+        lines.append(line + " \\\\")
+    lines.append("\\bottomrule")
+    if any(NOISE_MARK in row[HEADERS.index("change")] for row in cells):
+        note = _tex(NOISE_NOTE).replace(NOISE_MARK, "$^\\dagger$")
+        lines.append(f"\\multicolumn{{{len(keep)}}}{{l}}{{\\footnotesize {note}}} \\\\")
+    lines.append("\\end{tabular}")
     return "\n".join(lines) + "\n"
 
 

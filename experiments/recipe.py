@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from experiments.timm_names import (
+    AUGMENT_EXAMPLES,
+    INTERPOLATIONS,
+    augment_policy_problem,
+)
+
 OPTIMIZERS = ("adamw", "momentum")  # timm: AdamW; SGD with (non-Nesterov) momentum
 SCHEDULES = ("cosine", "step")
-INTERPOLATIONS = ("bicubic", "bilinear")
 AMP_DTYPES = ("bfloat16", "float16", "float32")
 OPTIONAL = ("auto_augment",)  # fields that may be None
 
@@ -94,6 +100,7 @@ RULES: dict[str, Rule] = {
     "builtin_classes": _within(2, 10),
     "builtin_train_per_class": _at_least(1),
     "builtin_val_per_class": _at_least(1),
+    "eval_every": _at_least(1),
 }
 
 
@@ -103,9 +110,8 @@ class Recipe:
 
     # -- schedule and optimizer (paper: Table 5; original: torchvision's classic recipe)
     epochs: int = 300
-    warmup_epochs: float = (
-        20.0  # linear warm-up, then `sched` over the remaining epochs
-    )
+    # Linear warm-up, then `sched` over the remaining epochs.
+    warmup_epochs: float = 20.0
     batch_size: int = 128  # per device (GPU or CPU process)
     # Micro-batches per optimizer step; 0: chosen at run time so that devices x batch_size x
     # accum_steps == base_batch (the paper's 4096 on any device count that divides it).
@@ -128,6 +134,7 @@ class Recipe:
     # -- data and augmentation (timm's create_transform and Mixup)
     image_size: int = 224
     eval_crop_pct: float = 0.875  # eval: resize to image_size / crop_pct, center crop
+    eval_every: int = 1  # evaluate after every eval_every-th epoch, and after the last
     interpolation: str = "bicubic"
     scale_min: float = 0.08  # RandomResizedCrop's smallest area fraction
     hflip: float = 0.5
@@ -139,6 +146,9 @@ class Recipe:
     mixup_switch_prob: float = 0.5
     reprob: float = 0.25  # random erasing
     smoothing: float = 0.1  # label smoothing
+    # Leave out the files `roadmap data check` finds bad (listed in config.json) and skip a file
+    # that breaks during training (listed in result.json); false: refuse the dataset instead.
+    skip_bad_images: bool = False
     # -- model regularization (written into the run's spec)
     drop_path: float = 0.1  # spec.drop_path_rate
     # spec.layer_scale_init: Table 5 says 1e-6; 0 turns it off (the authors' pre-release code).
@@ -148,17 +158,18 @@ class Recipe:
     # -- system
     workers: int = 10  # data-loading processes per device (0: in the main process)
     threads: int = 0  # torch threads; 0: leave torch's default
-    amp_dtype: str = (
-        "bfloat16"  # autocast on CUDA (float16 adds a grad scaler); CPU: fp32
-    )
+    # Autocast on CUDA (float16 adds a grad scaler); CPU: fp32.
+    amp_dtype: str = "bfloat16"
     channels_last: bool = True  # memory format of the model and its inputs
     compile: bool = False  # torch.compile the training model
     checkpoint_minutes: float = 30.0  # checkpoint this often within an epoch too
     keep_checkpoints: int = 2
-    keep_final_checkpoint: bool = (
-        True  # False: delete the checkpoints once the run is done
-    )
+    # False: delete the checkpoints once the run is done.
+    keep_final_checkpoint: bool = True
     log_every: int = 50  # steps between progress lines (non-interactive output)
+    # Also write each epoch's log.jsonl numbers as TensorBoard events in <out>/tensorboard/
+    # (the optional extra: pip install 'convnext-roadmap[tensorboard]').
+    tensorboard: bool = False
     # -- the built-in dataset (no --data): experiments/data.py
     builtin_classes: int = 10
     builtin_train_per_class: int = 200
@@ -180,6 +191,13 @@ class Recipe:
             value = getattr(self, name)
             if not ok(value):
                 raise ValueError(f"recipe.{name} must be {rule}, got {value!r}")
+        if self.auto_augment is not None:
+            problem = augment_policy_problem(self.auto_augment)
+            if problem:
+                raise ValueError(
+                    f"recipe.auto_augment {self.auto_augment!r}: {problem}; "
+                    f"policies look like {AUGMENT_EXAMPLES}"
+                )
         if self.warmup_epochs >= self.epochs:
             raise ValueError(
                 f"recipe.warmup_epochs must be below recipe.epochs ({self.epochs}), "
@@ -207,6 +225,10 @@ class Recipe:
                 f"device(s) x batch_size {self.batch_size}; set recipe.accum_steps"
             )
         return self.base_batch // per_step
+
+    def evaluates_after(self, epoch: int) -> bool:
+        """Whether the run evaluates after `epoch` (1-based): each eval_every-th, the last."""
+        return epoch % self.eval_every == 0 or epoch >= self.epochs
 
     def lr_for(self, effective_batch: int) -> float:
         """Peak learning rate: base_lr scaled linearly from base_batch to `effective_batch`."""
@@ -259,13 +281,15 @@ PROXY = dataclasses.replace(
 
 # Seconds on a 2-core CPU: the built-in dataset at 32 px, 2 epochs of 31 steps, light
 # augmentation. Two deviations make ~60 steps informative (README, "Presets"): layer scale 0.1
-# (at 1e-6 the residual branches stay asleep that long) and no stochastic depth.
+# (at 1e-6 the residual branches stay asleep that long) and no stochastic depth. Evaluation
+# after the last epoch only, on 1200 images (was: both epochs, 300): the seed-to-seed std of a
+# step's top-1 was mostly the measurement error of 300 images (README, "The built-in dataset").
 SMOKE = dataclasses.replace(
     PAPER, epochs=2, warmup_epochs=0.3, batch_size=32, accum_steps=1, base_lr=1e-3, base_batch=32,
     min_lr=1e-5, image_size=32, eval_crop_pct=1.0, scale_min=0.8, color_jitter=0.0,
     auto_augment=None, mixup=0.0, cutmix=0.0, reprob=0.0, drop_path=0.0, layer_scale=0.1,
     workers=0, threads=1, checkpoint_minutes=5.0, keep_final_checkpoint=False, log_every=10,
-    builtin_train_per_class=100, builtin_val_per_class=30,
+    builtin_train_per_class=100, builtin_val_per_class=120, eval_every=2,
 )
 # fmt: on
 
@@ -340,7 +364,30 @@ def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
     changes = {
         k.removeprefix("recipe."): v for k, v in parse_overrides(overrides).items()
     }
-    return dataclasses.replace(PRESETS[preset], **changes)
+    recipe = dataclasses.replace(PRESETS[preset], **changes)
+    if recipe.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError(
+            "recipe.tensorboard=true needs the tensorboard package: "
+            "pip install 'convnext-roadmap[tensorboard]'"
+        )
+    return recipe
+
+
+def recipe_dict(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as config.json holds it: every field, tuples as lists."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in dataclasses.asdict(recipe).items()
+    }
+
+
+def completed_recipe_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """A recorded recipe as this version writes it: fields added since at their defaults.
+
+    A new field's default keeps what runs did before it existed (as a spec field's does), so a
+    config written before it describes the same training. Invalid data is a ValueError.
+    """
+    return recipe_dict(recipe_from_dict(data))
 
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:

@@ -2,7 +2,8 @@
 
 A run directory holds
 - `config.json`: everything needed to run again (track, step, seed, preset, resolved spec and
-  recipe, data, provenance: git commit and dirty flag, package versions, host, Slurm ids);
+  recipe, data and its class map and fingerprint, provenance: git commit and dirty flag,
+  package versions, host, Slurm ids);
 - `log.jsonl`: one JSON line per epoch (epoch, lr, train_loss, top1, top5, img_s, seconds, ...);
 - `result.json`: written once, atomically, when the run ends (every key of `RESULT_KEYS`);
 - `job.json`: the job last submitted for the run (executor, job id, host, submission time,
@@ -54,6 +55,7 @@ IDENTITY_KEYS = (
     "preset",
     "overrides",
     "data",
+    "dataset",  # its class map and fingerprint (experiments/data/identity.py)
     "spec",
     "recipe",
 )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import Any
 
 from roadmap.layers import ACT_LAYERS, NORM_LAYERS
@@ -65,10 +67,14 @@ class ArchSpec:
 
     def __post_init__(self) -> None:
         """Check every field once, so a bad spec fails where it is written."""
-        depths = tuple(self.depths)
-        object.__setattr__(self, "depths", depths)
+        # JSON gives lists back; tuples keep the spec equal and hashable.
+        for name in _tuple_fields(type(self)):
+            value = _as_tuples(getattr(self, name))
+            _check(isinstance(value, tuple), name, f"must be a tuple, got {value!r}")
+            object.__setattr__(self, name, value)
+        depths = self.depths
         _check(
-            len(depths) >= 1 and all(isinstance(d, int) and d >= 1 for d in depths),
+            len(depths) >= 1 and all(_is_int(d) and d >= 1 for d in depths),
             "depths",
             f"must be a non-empty tuple of positive ints, got {self.depths!r}",
         )
@@ -122,16 +128,12 @@ class ArchSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready dict of every field."""
-        out = dataclasses.asdict(self)
-        out["depths"] = list(self.depths)
-        return out
+        return {k: _as_lists(v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArchSpec:
-        """Inverse of `to_dict`; unknown keys are an error naming them."""
-        return cls().replace(
-            **{k: tuple(v) if k == "depths" else v for k, v in data.items()}
-        )
+        """Inverse of `to_dict` (lists become tuples again); unknown keys are an error."""
+        return cls().replace(**data)
 
     def to_json(self) -> str:
         """The spec as a JSON string (keys sorted)."""
@@ -156,6 +158,34 @@ class ArchSpec:
 BOOL_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(ArchSpec) if isinstance(f.default, bool)
 )
+
+
+@cache
+def _tuple_fields(cls: type) -> tuple[str, ...]:
+    """The fields of dataclass `cls` annotated as tuples (`tuple[int, ...]`, ...)."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        f.name for f in fields(cls) if typing.get_origin(hints[f.name]) is tuple
+    )
+
+
+# The tuple-typed fields, from the annotations: a list given for one becomes a tuple, so a spec
+# read back from JSON equals and hashes as the original, with no per-field code.
+TUPLE_FIELDS: tuple[str, ...] = _tuple_fields(ArchSpec)
+
+
+def _as_tuples(value: Any) -> Any:
+    """`value` with every list, at any depth, turned into a tuple."""
+    if isinstance(value, list | tuple):
+        return tuple(_as_tuples(v) for v in value)
+    return value
+
+
+def _as_lists(value: Any) -> Any:
+    """`value` with every tuple, at any depth, turned into a list (as JSON gives it)."""
+    if isinstance(value, list | tuple):
+        return [_as_lists(v) for v in value]
+    return value
 
 
 def _is_int(value: Any) -> bool:

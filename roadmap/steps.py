@@ -1,17 +1,24 @@
-"""The roadmap as data: per track, an ordered list of steps, each a cumulative delta on a spec.
+"""The roadmap as data: one table of steps, each a cumulative delta on its parent's spec.
 
-A step's spec is its parent's spec with the step's `changes` applied (`ArchSpec.replace`, so a
-misspelt field fails at import). On-path steps chain; side branches (kernel 5/9/11, tried and not
-adopted) start from the on-path step before them and are never a parent, so the path continues
-from kernel_7 exactly as in the paper's Figure 2. Nothing outside this file names a toggle.
+Every row names the tracks it belongs to; a track's steps are the rows that name it, in table
+order. A step's spec is its parent's spec with the step's `changes` applied. On-path steps chain;
+side branches (kernel 5/9/11, tried and not adopted) start from the on-path step before them and
+are never a parent, so the path continues from kernel_7 exactly as in the paper's Figure 2.
+Nothing outside this file names a toggle.
+
+A track is resolved on first use (`steps`, `TRACKS[track]`), not at import, so that a mistake
+in the table breaks no command that does not read it (`roadmap --help`); the mistake is then one
+line naming the track, the step and the field (`StepTableError`).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from functools import cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from roadmap.spec import ArchSpec
 
@@ -23,6 +30,73 @@ GROUPS = (
     "large kernel",
     "micro design",
 )
+R50, R200 = "resnet50", "resnet200"
+BOTH = (R50, R200)
+
+
+class Row(NamedTuple):
+    """One row of the step table, as written."""
+
+    name: str
+    group: str  # one of GROUPS
+    on_path: bool  # False: a side branch (tried, not adopted); nothing follows from it
+    changes: dict[str, Any]  # ArchSpec fields set by this step
+    tracks: tuple[str, ...]  # the tracks this step belongs to (keys of _BASES)
+
+
+# Appendix C / Table 11: the resnet200 track is the same sequence from ResNet-200, except that
+# the stage ratio changes together with width 64 -> 84 and width becomes 128 (not 96) after the
+# depthwise step. It ends at ConvNeXt-B.
+STEP_TABLE: tuple[Row, ...] = (
+    Row("resnet50_modern_recipe", "baseline", True, {}, (R50,)),
+    Row("resnet200_modern_recipe", "baseline", True, {}, (R200,)),
+    Row("stage_ratio", "macro design", True, {"depths": (3, 3, 9, 3)}, (R50,)),
+    Row(
+        "stage_ratio_and_width_84",
+        "macro design",
+        True,
+        {"depths": (3, 3, 27, 3), "width": 84},
+        (R200,),
+    ),
+    Row("patchify_stem", "macro design", True, {"stem": "patchify"}, BOTH),
+    Row("depthwise_conv", "resnext-ify", True, {"depthwise": True}, BOTH),
+    Row("width_96", "resnext-ify", True, {"width": 96}, (R50,)),
+    Row("width_128", "resnext-ify", True, {"width": 128}, (R200,)),
+    Row(
+        "inverted_bottleneck",
+        "inverted bottleneck",
+        True,
+        {"inverted_bottleneck": True},
+        BOTH,
+    ),
+    Row("move_up_dwconv", "large kernel", True, {"spatial_first": True}, BOTH),
+    Row("kernel_5", "large kernel", False, {"kernel_size": 5}, BOTH),
+    Row("kernel_7", "large kernel", True, {"kernel_size": 7}, BOTH),
+    Row("kernel_9", "large kernel", False, {"kernel_size": 9}, BOTH),
+    Row("kernel_11", "large kernel", False, {"kernel_size": 11}, BOTH),
+    Row("relu_to_gelu", "micro design", True, {"act": "gelu"}, BOTH),
+    Row("fewer_activations", "micro design", True, {"fewer_activations": True}, BOTH),
+    Row("fewer_norms", "micro design", True, {"fewer_norms": True}, BOTH),
+    Row("bn_to_ln", "micro design", True, {"norm": "ln"}, BOTH),
+    Row(
+        "separate_downsampling",
+        "micro design",
+        True,
+        {"separate_downsampling": True},
+        BOTH,
+    ),
+)
+
+# The spec each track starts from (the spec of its first step is this one changed by it).
+_BASES = {
+    R50: ArchSpec(depths=(3, 4, 6, 3)),
+    R200: ArchSpec(depths=(3, 24, 36, 3)),
+}
+DEFAULT_TRACK = R50
+
+
+class StepTableError(ValueError):
+    """A mistake in `STEP_TABLE`, as one line naming the track, the step and the field."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +104,7 @@ class Step:
     """One design decision of the roadmap, resolved to the full spec it produces."""
 
     track: str
-    index: int  # 1-based position in the track (the paper CSV's `order`)
+    index: int  # 1-based position in the track (run folders are numbered by it)
     name: str
     group: str
     on_path: bool
@@ -44,76 +118,88 @@ class Step:
         return f"{self.track}_{self.name}"
 
 
-# (name, group, on_path, changes). Side branches (on_path False) do not carry forward.
-_RESNET50: list[tuple[str, str, bool, dict[str, Any]]] = [
-    ("resnet50_modern_recipe", "baseline", True, {}),
-    ("stage_ratio", "macro design", True, {"depths": (3, 3, 9, 3)}),
-    ("patchify_stem", "macro design", True, {"stem": "patchify"}),
-    ("depthwise_conv", "resnext-ify", True, {"depthwise": True}),
-    ("width_96", "resnext-ify", True, {"width": 96}),
-    ("inverted_bottleneck", "inverted bottleneck", True, {"inverted_bottleneck": True}),
-    ("move_up_dwconv", "large kernel", True, {"spatial_first": True}),
-    ("kernel_5", "large kernel", False, {"kernel_size": 5}),
-    ("kernel_7", "large kernel", True, {"kernel_size": 7}),
-    ("kernel_9", "large kernel", False, {"kernel_size": 9}),
-    ("kernel_11", "large kernel", False, {"kernel_size": 11}),
-    ("relu_to_gelu", "micro design", True, {"act": "gelu"}),
-    ("fewer_activations", "micro design", True, {"fewer_activations": True}),
-    ("fewer_norms", "micro design", True, {"fewer_norms": True}),
-    ("bn_to_ln", "micro design", True, {"norm": "ln"}),
-    ("separate_downsampling", "micro design", True, {"separate_downsampling": True}),
-]
-
-# Appendix C / Table 11: same sequence from ResNet-200; the stage ratio changes together with
-# width 64 -> 84, and width becomes 128 after the depthwise step. Ends at ConvNeXt-B.
-_RESNET200 = [
-    ("resnet200_modern_recipe", "baseline", True, {}),
-    (
-        "stage_ratio_and_width_84",
-        "macro design",
-        True,
-        {"depths": (3, 3, 27, 3), "width": 84},
-    ),
-    *[
-        ("width_128", "resnext-ify", True, {"width": 128})
-        if row[0] == "width_96"
-        else row
-        for row in _RESNET50[2:]
-    ],
-]
-
-_BASES = {
-    "resnet50": ArchSpec(depths=(3, 4, 6, 3)),
-    "resnet200": ArchSpec(depths=(3, 24, 36, 3)),
-}
-_TABLES = {"resnet50": _RESNET50, "resnet200": _RESNET200}
+def _nearest(word: str, choices: list[str]) -> str:
+    """` (did you mean 'x'?)` for the choice nearest `word`, or nothing."""
+    near = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
-def _resolve(track: str) -> tuple[Step, ...]:
-    """Apply the deltas of one track in order."""
-    spec, parent, out = _BASES[track], None, []
-    for i, (name, group, on_path, changes) in enumerate(_TABLES[track], start=1):
-        assert group in GROUPS, group
-        step_spec = spec.replace(**changes)
-        out.append(
-            Step(
-                track,
-                i,
-                name,
-                group,
-                on_path,
-                MappingProxyType(dict(changes)),
-                parent,
-                step_spec,
+def _check_tracks() -> None:
+    """Raise StepTableError for a row that names no track or an unknown one."""
+    for row in STEP_TABLE:
+        unknown = [name for name in row.tracks if name not in _BASES]
+        if unknown or not row.tracks:
+            near = _nearest(unknown[0], list(_BASES)) if unknown else ""
+            raise StepTableError(
+                f"step table, step {row.name!r}: tracks must be among {tuple(_BASES)}, "
+                f"got {tuple(row.tracks)!r}{near}"
             )
+
+
+def _check_row(track: str, row: Row) -> None:
+    """Raise StepTableError for a row whose group, on_path or field names are wrong."""
+    where = f"step table, track {track!r}, step {row.name!r}"
+    if row.group not in GROUPS:
+        raise StepTableError(
+            f"{where}: unknown group {row.group!r}{_nearest(row.group, list(GROUPS))}"
         )
-        if on_path:
-            spec, parent = step_spec, name
+    if not isinstance(row.on_path, bool):
+        raise StepTableError(f"{where}: on_path must be True or False")
+    names = [f.name for f in fields(ArchSpec)]
+    for key in row.changes:
+        if key not in names:
+            raise StepTableError(
+                f"{where}: ArchSpec has no field {key!r}{_nearest(key, names)}"
+            )
+
+
+def _rows(track: str) -> list[Row]:
+    """The rows of `track`, in table order (no checks: names only)."""
+    return [row for row in STEP_TABLE if track in row.tracks]
+
+
+@cache
+def _resolve(track: str) -> tuple[Step, ...]:
+    """Check the rows of `track` and apply their deltas in order."""
+    _check_tracks()
+    spec, parent, out = _BASES[track], None, []
+    seen: set[str] = set()
+    for i, row in enumerate(_rows(track), start=1):
+        _check_row(track, row)
+        if row.name in seen:
+            raise StepTableError(f"step table, track {track!r}: two steps {row.name!r}")
+        seen.add(row.name)
+        try:
+            step_spec = spec.replace(**row.changes)
+        except ValueError as err:  # ArchSpec's message names the field and the value
+            raise StepTableError(
+                f"step table, track {track!r}, step {row.name!r}: {err}"
+            ) from None
+        changes = MappingProxyType(dict(row.changes))
+        out.append(
+            Step(track, i, row.name, row.group, row.on_path, changes, parent, step_spec)
+        )
+        if row.on_path:
+            spec, parent = step_spec, row.name
     return tuple(out)
 
 
-TRACKS: dict[str, tuple[Step, ...]] = {track: _resolve(track) for track in _TABLES}
-DEFAULT_TRACK = "resnet50"
+class _Tracks(Mapping[str, tuple[Step, ...]]):
+    """Track name -> its steps: the names are known at import, the steps resolved on use."""
+
+    def __getitem__(self, track: str) -> tuple[Step, ...]:
+        if track not in _BASES:
+            raise KeyError(track)
+        return _resolve(track)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_BASES)
+
+    def __len__(self) -> int:
+        return len(_BASES)
+
+
+TRACKS: Mapping[str, tuple[Step, ...]] = _Tracks()
 
 
 def steps(track: str = DEFAULT_TRACK) -> tuple[Step, ...]:
@@ -126,6 +212,15 @@ def steps(track: str = DEFAULT_TRACK) -> tuple[Step, ...]:
 def step_names(track: str = DEFAULT_TRACK) -> list[str]:
     """Step names of `track`, in roadmap order."""
     return [s.name for s in steps(track)]
+
+
+def row_names(track: str) -> list[str]:
+    """Step names of `track` as the table writes them, read without resolving any spec.
+
+    For registering the steps with timm at import (`roadmap.registry`): a mistake in the table
+    must not break `import roadmap`; building a model resolves the track and reports it.
+    """
+    return [row.name for row in _rows(track)]
 
 
 def get_step(name: str, track: str = DEFAULT_TRACK) -> Step:

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 from slurm_fixtures import CLUSTER, NODES, answers, cluster_nodes
 
+from experiments.data.cache import ENV as CACHE_ENV
+
 # The smoke preset shrunk further: 8 images per class, 4 steps of 8 per epoch.
 TINY_OVERRIDES = (
     "recipe.builtin_train_per_class=4",
@@ -19,6 +21,7 @@ TINY_OVERRIDES = (
     "recipe.epochs=2",
     "recipe.warmup_epochs=0.5",
     "recipe.threads=1",  # one thread: shared CI machines make OpenMP barriers crawl
+    "recipe.eval_every=1",  # every epoch, as every preset but smoke
 )
 
 
@@ -26,6 +29,16 @@ TINY_OVERRIDES = (
 def tiny_overrides() -> tuple[str, ...]:
     """`--set` strings for a seconds-long smoke run (40 train, 20 val images, 2 epochs)."""
     return TINY_OVERRIDES
+
+
+@pytest.fixture(autouse=True)
+def data_check_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+):
+    """Each test caches `roadmap data check` results in a folder of its own, not in ~/.cache."""
+    folder = tmp_path_factory.mktemp("data-check-cache")
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

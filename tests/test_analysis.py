@@ -65,7 +65,7 @@ def test_rows_follow_the_roadmap_order_with_groups_and_side_branches(frame):
     assert list(frame["index"]) == [s.index for s in steps(TRACK)]
     assert list(frame["group"]) == [s.group for s in steps(TRACK)]
     side = set(frame.loc[~frame["on_path"], "step"])
-    assert side == {s.name for s in steps(TRACK) if not s.on_path} and len(side) == 3
+    assert side == {s.name for s in steps(TRACK) if not s.on_path}
 
 
 def test_change_is_against_the_parent_step(frame):
@@ -102,7 +102,8 @@ def test_left_out_runs_are_listed_with_their_reason(root, selected, frame):
     assert "runs of other tracks not drawn: resnet200 (1 run)" in text
     assert "preset 'smoke' drawn (most runs)" in text
     assert "fewer seeds than the others (3): kernel_9 (2), kernel_11 (1)" in text
-    assert f"16 of 16 steps drawn from {len(root[1])} runs" in text
+    n = len(steps(TRACK))
+    assert f"{n} of {n} steps drawn from {len(root[1])} runs" in text
 
 
 def test_a_tie_between_presets_is_an_error_naming_them(tmp_path):
@@ -147,7 +148,13 @@ def test_original_recipe_runs_become_the_reference_row(tmp_path):
     # the preset is `paper`: the paper's numbers stand beside the runs'
     for _, row in frame.iterrows():
         paper = paper_row(TRACK, row["step"])
-        assert row["paper_top1"] == paper.top1 and row["paper_gflops"] == paper.gflops
+        if paper is None:  # a step the paper does not have
+            assert pd.isna(row["paper_top1"]) and pd.isna(row["paper_gflops"])
+        else:
+            assert (row["paper_top1"], row["paper_gflops"]) == (
+                paper.top1,
+                paper.gflops,
+            )
     assert first["paper_change"] == pytest.approx(
         paper_row(TRACK, base.name).top1 - ref["paper_top1"]
     )
@@ -181,7 +188,8 @@ def test_track_labels_name_roadmap_tracks():
 def test_paper_columns_only_for_the_paper_preset_or_when_asked(selected):
     assert aggregate(selected)["paper_top1"].isna().all()
     asked = aggregate(selected, with_paper=True)
-    assert asked["paper_top1"].notna().all() and asked.iloc[0]["reference"]
+    in_paper = [paper_row(TRACK, s) is not None for s in asked["step"]]
+    assert list(asked["paper_top1"].notna()) == in_paper and asked.iloc[0]["reference"]
 
 
 def test_other_metric_and_empty_roots(tmp_path, root, frame):
@@ -229,8 +237,9 @@ def test_gflops_cell(gflops, text):
 
 def test_markdown_table(frame):
     lines = to_markdown(frame).splitlines()
-    assert lines[0] == "| step | group | on path | GFLOPs | params | top-1 | change |"
-    assert len(lines) == 2 + len(frame)
+    head = "| step | group | on path | GFLOPs | params | top-1 | change | 95% CI | p | test |"
+    assert lines[0] == head
+    assert len([x for x in lines if x.startswith("|")]) == 2 + len(frame)
     k7 = frame.set_index("step").loc["kernel_7"]
     row = next(line for line in lines if line.startswith("| kernel_7 |"))
     expected = f"{k7['top1_mean']:.2f} ± {k7['top1_std']:.2f} (3)"
@@ -247,8 +256,10 @@ def test_latex_table_is_booktabs_with_a_rule_between_groups(frame):
     assert (
         "kernel\\_7" in tex and "$\\pm$" in tex and "_7" not in tex.replace("\\_7", "")
     )
-    body = [line for line in tex.splitlines() if line.endswith("\\\\")]
-    assert len(body) == 1 + len(frame) and all(line.count("&") == 6 for line in body)
+    body = [line for line in tex.splitlines() if line.endswith("\\\\") and "&" in line]
+    columns = to_markdown(frame).splitlines()[0].count("|") - 1
+    assert len(body) == 1 + len(frame)
+    assert all(line.count("&") == columns - 1 for line in body)
 
 
 def test_csv_table_round_trips(frame):

@@ -87,7 +87,7 @@ def test_rows_groups_side_branches_and_labels(frame):
     drawn = frame[frame["n"] > 0]
     hatched = [b for b in _bars(ax) if b.get_hatch()]
     assert len(_bars(ax)) == len(drawn)
-    assert len(hatched) == int((~drawn["on_path"]).sum()) == 3
+    assert len(hatched) == int((~drawn["on_path"]).sum())
     texts = [t.get_text() for t in ax.texts]
     assert texts == [
         bar_label(r) if r["n"] else "  no runs"
@@ -107,7 +107,7 @@ def test_error_bars_seed_dots_and_paper_marks(frame):
     dots = [c for c in ax.collections if isinstance(c, PathCollection)]
     xs = sorted(x for c in dots for x in c.get_offsets()[:, 0])
     seeds = [v for values in drawn["values"] for v in values]
-    paper = list(frame.loc[~frame["reference"], "paper_top1"])
+    paper = list(frame.loc[~frame["reference"], "paper_top1"].dropna())
     assert xs == pytest.approx(sorted(seeds + paper))
 
 
@@ -154,7 +154,9 @@ def test_cli_on_records(root, tmp_path, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    assert "15 of 16 steps drawn from 45 runs (15 steps with 3 seeds)" in printed
+    n = len(steps(TRACK))
+    drawn = f"{n - 1} of {n} steps drawn from {3 * (n - 1)} runs ({n - 1} steps with 3 seeds)"
+    assert drawn in printed
     assert f"failed: out of memory (1): {TRACK}/smoke/kernel_7/seed3" in printed
     assert f"fewer seeds than the others (3): {MISSING} (0)" in printed
     names = sorted(p.name for p in out.iterdir())

@@ -34,9 +34,11 @@ def _measured(track, name):
 
 
 @pytest.mark.parametrize(
-    ("track", "name"), [(t, s.name) for t in TRACKS for s in steps(t)]
+    ("track", "name"),
+    [(t, s.name) for t in TRACKS for s in steps(t) if paper_row(t, s.name)],
 )
 def test_measured_gflops_match_the_paper_tables(track, name):
+    """Every step that the paper's tables report (a step of your own is not in them)."""
     measured = _measured(track, name)
     published = paper_row(track, name).gflops
     if (track, name) in PINNED:

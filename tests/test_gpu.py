@@ -43,6 +43,7 @@ SETS = (
     "recipe.warmup_epochs=0.5",
     "recipe.workers=2",
     "recipe.keep_final_checkpoint=true",
+    "recipe.eval_every=1",  # evaluate every epoch (smoke: the last only)
 )
 BF16 = ("recipe.amp_dtype=bfloat16", "recipe.channels_last=true")
 

@@ -8,7 +8,14 @@ import torch
 import torchvision
 from torch import nn
 
-from roadmap import ArchSpec, build_model, count_params, create_step_model, steps
+from roadmap import (
+    ArchSpec,
+    build_model,
+    count_params,
+    create_step_model,
+    get_spec,
+    steps,
+)
 from roadmap.layers import ACT_LAYERS, NORM_LAYERS
 from roadmap.registry import MODEL_NAMES
 from roadmap.steps import TRACKS
@@ -109,7 +116,7 @@ def test_timm_create_model_builds_every_step():
             assert step.model_name in MODEL_NAMES
             assert timm.models.is_model(step.model_name)
     model = timm.create_model("resnet50_kernel_7", num_classes=7, drop_path_rate=0.1)
-    assert model.spec == steps("resnet50")[8].spec.replace(drop_path_rate=0.1)
+    assert model.spec == get_spec("kernel_7").replace(drop_path_rate=0.1)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
     cfg = timm.data.resolve_data_config({}, model=model)
     assert cfg["interpolation"] == "bicubic" and cfg["crop_pct"] == 0.875

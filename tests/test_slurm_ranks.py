@@ -46,7 +46,7 @@ STEP = STEPS[0]
 TINY = ("recipe.builtin_train_per_class=8", "recipe.builtin_val_per_class=2",
         "recipe.batch_size=8", "recipe.base_batch=8", "recipe.epochs=2",
         "recipe.warmup_epochs=0.5", "recipe.log_every=1",
-        "recipe.keep_final_checkpoint=true")  # fmt: skip
+        "recipe.keep_final_checkpoint=true", "recipe.eval_every=1")  # fmt: skip
 STEPS_PER_EPOCH = 5
 PROFILES = {"2tasks": "local-2tasks.toml", "2nodes": "local-2nodes.toml"}
 _references: dict[str, Path] = {}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from experiments import records
+from experiments.recipe import resolve_recipe
 from experiments.sweep.plan import Request, make_plan, parse_seeds, run_dir
 from experiments.sweep.profile import load_profile
 from experiments.train.config import prepare_run
@@ -142,29 +144,19 @@ def test_shipped_profiles_load() -> None:
 
 
 @pytest.mark.parametrize(
-    ("profile", "preset", "message"),
+    ("profile", "message"),
     [
         # paper: base batch 4096 at 128 per GPU; 3 GPUs x 128 does not divide 4096.
-        ("gpus_per_node = 3\n", "paper", "4096 is not a multiple of 3 device(s)"),
-        ("nodes = 2\ncpu_tasks_per_node = 3\n", "paper", "multiple of 6 device(s)"),
-        # smoke: 1000 built-in images; 32 ranks x 32 images is more than one step's worth.
-        (
-            "nodes = 4\ncpu_tasks_per_node = 8\n",
-            "smoke",
-            "1000 training images cannot fill one optimizer step of 1024",
-        ),
+        ("gpus_per_node = 3\n", "4096 is not a multiple of 3 device(s)"),
+        ("nodes = 2\ncpu_tasks_per_node = 3\n", "multiple of 6 device(s)"),
     ],
 )
-def test_ranks_that_do_not_divide_the_batch_or_fill_a_step(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture,
-    profile: str,
-    preset: str,
-    message: str,
+def test_ranks_that_do_not_divide_the_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture, profile: str, message: str
 ) -> None:
     path = _profile(tmp_path, f'partition = "gpu"\ntime_min = 600\n{profile}')
     root = tmp_path / "runs"
-    code = sweep("--preset", preset, "--root", str(root), "--executor", "slurm",
+    code = sweep("--preset", "paper", "--root", str(root), "--executor", "slurm",
                  "--profile", str(path), "--dry-run")  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
@@ -172,6 +164,25 @@ def test_ranks_that_do_not_divide_the_batch_or_fill_a_step(
     assert message in err, err
     assert f"{nodes} node(s) x {tasks} task(s) per node in {path}" in err
     assert not root.exists()
+
+
+def test_ranks_whose_step_the_built_in_data_cannot_fill(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    smoke = resolve_recipe("smoke")
+    images = smoke.builtin_classes * smoke.builtin_train_per_class
+    ranks = images // smoke.batch_size + 1  # one more rank than the data can feed
+    path = _profile(tmp_path, f"time_min = 600\nnodes = {ranks}\n")
+    root = tmp_path / "runs"
+    code = sweep("--preset", "smoke", "--root", str(root), "--executor", "slurm",
+                 "--profile", str(path), "--dry-run")  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    per_step = ranks * smoke.batch_size
+    assert (
+        f"{images} training images cannot fill one optimizer step of {per_step}" in err
+    )
+    assert f"({ranks} device(s))" in err and not root.exists()
 
 
 def test_existing_run_of_another_preset_is_an_error(tmp_path: Path) -> None:
@@ -193,12 +204,13 @@ def test_dry_run_local_prints_plan_and_writes_nothing(
     root = tmp_path / "runs"
     assert sweep("--preset", "smoke", "--root", str(root), "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "16 step(s) x 3 seed(s) = 48 runs" in out
-    assert "to submit: 48" in out
+    first, *_, last = steps("resnet50")
+    n = len(steps("resnet50"))
+    assert f"{n} step(s) x 3 seed(s) = {3 * n} runs" in out
+    assert f"to submit: {3 * n}" in out
     assert "executor local" in out and "job(s) at once" in out
     assert "CPU core-hours" in out and "estimate, not measured" in out
-    first, last = step_names("resnet50")[0], step_names("resnet50")[-1]
-    assert f"{first}/seed0" in out and f"{last}/seed2" in out
+    assert f"{first.name}/seed0" in out and f"{last.name}/seed2" in out
     assert not root.exists()
 
 
@@ -206,15 +218,16 @@ def test_dry_run_slurm_gpu_profile(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     root = tmp_path / "runs"
-    # 5000 built-in images: enough for one optimizer step of 4096 (32 GPUs x 128).
+    # The built-in data must fill one step of 4096 (32 GPUs x 128): 10 x 410 images.
     code = sweep("--preset", "paper", "--root", str(root), "--steps", "on-path", "--seeds",
                  "0-2", "--executor", "slurm", "--profile",
                  str(REPO / "slurm" / "example-gpu-cluster.toml"), "--dry-run",
-                 "--set", "recipe.builtin_train_per_class=500")  # fmt: skip
+                 "--set", "recipe.builtin_train_per_class=410")  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "13 step(s) x 3 seed(s) = 39 runs" in out
-    assert "1 job array of 39 task(s), at most 16 at once" in out
+    n = sum(s.on_path for s in steps("resnet50"))
+    assert f"{n} step(s) x 3 seed(s) = {3 * n} runs" in out
+    assert f"1 job array of {3 * n} task(s), at most 16 at once" in out
     assert "4 nodes x 8 GPU, 32 tasks" in out and "time limit 48:00:00" in out
     assert "GPU-hours" in out and "32 GPU(s) per job" in out
     assert not root.exists()
@@ -295,3 +308,28 @@ def test_the_sweep_has_an_action_for_every_run_state() -> None:
 
     assert set(ACTIONS) == set(STATUSES)
     assert ACTIONS["done"] == "skip" and ACTIONS["interrupted"] == "resume"
+
+
+def test_a_config_from_before_a_field_existed_is_the_same_run(tmp_path: Path) -> None:
+    # A field added to the recipe or the spec gets a default that keeps what runs did before
+    # it existed; a config written without it therefore names the same run, and the same
+    # recipe variant for the staircase.
+    from analysis.variants import variant
+    from experiments.recipe import Recipe, resolve_recipe
+
+    step = get_step("stage_ratio")
+    out = run_dir(tmp_path, "resnet50", step, 0)
+    prepare_run("resnet50", step.name, 0, "smoke", out)
+    now = records.read_json(out / records.CONFIG)
+    smoke, default = resolve_recipe("smoke"), Recipe()
+    as_default = [f for f in now["recipe"] if getattr(smoke, f) == getattr(default, f)]
+    assert as_default  # the smoke preset keeps many fields at their defaults
+    old = json.loads(json.dumps(now))
+    for name in as_default:
+        del old["recipe"][name]
+    del old["spec"]["norm_eps"]  # None: each norm's own default
+    records.atomic_write_json(out / records.CONFIG, old)
+    request = Request(root=tmp_path, preset="smoke", steps=step.name, seeds="0")
+    assert [r.action for r in make_plan(request).runs] == ["submit"]
+    assert prepare_run("resnet50", step.name, 0, "smoke", out) == out
+    assert variant(old) == variant(now)

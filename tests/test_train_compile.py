@@ -23,6 +23,7 @@ SETS = (
     "recipe.epochs=2",
     "recipe.warmup_epochs=0.5",
     "recipe.threads=1",
+    "recipe.eval_every=1",  # evaluate every epoch (smoke: the last only)
 )
 
 

@@ -73,7 +73,7 @@ def test_validate_data_names_empty_class_folders(tmp_path: Path) -> None:
     for f in (root / "train" / "b").iterdir():
         f.unlink()
     (root / "train" / "b" / "notes.txt").write_text("not an image")
-    with pytest.raises(ValueError, match=r"1 class folder\(s\) without images.*: b"):
+    with pytest.raises(ValueError, match=r"1 problem\(s\):\n.*/train/b: empty class"):
         validate_data(root)
 
 
@@ -118,10 +118,10 @@ def test_seeded_augmentation_depends_only_on_seed_epoch_index() -> None:
     train_tf, _ = build_transforms(recipe)
     data = SeededDataset(BuiltinShapes("train", 2, 4, 32, seed=0), train_tf, seed=9)
     before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
-    x1, y1 = data[(1, 3)]
+    x1, y1, bad = data[(1, 3)]
     _ = data[(1, 2)], data[(0, 3)]
-    x2, y2 = data[(1, 3)]
-    assert torch.equal(x1, x2) and y1 == y2
+    x2, y2, _ = data[(1, 3)]
+    assert torch.equal(x1, x2) and y1 == y2 and bad == ""  # "": no file failed to load
     assert not torch.equal(x1, data[(2, 3)][0])  # another epoch, another augmentation
     after = (random.getstate(), np.random.get_state()[1], torch.get_rng_state())
     assert before[0] == after[0] and np.array_equal(before[1], after[1])

@@ -238,3 +238,18 @@ def test_progress_bar_only_on_a_terminal_that_has_a_width(monkeypatch):
     bar.close()
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert report.progress_bar(trainer) is None  # a pipe or a log file
+
+
+def test_eval_every_evaluates_those_epochs_and_the_last(
+    tmp_path: Path, tiny_overrides
+) -> None:
+    overrides = (*tiny_overrides, "recipe.epochs=3", "recipe.eval_every=2")
+    run_dir = prepare_run(
+        "resnet50", step_names()[0], 0, "smoke", tmp_path / "r", overrides=overrides
+    )
+    result = run(run_dir)
+    log = records.read_log(run_dir)
+    assert [row["epoch"] for row in log if "top1" in row] == [2, 3]
+    assert all("train_loss" in row for row in log) and len(log) == 3
+    assert result["top1"] == log[-1]["top1"]
+    assert result["best_top1"] == max(log[1]["top1"], log[2]["top1"])

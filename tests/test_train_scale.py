@@ -49,10 +49,18 @@ COMMON = (
     "recipe.warmup_epochs=0.5",
     "recipe.threads=1",
     "recipe.keep_final_checkpoint=true",
+    "recipe.eval_every=1",  # evaluate every epoch (smoke: the last only)
 )
 LARGE = ("recipe.batch_size=16", "recipe.accum_steps=1")  # (a) 1 process x 16
 ACCUM = ("recipe.batch_size=8", "recipe.accum_steps=2")  # (b) 1 process x 8 x 2
 RANKS = ("recipe.batch_size=8", "recipe.accum_steps=1")  # (c) 2 ranks x 8
+BUILTIN = {
+    "seed": 0,
+    "data": None,
+}  # the config keys the loaders read: seed 0, built-in data
+NO_RUN = Path(
+    "/nonexistent-run"
+)  # loaders read a run's events for skipped files: none here
 
 
 def weight_tolerance(result: dict) -> float:
@@ -66,7 +74,7 @@ def step_sets(world: int, batch: int, accum: int, epoch: int) -> list[frozenset[
     per_step = batch * accum
     steps: list[set[int]] = []
     for rank in range(world):
-        loaders = train_data.build_loaders(recipe, None, 0, rank, world, accum)
+        loaders = train_data.build_loaders(recipe, BUILTIN, NO_RUN, rank, world, accum)
         loaders.sampler.set_epoch(epoch)
         mine = [index for _, index in loaders.sampler]
         for i in range(0, len(mine), per_step):
@@ -91,9 +99,8 @@ def test_sharded_validation_covers_every_image_once() -> None:
     for world in (1, 2, 3):
         seen = []
         for rank in range(world):
-            sampler = train_data.build_loaders(
-                recipe, None, 0, rank, world, 1
-            ).val.sampler
+            loaders = train_data.build_loaders(recipe, BUILTIN, NO_RUN, rank, world, 1)
+            sampler = loaders.val.loader.sampler
             seen += [index for _, index in sampler]
         assert sorted(seen) == list(range(50)), world
 

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from experiments.bench.data import add_data_bound, data_train_dir, measure_data
+from experiments.bench.data import add_data_bound, check_bench_data, measure_data
 from experiments.bench.measure import run
 from experiments.bench.models import BenchConfig, plan
 from experiments.bench.report import format_table, write_csv
@@ -170,9 +170,10 @@ def _config(args: argparse.Namespace) -> BenchConfig:
 def _bench(args: argparse.Namespace) -> int:
     """The body of `cmd_bench`, with the thread count set."""
     cfg = _config(args)
+    checked = None
     if args.data:  # bad input fails before minutes of model timing, not after
-        data_train_dir(args.data)
         resolve_recipe(args.data_preset)
+        checked = check_bench_data(args.data)
     groups = plan(args.track, args.steps, references=args.references)
     rows = run(
         groups, cfg, progress=lambda msg: print(msg, file=sys.stderr, flush=True)
@@ -186,9 +187,9 @@ def _bench(args: argparse.Namespace) -> int:
         f"; timer: {'process CPU seconds' if cfg.timer == 'cpu' else 'wall clock'}"
     )
     data = None
-    if args.data:
+    if checked is not None:
         data = measure_data(
-            args.data,
+            checked,
             cfg.image_size,
             cfg.batch,
             args.workers,

@@ -4,36 +4,42 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.datasets import ImageFolder
 
+from experiments.data.check import DataCheck, check_split, usable
+from experiments.data.dataset import ListedImages
+from experiments.data.listing import IMAGE_EXTENSIONS
 from experiments.recipe import resolve_recipe
-from experiments.train.data import IMAGE_EXTENSIONS, count_images
 from experiments.train.parts import build_transforms
 
 
-def data_train_dir(root: str | Path) -> Path:
-    """The training folder of `--data` (ROOT/train, or ROOT itself), checked before measuring."""
+def check_bench_data(root: str | Path) -> DataCheck:
+    """Check the training folder of `--data` (ROOT/train, or ROOT itself) before measuring.
+
+    `roadmap data check` on it (cached): a folder that is not an ImageFolder, or one with a bad
+    file that would stop the measurement halfway, is one ValueError naming the files.
+    """
     root = Path(root).expanduser()
     train_dir = root / "train" if (root / "train").is_dir() else root
     if not train_dir.is_dir():
         raise FileNotFoundError(f"--data {root}: no such directory")
-    classes = [e for e in os.scandir(train_dir) if e.is_dir()]
-    if not classes or not any(count_images(c.path) for c in classes[:1]):
+    check = check_split(train_dir)
+    split = next(iter(check.listing.splits.values()))
+    if not split.classes or not split.images:
         raise ValueError(
             f"--data {root}: {train_dir} is not an ImageFolder (class folders with "
             f"{', '.join(IMAGE_EXTENSIONS)} images)"
         )
-    return train_dir
+    usable(check, skip=False)
+    return check
 
 
 def measure_data(
-    root: str | Path,
+    data: str | Path | DataCheck,
     image_size: int = 224,
     batch: int = 32,
     workers: int = 4,
@@ -47,11 +53,13 @@ def measure_data(
     flip, RandAugment or colour jitter, normalisation, random erasing), at `image_size`, runs in
     `workers` processes; the first `warmup_batches` (worker start-up) are not timed. Mixup and
     CutMix act on whole batches in the training loop and are not part of it. Measured alone:
-    in training the pipeline's workers and the model share the machine's CPU cores.
+    in training the pipeline's workers and the model share the machine's CPU cores. `data`
+    is a `--data` folder or its `check_bench_data`.
     """
     recipe = dataclasses.replace(resolve_recipe(preset), image_size=image_size)
-    train_dir = data_train_dir(root)
-    dataset = ImageFolder(str(train_dir), transform=build_transforms(recipe)[0])
+    check = data if isinstance(data, DataCheck) else check_bench_data(data)
+    split = next(iter(check.listing.splits.values()))
+    dataset = ListedImages(split, transform=build_transforms(recipe)[0])
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch,
@@ -63,7 +71,7 @@ def measure_data(
         generator=torch.Generator().manual_seed(0),
     )
     return {
-        "data_dir": str(train_dir),
+        "data_dir": str(split.folder),
         "preset": preset,
         "images_in_folder": len(dataset),
         "workers": workers,

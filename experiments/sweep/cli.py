@@ -14,7 +14,6 @@ from experiments.sweep.local import local_slots
 from experiments.sweep.plan import EXECUTORS, Request, make_plan
 from experiments.sweep.report import format_plan, format_status
 from experiments.train.cli import add_recipe_overrides
-from experiments.train.data import dataset_size
 from roadmap.select import STEPS_HELP
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
@@ -123,8 +122,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     plan = make_plan(request)
     slots = local_slots(args.jobs) if args.executor == "local" else []
     threads = slots[0].threads if slots else plan.profile.threads
-    images = dataset_size(plan.recipe, plan.request.data)
-    est = estimate(plan, images, max(1, len(slots)), threads)
+    est = estimate(plan, plan.data.train_images, max(1, len(slots)), threads)
     print(format_plan(plan, est, slots, verbose=args.dry_run), flush=True)
     if args.dry_run:
         return 0

@@ -73,7 +73,7 @@ def prepare(plan: Plan) -> list[Path]:
     req, configs = plan.request, []
     for run in plan.to_run:
         config = run.run_dir.absolute() / records.CONFIG  # jobs may start elsewhere
-        if not config.exists():
+        if _needs_config(config):
             prepare_run(
                 req.track,
                 run.step.name,
@@ -82,11 +82,18 @@ def prepare(plan: Plan) -> list[Path]:
                 run.run_dir,
                 data=req.data,
                 overrides=tuple(req.overrides),
+                checked=plan.data,
             )
         if run.action == "retry":
             runstate.set_aside_failure(run.run_dir)
         configs.append(config)
     return configs
+
+
+def _needs_config(config: Path) -> bool:
+    """Whether `prepare_run` must write the config: none yet, or one without its dataset."""
+    existing, _ = records.readable(records.read_config, config.parent)
+    return existing is None or "dataset" not in existing
 
 
 def launch(plan: Plan, out: Out = print) -> int:

@@ -9,7 +9,10 @@ interrupted ones are submitted again and resume from their newest valid checkpoi
 ones rerun only with `retry_failed` (their failed result.json is kept as
 `result.failed-<n>.json`); pending or running ones are left alone, and so are unreadable ones
 (named in the plan: nothing is written over them). A run directory configured before must hold
-the very run asked for (`experiments.train.config.run_identity`, as `roadmap train` checks).
+the very run asked for (`experiments.train.config.run_identity`, as `roadmap train` checks),
+and every run already under the root on the same data root must have been configured on this
+very dataset (its class map and fingerprint), so that seeds added later train on the data of
+the first.
 """
 
 from __future__ import annotations
@@ -20,14 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments import records
+from experiments.data.identity import describe_change
 from experiments.files import check_writable
 from experiments.recipe import Recipe, resolve_recipe
 from experiments.runstate import RunState, find_runs, run_state
 from experiments.scheduler import sacct_states
 from experiments.sweep.profile import Profile, load_profile
 from experiments.sweep.slurm import check_slurm
-from experiments.train.config import identity_diff, run_identity
-from experiments.train.data import dataset_size, validate_data
+from experiments.train.config import (
+    RunData,
+    check_fills_a_step,
+    identity_diff,
+    run_data,
+    run_identity,
+)
+from experiments.train.parts import check_parts
 from roadmap.select import select_steps
 from roadmap.steps import DEFAULT_TRACK, Step
 
@@ -109,6 +119,7 @@ class Plan:
     recipe: Recipe
     profile: Profile
     world_size: int
+    data: RunData
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -118,23 +129,30 @@ class Plan:
 
 
 def make_plan(request: Request) -> Plan:
-    """Validate the request and plan every run; any problem is one ValueError, nothing written."""
+    """Validate the request and plan every run; any problem is one ValueError, nothing written.
+
+    Everything a run would fail on as it starts is checked here: the data (`run_data`: the
+    check, cached), one optimizer step's worth of images, the recipe's timm parts.
+    """
     chosen = select_steps(request.steps, request.track)
     seeds = parse_seeds(request.seeds)
     recipe = resolve_recipe(request.preset, tuple(request.overrides))
     profile = _profile(request)
-    data_root = None if request.data is None else validate_data(request.data)["root"]
     check_writable(request.root)
     world = profile.world_size if request.executor == "slurm" else 1
-    check_batch(recipe, world, profile, data_root)
+    check_batch(recipe, world, profile)
     if request.bench is not None and not Path(request.bench).is_file():
         raise FileNotFoundError(
             f"--bench {request.bench}: no such file (write it with roadmap bench --out)"
         )
     if request.jobs is not None and request.jobs < 1:
         raise ValueError("--jobs must be >= 1")
-    runs = _plan_runs(request, chosen, seeds, data_root)
-    plan = Plan(request, runs, recipe, profile, world)
+    data = run_data(recipe, request.data)
+    check_fills_a_step(recipe, data.train_images, world, data.root is None)
+    check_parts(recipe, len(data.identity["classes"]))
+    runs = _plan_runs(request, chosen, seeds, data)
+    check_other_runs(request, runs, data)
+    plan = Plan(request, runs, recipe, profile, world, data, [data.summary])
     if request.executor == "slurm":
         _check_cluster(plan)
     return plan
@@ -158,7 +176,7 @@ def _profile(request: Request) -> Profile:
 
 
 def _plan_runs(
-    request: Request, chosen: list[Step], seeds: list[int], data_root: str | None
+    request: Request, chosen: list[Step], seeds: list[int], data: RunData
 ) -> list[PlannedRun]:
     """Every (step, seed): its directory checked against the run asked for, state, action."""
     found = find_runs(request.root, request.track) if request.root.is_dir() else {}
@@ -178,8 +196,9 @@ def _plan_runs(
             step.name,
             seed,
             request.preset,
-            data_root,
+            data.root,
             request.overrides,
+            data.identity,
         )
         check_config(directory, wanted)
     jobs = [records.readable(records.read_job, d)[0] or {} for _, _, d in dirs]
@@ -229,29 +248,16 @@ def _check_cluster(plan: Plan) -> None:
     plan.notes.append(f"sbatch --test-only: {answer}")
 
 
-def check_batch(
-    recipe: Recipe, world: int, profile: Profile, data_root: str | None = None
-) -> None:
-    """The effective batch must split evenly over the job's ranks, and the data fill a step.
-
-    An ImageFolder is counted when the run starts (counting ImageNet's files takes a while);
-    the built-in dataset is checked here.
-    """
-    where = (
-        f"{world} rank(s) per job: {profile.nodes} node(s) x {profile.tasks_per_node} "
-        f"task(s) per node{f' in {profile.path}' if profile.path else ''}"
-    )
+def check_batch(recipe: Recipe, world: int, profile: Profile) -> None:
+    """The recipe's effective batch must split evenly over the job's ranks."""
     try:
-        accum = recipe.accum_for(world)
+        recipe.accum_for(world)
     except ValueError as err:
-        raise ValueError(f"{err} -- {where}") from None
-    per_step = world * recipe.batch_size * accum
-    images = dataset_size(recipe, None)
-    if data_root is None and images < per_step:
-        raise ValueError(
-            f"the built-in dataset's {images} training images cannot fill one optimizer "
-            f"step of {per_step} ({world} x {recipe.batch_size} x {accum}) -- {where}"
+        where = (
+            f"{world} rank(s) per job: {profile.nodes} node(s) x {profile.tasks_per_node} "
+            f"task(s) per node{f' in {profile.path}' if profile.path else ''}"
         )
+        raise ValueError(f"{err} -- {where}") from None
 
 
 def check_config(directory: Path, wanted: dict[str, object]) -> None:
@@ -268,3 +274,27 @@ def check_config(directory: Path, wanted: dict[str, object]) -> None:
             f"{directory} already holds a different run: {diff}. "
             "Use another --root, or move that run away"
         )
+
+
+def check_other_runs(request: Request, runs: list[PlannedRun], data: RunData) -> None:
+    """Runs under the root on the same data root must have been configured on this dataset.
+
+    (The planned runs' own configs are compared by `check_config`.) The built-in data is a
+    function of the recipe, which the root may vary.
+    """
+    if data.root is None:
+        return
+    planned = {r.run_dir.absolute() for r in runs}
+    found = find_runs(request.root, request.track) if request.root.is_dir() else {}
+    for directory in found.values():
+        if directory.absolute() in planned:
+            continue
+        config, _ = records.readable(records.read_config, directory)
+        if config and config.get("data") == data.root and "dataset" in config:
+            if config.get("dataset") != data.identity:
+                change = describe_change(config.get("dataset"), data.identity)
+                raise ValueError(
+                    f"{directory} was configured on {data.root} as it was then; now: "
+                    f"{change}. New runs would train on other data than the runs "
+                    "already there: use another --root"
+                )

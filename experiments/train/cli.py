@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 
 from experiments import records, runstate
+from experiments.data.images import BadImageError
 from experiments.recipe import PRESETS
 from experiments.train.config import prepare_run
 from experiments.train.report import pct
@@ -80,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_PREEMPTED
     except RunFailed as failed:
         cause = failed.__cause__
-        if cause is not None and not isinstance(cause, OSError):
+        if cause is not None and not isinstance(cause, OSError | BadImageError):
             traceback.print_exception(cause, file=sys.stderr)  # a bug: show where
         return _failed(str(failed))
     return 0 if result["status"] == "done" else _failed(result["reason"])

@@ -1,4 +1,9 @@
-"""Data: ImageFolder checks, seeded augmentation, resumable order, and the run's loaders.
+"""Data: the run's datasets, seeded augmentation, resumable order, and its loaders.
+
+An ImageFolder root is listed by experiments/data/listing.py (the run checks that the listing
+is still the one its config recorded) and loaded by experiments/data/images.py: a file that
+breaks after the check fails the run with its path in the reason, or, with
+`recipe.skip_bad_images`, is replaced by the next good sample and recorded.
 
 Every random choice of the input pipeline is a pure function of (run seed, epoch, position):
 `EpochSampler` draws each epoch's order from its own generator and can start mid-epoch, and
@@ -9,6 +14,7 @@ loader workers. Without `--data` a run trains on the built-in Shapes (experiment
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -20,85 +26,46 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.datasets import ImageFolder
 
+from experiments import records
+from experiments.data.check import LEAVABLE, refusal
+from experiments.data.dataset import ListedImages
+from experiments.data.identity import (
+    builtin_identity,
+    class_names,
+    class_problems,
+    describe_change,
+    imagefolder_identity,
+)
+from experiments.data.images import BadImageError
+from experiments.data.listing import list_root
 from experiments.recipe import Recipe
 from experiments.train.parts import build_transforms
-from experiments.train.shapes import BuiltinShapes
+from experiments.train.shapes import SHAPES, BuiltinShapes
 
-IMAGE_EXTENSIONS = tuple(".jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp".split())
+SUBSTITUTES = 16  # a bad file's sample is taken from the next good one among this many
+SKIPPED = "skipped-image"  # the events.jsonl line of a file skipped during training
 
 
 # ---- ImageFolder checks ------------------------------------------------------------------------
 
 
 def validate_data(path: str | os.PathLike) -> dict[str, Any]:
-    """Check an ImageNet-layout root (train/ and val/ with the same class folders, none empty).
+    """Check the layout of an ImageNet-style root, without decoding (see `roadmap data check`).
 
-    Returns {"root": absolute path, "classes": [...]}; any problem is one FileNotFoundError or
-    ValueError naming it. Only the first image of each class folder is looked for, so this is
-    quick even on ImageNet.
+    train/ and val/ with the same class folders, none empty, none hidden, nested, linked in a
+    loop or broken: the walk's problems (experiments/data/listing.py). Returns {"root": absolute
+    path, "classes": [...]}; any problem is one FileNotFoundError or ValueError naming it.
     """
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"data root {root} does not exist")
-    if not root.is_dir():
-        raise NotADirectoryError(f"data root {root} is not a directory")
-    classes: dict[str, list[str]] = {}
-    for split in ("train", "val"):
-        folder = root / split
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"data root {root} has no {split}/ folder (expected ImageNet layout: "
-                f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg)"
-            )
-        names = sorted(e.name for e in os.scandir(folder) if e.is_dir())
-        if not names:
-            raise ValueError(f"{folder} has no class folders")
-        empty = [n for n in names if not _has_image(folder / n)]
-        if empty:
-            shown = ", ".join(empty[:5]) + (
-                f" and {len(empty) - 5} more" if len(empty) > 5 else ""
-            )
-            raise ValueError(
-                f"{folder}: {len(empty)} class folder(s) without images "
-                f"({', '.join(IMAGE_EXTENSIONS)}): {shown}"
-            )
-        classes[split] = names
-    if classes["train"] != classes["val"]:
-        only_train = sorted(set(classes["train"]) - set(classes["val"]))
-        only_val = sorted(set(classes["val"]) - set(classes["train"]))
-        raise ValueError(
-            f"data root {root}: train/ and val/ classes differ "
-            f"(only in train: {_few(only_train)}; only in val: {_few(only_val)})"
-        )
-    return {"root": str(root.resolve()), "classes": classes["train"]}
-
-
-def _few(names: list[str]) -> str:
-    """At most five names, then a count."""
-    if not names:
-        return "none"
-    return ", ".join(names[:5]) + (
-        f" and {len(names) - 5} more" if len(names) > 5 else ""
-    )
-
-
-def _has_image(folder: Path) -> bool:
-    """Whether `folder` holds at least one image file (searched recursively, stopping early)."""
-    for _, _, files in os.walk(folder):
-        if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
-            return True
-    return False
-
-
-def count_images(folder: str | os.PathLike) -> int:
-    """Image files under `folder` (recursively)."""
-    return sum(
-        f.lower().endswith(IMAGE_EXTENSIONS)
-        for _, _, files in os.walk(folder)
-        for f in files
-    )
+    listing = list_root(path)
+    problems = listing.all_problems() + class_problems(listing, set())
+    if problems:
+        leavable = all(p.kind in LEAVABLE for p in problems)
+        raise ValueError(refusal(listing.root, problems, can_skip=leavable))
+    return {
+        "root": str(listing.root.resolve()),
+        "classes": class_names(listing.splits["train"]),
+    }
 
 
 # ---- seeded, resumable pipeline ---------------------------------------------------------------
@@ -127,7 +94,11 @@ def forked_rng(seed: int) -> Iterator[None]:
 class SeededDataset(Dataset):
     """Apply `transform` to `base[index]` with randomness seeded by (seed, epoch, index).
 
-    Indices are (epoch, index) pairs, as `EpochSampler` yields them.
+    Indices are (epoch, index) pairs, as `EpochSampler` yields them. Items are (image, target,
+    bad): a sample whose file fails to load (`BadImageError`) is replaced by the next one that
+    loads, and `bad` lists the failures as JSON ("" when none), for `Batches` to raise or
+    record in the main process: an error raised in a loader worker would reach the run as a
+    worker's traceback.
     """
 
     def __init__(
@@ -138,11 +109,47 @@ class SeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, int, str]:
         epoch, index = key
-        image, target = self.base[index]
+        bad: list[list[str]] = []
+        for step in range(min(SUBSTITUTES, len(self))):
+            try:
+                image, target = self.base[(index + step) % len(self)]
+                break
+            except BadImageError as err:
+                bad.append([err.path, err.kind, err.detail])
+        else:
+            raise BadImageError(*bad[0])
         with forked_rng(_sample_seed(self.seed, epoch, index)):
-            return self.transform(image), target
+            return self.transform(image), target, json.dumps(bad) if bad else ""
+
+
+class Batches:
+    """The (images, targets) batches of a loader of `SeededDataset` items.
+
+    A file that failed to load raises its `BadImageError` here, in the main process, or, with
+    `skip`, is passed to `report` (its sample was replaced by the next good one).
+    """
+
+    def __init__(
+        self,
+        loader: DataLoader,
+        skip: bool,
+        report: Callable[[BadImageError], None],
+    ) -> None:
+        self.loader, self.skip, self.report = loader, skip, report
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, targets, bad in self.loader:
+            for failures in filter(None, bad):
+                for path, kind, detail in json.loads(failures):
+                    if not self.skip:
+                        raise BadImageError(path, kind, detail)
+                    self.report(BadImageError(path, kind, detail))
+            yield images, targets
 
 
 class EpochSampler(Sampler):
@@ -198,60 +205,88 @@ class EpochSampler(Sampler):
 
 
 def dataset_size(recipe: Recipe, data: str | os.PathLike | None = None) -> int:
-    """Training images of one epoch: the built-in dataset's, or the files under data/train."""
+    """Training images of one epoch: the built-in dataset's, or those listed in data/train."""
     if data is None:
         return recipe.builtin_classes * recipe.builtin_train_per_class
-    return count_images(Path(data) / "train")
+    return list_root(data).splits["train"].images
 
 
-def datasets(
-    recipe: Recipe, data: str | os.PathLike | None
-) -> tuple[Dataset, Dataset, dict]:
-    """Train and val datasets (untransformed) and a description of them."""
-    if data is None:
+def builtin_dataset(recipe: Recipe) -> dict[str, Any]:
+    """The `dataset` identity of a run on the built-in data (a function of the recipe)."""
+    return builtin_identity(
+        list(SHAPES[: recipe.builtin_classes]),
+        recipe.builtin_classes * recipe.builtin_train_per_class,
+        recipe.builtin_classes * recipe.builtin_val_per_class,
+    )
 
-        def shapes(split: str, per_class: int) -> BuiltinShapes:
-            return BuiltinShapes(
-                split,
-                recipe.builtin_classes,
-                per_class,
-                recipe.image_size,
-                recipe.builtin_seed,
-            )
 
-        train = shapes("train", recipe.builtin_train_per_class)
-        val = shapes("val", recipe.builtin_val_per_class)
+def datasets(recipe: Recipe, config: dict[str, Any]) -> tuple[Dataset, Dataset, dict]:
+    """Train and val datasets (untransformed) of a run's config, and a description of them.
+
+    An ImageFolder root is listed again and must still be the dataset the config recorded
+    (its classes and fingerprint); the files the config left out stay out.
+    """
+    if config["data"] is None:
+        train, val = _builtin(recipe, "train"), _builtin(recipe, "val")
         info = {
             "name": "builtin-shapes",
             "fingerprint": train.fingerprint()[:16] + val.fingerprint()[:16],
         }
+        found = builtin_dataset(recipe)
     else:
-        checked = validate_data(data)
-        train = ImageFolder(str(Path(checked["root"]) / "train"))
-        val = ImageFolder(str(Path(checked["root"]) / "val"))
-        info = {"name": "imagefolder", "root": checked["root"]}
+        listing = list_root(config["data"])
+        left = [e["path"] for e in config.get("excluded_images") or []]
+        found = imagefolder_identity(listing, set(left))
+        train, val = (
+            ListedImages(listing.splits[s], set(left)) for s in ("train", "val")
+        )
+        info = {"name": "imagefolder", "root": config["data"], "excluded": left}
+    if "dataset" in config and found != config["dataset"]:  # absent: an older config
+        where = config["data"] or "the built-in dataset"
+        raise ValueError(
+            f"{where}: {describe_change(config.get('dataset'), found)}, since this run was "
+            "configured; train it on the data it started with, or start a new run"
+        )
     info.update(
         classes=len(train.classes), train_images=len(train), val_images=len(val)
     )
     return train, val, info
 
 
+def _builtin(recipe: Recipe, split: str) -> BuiltinShapes:
+    """One split of the built-in dataset as the recipe sizes it."""
+    per_class = (
+        recipe.builtin_train_per_class
+        if split == "train"
+        else recipe.builtin_val_per_class
+    )
+    return BuiltinShapes(
+        split, recipe.builtin_classes, per_class, recipe.image_size, recipe.builtin_seed
+    )
+
+
 @dataclass
 class Loaders:
     """The run's data: loaders, the resumable train sampler and the sizes that follow."""
 
-    train: DataLoader
-    val: DataLoader
+    train: Batches
+    val: Batches
     sampler: EpochSampler
     info: dict[str, Any]
     steps_per_epoch: int  # optimizer steps per epoch (whole ones; the rest is dropped)
 
 
 def build_loaders(
-    recipe: Recipe, data: str | None, seed: int, rank: int, world: int, accum: int
+    recipe: Recipe,
+    config: dict[str, Any],
+    run_dir: Path,
+    rank: int,
+    world: int,
+    accum: int,
 ) -> Loaders:
     """Seeded, resumable train and val loaders of the run's data for this rank."""
-    train_set, val_set, info = datasets(recipe, data)
+    seed = int(config["seed"])
+    train_set, val_set, info = datasets(recipe, config)
     train_tf, val_tf = build_transforms(recipe)
     batch = recipe.batch_size
     steps = len(train_set) // world // (batch * accum)
@@ -280,4 +315,35 @@ def build_loaders(
         sampler=val_sampler,
         **common,
     )
-    return Loaders(train, val, sampler, info, steps)
+    report = _skip_reporter(run_dir, info, rank)
+    skip = recipe.skip_bad_images
+    return Loaders(
+        Batches(train, skip, report), Batches(val, skip, report), sampler, info, steps
+    )
+
+
+def _skip_reporter(
+    run_dir: Path, info: dict[str, Any], rank: int
+) -> Callable[[BadImageError], None]:
+    """Record a file skipped during training: in `info["skipped"]` (result.json) and events.
+
+    The list starts with what earlier jobs of the run skipped (their `events.jsonl` lines).
+    """
+    info["skipped"] = sorted(
+        {e["path"] for e in records.read_events(run_dir) if e.get("event") == SKIPPED}
+    )
+
+    def report(err: BadImageError) -> None:
+        if err.path not in info["skipped"]:
+            info["skipped"].append(err.path)
+            print(f"skipped a bad image (recipe.skip_bad_images): {err}", flush=True)
+            records.append_event(
+                run_dir,
+                SKIPPED,
+                path=err.path,
+                problem=err.kind,
+                detail=err.detail,
+                rank=rank,
+            )
+
+    return report

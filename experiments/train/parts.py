@@ -68,6 +68,17 @@ def build_transforms(recipe: Recipe) -> tuple[Any, Any]:
     )
 
 
+def check_parts(recipe: Recipe, num_classes: int) -> None:
+    """Build the recipe's transforms and loss once: what timm refuses fails before any run."""
+    try:
+        build_transforms(recipe)
+        build_loss(recipe, num_classes)
+    except Exception as err:  # noqa: BLE001 - whatever timm raises, said in one line
+        raise ValueError(
+            f"recipe: timm cannot build its transforms or loss ({type(err).__name__}: {err})"
+        ) from None
+
+
 def build_optimization(
     recipe: Recipe, model: nn.Module, lr: float, steps_per_epoch: int
 ) -> tuple[Any, Any]:

@@ -115,11 +115,38 @@ def show_step(trainer: TrainerView, bar: tqdm | None) -> None:
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
     """The summary line of a finished epoch (its log.jsonl row)."""
     ema = f"  EMA top-1 {row['ema_top1']:.2f}" if "ema_top1" in row else ""
-    return (
-        f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}"
-        f"  top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}{ema}  lr {row['lr']:.2e}"
-        f"  {row['img_s']:.1f} img/s  {row['seconds']:.1f} s"
+    evaluated = (
+        f"  top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}{ema}"
+        if "top1" in row
+        else "  (not evaluated: recipe.eval_every)"
     )
+    return (
+        f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}{evaluated}"
+        f"  lr {row['lr']:.2e}  {row['img_s']:.1f} img/s  {row['seconds']:.1f} s"
+    )
+
+
+TENSORBOARD_DIR = "tensorboard"  # <out>/tensorboard/: the events of recipe.tensorboard
+
+
+def record_epoch(trainer: TrainerView, row: dict[str, Any]) -> str:
+    """Append an epoch's row to log.jsonl (and to TensorBoard); return its summary line.
+
+    With `recipe.tensorboard`, every number of the row is a scalar at step `epoch`. Each
+    epoch opens its own writer with `purge_step=epoch`, so after a resume (which cuts the
+    log back) TensorBoard drops the events of the epochs that are trained again.
+    """
+    records.append_jsonl(trainer.run_dir / records.LOG, row)
+    if trainer.recipe.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        epoch = row["epoch"]
+        logdir = trainer.run_dir / TENSORBOARD_DIR
+        with SummaryWriter(str(logdir), purge_step=epoch) as writer:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, int | float):
+                    writer.add_scalar(key, value, epoch)
+    return epoch_line(row, trainer.recipe.epochs)
 
 
 def result_record(

@@ -31,9 +31,9 @@ from experiments.train.evaluate import evaluate
 from experiments.train.parts import build_loss, build_optimization
 from experiments.train.report import (
     describe,
-    epoch_line,
     pct,
     progress_bar,
+    record_epoch,
     result_record,
     show_step,
 )
@@ -58,7 +58,7 @@ class Trainer:
         self.accum = self.recipe.accum_for(self.world)
         self.effective_batch = self.world * self.recipe.batch_size * self.accum
         self.data = build_loaders(
-            self.recipe, config["data"], self.seed, self.rank, self.world, self.accum
+            self.recipe, config, self.run_dir, self.rank, self.world, self.accum
         )
         self.steps_per_epoch = self.data.steps_per_epoch
         self.num_classes = self.data.info["classes"]
@@ -189,10 +189,12 @@ class Trainer:
                     if failure is not None:
                         return self._finish("failed", failure)
                 t0 = time.perf_counter()
-                metrics = self.evaluate(self.model)
-                if self.ema is not None:
-                    ema = self.evaluate(self.ema.module)
-                    metrics.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+                metrics: dict[str, float] = {}
+                if self.recipe.evaluates_after(self.state["epoch"] + 1):
+                    metrics = self.evaluate(self.model)
+                    if self.ema is not None:
+                        ema = self.evaluate(self.ema.module)
+                        metrics.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
                 with self._critical():
                     self._end_epoch(metrics, time.perf_counter() - t0)
                 # (A last checkpoint that the recipe would delete at once is not written.)
@@ -315,15 +317,14 @@ class Trainer:
             "time": records.now(),
         }
         if self.main:
-            records.append_jsonl(self.run_dir / records.LOG, row)
-            self._say(epoch_line(row, self.recipe.epochs))
-        best = state["best_top1"]
+            self._say(record_epoch(self, row))
+        seen = [x for x in (state["best_top1"], metrics.get("top1")) if x is not None]
         state.update(ckpt.epoch_counters())
         state.update(
             epoch=state["epoch"] + 1,
             step_in_epoch=0,
-            best_top1=metrics["top1"] if best is None else max(best, metrics["top1"]),
-            last_eval=metrics,
+            best_top1=max(seen, default=None),
+            last_eval=metrics or state["last_eval"],  # {}: not evaluated (eval_every)
         )
 
     def _finish(self, status: str, reason: str | None) -> dict[str, Any]:

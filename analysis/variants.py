@@ -1,0 +1,63 @@
+"""A run's recipe variant: what decides whether two runs of a step trained the same way.
+
+A variant is the run's recipe plus its spec's departures from the step's spec (a preset may set
+spec fields, e.g. drop path), as one canonical JSON string: equal strings, equal training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+
+from experiments.recipe import completed_recipe_dict
+from roadmap.steps import Step, steps
+
+
+def _json(obj: Any) -> Any:
+    """`obj` as JSON would give it back (tuples become lists)."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def variant(config: dict[str, Any]) -> str:
+    """A run's recipe as a canonical string: recipe plus its spec's departures from the step's.
+
+    A preset may set spec fields (e.g. drop path), so equal strings mean equal training.
+    """
+    delta: dict[str, Any] = {}
+    step = find_step(config.get("track"), config.get("step"))
+    if step is not None and isinstance(config.get("spec"), dict):
+        ref = _json(asdict(step.spec))
+        delta = {
+            k: v for k, v in config["spec"].items() if k in ref and _json(v) != ref[k]
+        }
+    recipe = config.get("recipe")
+    try:  # fields added since the run was configured at their defaults (its training)
+        recipe = completed_recipe_dict(recipe) if isinstance(recipe, dict) else recipe
+    except (ValueError, TypeError):
+        pass
+    return json.dumps({"recipe": recipe, "spec": delta}, sort_keys=True)
+
+
+def find_step(track: Any, name: Any) -> Step | None:
+    """The roadmap step `name` of `track`, or None."""
+    try:
+        return next(s for s in steps(track) if s.name == name)
+    except (ValueError, StopIteration):
+        return None
+
+
+def variant_diff(variants: list[str]) -> str:
+    """The keys in which recipe variants differ, as `key=value` per variant."""
+    flats = [
+        pd.json_normalize(json.loads(v), sep=".").to_dict(orient="records")[0]
+        for v in variants
+    ]
+    keys = sorted(
+        {k for f in flats for k in f if len({json.dumps(g.get(k)) for g in flats}) > 1}
+    )
+    return "; ".join(
+        ", ".join(f"{k}={f.get(k)!r}" for k in keys[:4]) or "same keys" for f in flats
+    )

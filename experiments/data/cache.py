@@ -1,0 +1,126 @@
+"""The data check's cache: what decoding found, per class folder, kept outside the dataset.
+
+One JSON file per split folder (named by a hash of its real path) under `cache_dir()`:
+`$ROADMAP_CACHE_DIR`, else `$XDG_CACHE_HOME/convnext-roadmap`, else `~/.cache/convnext-roadmap`,
+in `data-check/`. The dataset itself may be read-only and is never written to. A class's entry
+holds a digest of the path, size and modification time of each of its image files and what
+decoding them found; a later check decodes again only the classes whose digest changed, so an
+unchanged dataset costs one directory walk. Entries of another check version or Pillow are
+ignored. A lock file beside the cache makes concurrent checks of one folder take turns, so the
+second one finds the first one's results instead of decoding everything again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import PIL
+
+from experiments.data.listing import ClassFiles
+from experiments.files import atomic_file
+
+# Bump when what the check finds changes (new problem kinds, other rules): older entries go.
+CHECK_VERSION = 1
+ENV = "ROADMAP_CACHE_DIR"
+
+Found = list[list[str]]  # [path relative to the split folder, problem or note, detail]
+
+
+def cache_dir() -> Path:
+    """Where the project caches: $ROADMAP_CACHE_DIR, $XDG_CACHE_HOME/convnext-roadmap, ~/.cache."""
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(base).expanduser() / "convnext-roadmap"
+
+
+def class_digest(cls: ClassFiles) -> str:
+    """SHA-256 of the path, size and modification time of every image file of a class."""
+    lines = "".join(
+        f"{rel}\t{size}\t{mtime}\n"
+        for rel, size, mtime in zip(cls.files, cls.sizes, cls.mtimes, strict=True)
+    )
+    return hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class CheckCache:
+    """The cached results of one split folder (empty when `folder` is None: caching off)."""
+
+    def __init__(self, split_folder: str | os.PathLike, folder: Path | None) -> None:
+        real = os.path.realpath(split_folder)
+        key = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+        self.path = None if folder is None else folder / "data-check" / f"{key}.json"
+        self.header = {
+            "version": CHECK_VERSION,
+            "pillow": PIL.__version__,
+            "folder": real,
+        }
+        self.classes: dict[str, dict[str, Any]] = {}
+        self.warning: str | None = None
+
+    def load(self) -> None:
+        """Read the cache file, if any (one of another version or folder is ignored)."""
+        if self.path is None:
+            return
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as err:
+            self.warning = f"ignored the unreadable cache {self.path} ({err})"
+            return
+        if {k: data.get(k) for k in self.header} == self.header:
+            self.classes = data.get("classes", {})
+
+    def get(self, name: str, digest: str) -> Found | None:
+        """What decoding class `name` found, if it was cached with this digest."""
+        entry = self.classes.get(name)
+        return entry["found"] if entry and entry.get("digest") == digest else None
+
+    def put(self, name: str, digest: str, found: Found) -> None:
+        """Remember what decoding class `name` (with `digest`) found."""
+        self.classes[name] = {"digest": digest, "found": found}
+
+    def save(self, names: list[str]) -> None:
+        """Write the entries of the classes `names` (the folder's classes now), atomically.
+
+        A cache that cannot be written costs the next check its time, not this one its
+        result: the reason is kept in `warning`.
+        """
+        if self.path is None:
+            return
+        keep = {n: self.classes[n] for n in names if n in self.classes}
+        try:
+            with atomic_file(self.path) as f:
+                json.dump({**self.header, "classes": keep}, f, separators=(",", ":"))
+        except OSError as err:
+            self.warning = f"could not write the cache {self.path} ({err.strerror})"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's cache lock (another check of the same folder waits)."""
+        if self.path is None:
+            yield
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path.with_suffix(".lock"), "a")  # noqa: SIM115 - closed below
+        except OSError as err:
+            self.warning = (
+                f"cache folder {self.path.parent} not usable ({err.strerror})"
+            )
+            self.path = None
+            yield
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            handle.close()
