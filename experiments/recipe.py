@@ -5,8 +5,7 @@ A run is (track, step, seed, preset, overrides). The preset names a `Recipe`; ov
 `paper` follows "A ConvNet for the 2020s" (Table 5, Appendix A.1), `original` torchvision's
 classic ResNet-50 recipe (the 76.1% bar), `proxy` a small-compute ImageNet-100-style setting and
 `smoke` a seconds-long CPU run on the built-in dataset. README.md ("Presets") explains every field.
-experiments/train/parts.py turns a recipe into timm's parts (transforms, optimizer, schedule,
-Mixup).
+experiments/train/parts.py turns a recipe into timm's parts (transforms, optimizer, Mixup).
 """
 
 from __future__ import annotations
@@ -158,19 +157,20 @@ class Recipe:
     # -- system
     workers: int = 10  # data-loading processes per device (0: in the main process)
     threads: int = 0  # torch threads; 0: leave torch's default
-    # Autocast on CUDA (float16 adds a grad scaler); CPU: fp32.
+    # Autocast on CUDA (float16 adds a grad scaler); the CPU trains in float32.
     amp_dtype: str = "bfloat16"
     channels_last: bool = True  # memory format of the model and its inputs
     compile: bool = False  # torch.compile the training model
     checkpoint_minutes: float = 30.0  # checkpoint this often within an epoch too
     keep_checkpoints: int = 2
-    # False: delete the checkpoints once the run is done.
-    keep_final_checkpoint: bool = True
+    keep_final_checkpoint: bool = (
+        True  # False: delete the checkpoints once the run is done
+    )
     log_every: int = 50  # steps between progress lines (non-interactive output)
     # Also write each epoch's log.jsonl numbers as TensorBoard events in <out>/tensorboard/
     # (the optional extra: pip install 'convnext-roadmap[tensorboard]').
     tensorboard: bool = False
-    # -- the built-in dataset (no --data): experiments/data.py
+    # -- the built-in dataset (no --data): experiments/train/shapes.py
     builtin_classes: int = 10
     builtin_train_per_class: int = 200
     builtin_val_per_class: int = 50

@@ -41,7 +41,7 @@ def root(tmp_path_factory):
             _log(run, [(10.0 * e + seed, 3.0 - 0.5 * e) for e in range(EPOCHS)])
     failed = write_run(root, TRACK, bad.name, 3, status="failed", reason="nan loss")
     _log(failed, [(12.0, 2.5), (11.0, float("nan"))])  # stopped after epoch 2
-    going = write_run(root, TRACK, good.name, 4, status=None)  # running: no result
+    going = write_run(root, TRACK, good.name, 4, status=None)  # no result, no job
     _log(going, [(9.0, 2.9)])
     write_run(root, TRACK, good.name, 5, preset="other")  # another preset: not drawn
     return root
@@ -58,7 +58,7 @@ def test_runs_are_the_staircases_and_its_unfinished_ones(curves):
     assert sorted(runs.value_counts().items()) == [
         ("done", 6),
         ("failed", 1),
-        ("running", 1),
+        ("interrupted", 1),  # unfinished, drawn with an open end
     ]
     assert set(curves["step"]) == {good.name, bad.name}
     assert not curves["run"].str.contains("/other/").any()

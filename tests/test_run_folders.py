@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
+from functools import cache
 from pathlib import Path
-from types import MappingProxyType
 
 import pytest
 
@@ -13,8 +13,10 @@ from experiments.runstate import sweep_states
 from experiments.sweep.plan import run_dir
 from experiments.train import Trainer, prepare_run
 from roadmap.cli import main
-from roadmap.steps import TRACKS, Step, get_step, steps
+from roadmap.steps import Step, get_step, steps
 
+# The module (`roadmap.steps` as an attribute of `roadmap` is its function `steps`).
+step_table = importlib.import_module("roadmap.steps")
 TRACK = "resnet50"
 # One epoch of 1 step: a run of a few seconds.
 TINY = ("recipe.epochs=1", "recipe.builtin_classes=2", "recipe.builtin_train_per_class=16",
@@ -37,19 +39,24 @@ def sweep(root: Path, names: list[str], *more: str) -> int:
 def with_side_branches(
     monkeypatch: pytest.MonkeyPatch, names: list[str], after: str
 ) -> tuple[Step, ...]:
-    """The track with side branches `names` (wider first stages), in order, after `after`."""
-    track = tuple(s for s in steps(TRACK) if s.name not in names)
-    at = next(i for i, s in enumerate(track) if s.name == after) + 1
-    parent = next(s for s in reversed(track[:at]) if s.on_path)
-    branches = []
-    for name in names:
-        changes = {"width": parent.spec.width + WIDER[name]}
-        branches.append(Step(TRACK, 0, name, parent.group, False, MappingProxyType(changes),
-                             parent.name, parent.spec.replace(**changes)))  # fmt: skip
-    edited = (*track[:at], *branches, *track[at:])
-    edited = tuple(dataclasses.replace(s, index=i) for i, s in enumerate(edited, 1))
-    monkeypatch.setitem(TRACKS, TRACK, edited)
-    return edited
+    """The track with side branches `names` (wider first stages), in order, after `after`.
+
+    The step table is edited as a researcher edits it: rows inserted into `STEP_TABLE`.
+    """
+    base = get_step(after, TRACK)
+    width = (base.spec if base.on_path else get_step(base.parent, TRACK).spec).width
+    table = [row for row in step_table.STEP_TABLE if row.name not in names]
+    at = next(i for i, row in enumerate(table) if row.name == after) + 1
+    rows = [
+        step_table.Row(
+            name, base.group, False, {"width": width + WIDER[name]}, (TRACK,)
+        )
+        for name in names
+    ]
+    monkeypatch.setattr(step_table, "STEP_TABLE", (*table[:at], *rows, *table[at:]))
+    # A fresh cache of resolved tracks for the edited table (the original comes back after).
+    monkeypatch.setattr(step_table, "_resolve", cache(step_table._resolve.__wrapped__))
+    return steps(TRACK)
 
 
 def finished(root: Path, names: list[str]) -> list[Path]:
