@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow lint
+.PHONY: run test test-slow lint gpu-check
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+## gpu-check: the `gpu` tests and the GPU benchmark of both endpoints (bf16, channels_last), at
+## most 8 minutes on one GPU; results (CSV, logs, environment) in docs/benchmarks/gpu-check-<date>/
+## to commit. Without CUDA the tests report skipped, with the reason, and nothing is written.
+gpu-check: $(STAMP)
+	$(PY) -m experiments.bench.gpu_check $(if $(GPU_OUT),--out $(GPU_OUT))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# A single-node Slurm on localhost, for the sweep's tests and CI: slurm/local-cluster.sh up|down|status
+# A Slurm on this machine, for the sweep's tests and CI: slurm/local-cluster.sh up [--nodes N]|down|status
 #
 #   up      install Debian's packages if missing (munge, slurmctld, slurmd, slurm-client, slurmdbd,
 #           mariadb-server), write the configs, start munged, MariaDB, slurmdbd, slurmctld and
-#           slurmd, wait until the node is idle. Idempotent: what already answers is left alone.
-#   down    cancel the jobs still queued, then stop, by recorded pid, only the daemons `up` started.
+#           slurmd, wait until the nodes are idle. Idempotent: what already answers is left alone.
+#           One node, `localhost`, by default; with --nodes N (2 or more), nodes node1 .. nodeN,
+#           each slurmd in its own network and UTS namespace on a private bridge
+#           (slurm/local-nodes.sh), with /etc/hosts entries for their names.
+#   down    cancel the jobs still queued, then stop, by recorded pid, only the daemons `up` started,
+#           and remove the namespaces, bridge and hosts entries `up` made.
 #   status  one line per daemon, the partitions and the queue; exit 0 when all answer, else 3.
 #
 # Runtime state (logs, pids, MariaDB data, Slurm state) lives under $ROADMAP_SLURM_DIR
@@ -23,6 +27,10 @@ SOCKET=/run/mysqld/mysqld.sock
 PACKAGES=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
 DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)  # start order; stopped in reverse
 T0=$(date +%s)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=slurm/local-nodes.sh
+source "$HERE/local-nodes.sh"
+NODES=1  # `up --nodes N`; down and status read what up recorded in $STATE/nodes
 
 say() { printf '[local-cluster %3ds] %s\n' "$(($(date +%s) - T0))" "$*"; }
 die() {
@@ -52,11 +60,23 @@ answers() {
     slurmdbd) timeout 10 sacctmgr -n show cluster >/dev/null 2>&1 ;;
     slurmctld) timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP' ;;
     slurmd)
-      local s
-      s=$(timeout 10 sinfo -h -n localhost -o %T 2>/dev/null | head -1)
-      [[ $s =~ ^(idle|mixed|allocated|completing) ]]
+      local s name
+      for name in $(node_names); do
+        s=$(timeout 10 sinfo -h -n "$name" -o %T 2>/dev/null | head -1)
+        [[ $s =~ ^(idle|mixed|allocated|completing) ]] || return 1
+      done
       ;;
   esac
+}
+
+# node_names: the compute nodes of this cluster, one per word.
+node_names() {
+  local i
+  if ((NODES == 1)); then
+    echo localhost
+    return
+  fi
+  for ((i = 1; i <= NODES; i++)); do node_name "$i"; done
 }
 
 # wait_for NAME SECONDS LOG: poll `answers NAME`; on time-out show the log's tail and fail.
@@ -109,24 +129,30 @@ write_configs() {
   ours "$CONF" || die "$CONF exists and was not written by this script; not touching it"
   ours "$DBDCONF" || die "$DBDCONF exists and was not written by this script; not touching it"
   mkdir -p /etc/slurm
-  # The node as slurmd sees it (CPUs, topology, RealMemory), renamed to localhost.
-  local node
+  # The node as slurmd sees it (CPUs, topology, RealMemory), renamed to localhost (or, with
+  # several nodes, each of them: every namespace node reports the whole machine).
+  local node ctl nodes addrs
   node=$(slurmd -C | head -n 1 | sed -e 's/^NodeName=[^ ]* //')
   [[ $node == *CPUs=* ]] || die "slurmd -C gave no node description: $node"
+  ctl=localhost nodes=localhost addrs=127.0.0.1
+  if ((NODES > 1)); then
+    # The namespaces reach the controller on the bridge; its name must be this host's.
+    ctl="$(hostname -s)($CTL_ADDR)" nodes="node[1-$NODES]" addrs="$SUBNET.[1-$NODES]"
+  fi
   cat >"$CONF.tmp" <<EOF
 $MARK
 ClusterName=$CLUSTER
-SlurmctldHost=localhost
+SlurmctldHost=$ctl
 SlurmUser=slurm
 SlurmdUser=root
 AuthType=auth/munge
 AuthInfo=cred_expire=10
 StateSaveLocation=$STATE/slurmctld
-SlurmdSpoolDir=$STATE/slurmd
+SlurmdSpoolDir=$STATE/slurmd/%n
 SlurmctldPidFile=$STATE/run/slurmctld.pid
-SlurmdPidFile=$STATE/run/slurmd.pid
+SlurmdPidFile=$STATE/run/slurmd-%n.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
-SlurmdLogFile=$STATE/log/slurmd.log
+SlurmdLogFile=$STATE/log/slurmd-%n.log
 MailProg=/bin/true
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -135,6 +161,8 @@ SelectTypeParameters=CR_Core
 MpiDefault=none
 ReturnToService=2
 KillWait=5
+# A node whose slurmd stops answering is DOWN after this long (its jobs requeue); default 300 s.
+SlurmdTimeout=20
 MinJobAge=300
 InactiveLimit=0
 # A requeued job otherwise waits 120 s plus up to 60 s before it can start again.
@@ -149,9 +177,9 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/none
-NodeName=localhost NodeAddr=127.0.0.1 $node State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=20
-PartitionName=high Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
+NodeName=$nodes NodeAddr=$addrs $node State=UNKNOWN
+PartitionName=debug Nodes=$nodes Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=20
+PartitionName=high Nodes=$nodes MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 EOF
   mv "$CONF.tmp" "$CONF"
   cat >"$DBDCONF.tmp" <<EOF
@@ -233,31 +261,59 @@ start_slurmctld() {
   wait_for slurmctld 60 "$STATE/log/slurmctld.log"
 }
 
-start_slurmd() {
-  rm -f "$STATE/run/slurmd.pid"
-  slurmd -N localhost
-  record slurmd "$(pid_from_file "$STATE/run/slurmd.pid" 20)"
-  local i s
+# up_slurmds: one slurmd per node (kept if the one recorded runs), then wait until all are idle.
+up_slurmds() {
+  local i name pid s
+  i=0
+  for name in $(node_names); do
+    i=$((i + 1))
+    mkdir -p "$STATE/slurmd/$name"
+    pid=$(recorded "slurmd-$name")
+    if [[ -n $pid ]] && alive slurmd "$pid"; then
+      say "slurmd of $name already running (pid $pid)"
+      continue
+    fi
+    rm -f "$STATE/pids/slurmd-$name.pid" "$STATE/run/slurmd-$name.pid"
+    if ((NODES == 1)); then
+      slurmd -N "$name"
+      record "slurmd-$name" "$(pid_from_file "$STATE/run/slurmd-$name.pid" 20)"
+    else
+      start_node "$i"
+    fi
+    say "slurmd of $name started (pid $(recorded "slurmd-$name"))"
+  done
   for ((i = 0; i < 120; i++)); do
     answers slurmd && return 0
-    s=$(sinfo -h -n localhost -o %T 2>/dev/null | head -1 || true)
-    if [[ $s =~ ^(down|drain|drained|inval) ]]; then
-      scontrol update NodeName=localhost State=RESUME >/dev/null 2>&1 || true
-    fi
+    for name in $(node_names); do
+      s=$(sinfo -h -n "$name" -o %T 2>/dev/null | head -1 || true)
+      if [[ $s =~ ^(down|drain|drained|inval|unknown) ]]; then
+        scontrol update NodeName="$name" State=RESUME >/dev/null 2>&1 || true
+      fi
+    done
     sleep 0.5
   done
-  tail -n 20 "$STATE/log/slurmd.log" >&2
-  die "node localhost is not idle after 60s (state: ${s:-none}; log: $STATE/log/slurmd.log)"
+  tail -n 20 "$STATE"/log/slurmd-*.log >&2
+  die "nodes $(node_names | tr '\n' ' ')not idle after 60s ($(sinfo -h -N -o '%N %T' | tr '\n' ' '))"
 }
 
 cmd_up() {
   [[ $(id -u) == 0 ]] || die "needs root (installs packages, starts daemons)"
   mkdir -p "$STATE/pids" "$STATE/log"
+  local was d pid
+  was=$(cat "$STATE/nodes" 2>/dev/null || echo "$NODES")
+  if [[ $was != "$NODES" ]] && [[ -n $(recorded slurmctld) ]] && alive slurmctld "$(recorded slurmctld)"; then
+    die "the cluster is up with $was node(s); run '$0 down' before 'up --nodes $NODES'"
+  fi
+  echo "$NODES" >"$STATE/nodes"
   install_packages
   prepare_dirs
   write_configs
-  local d pid
+  ((NODES == 1)) || net_up "$NODES"
   for d in "${DAEMONS[@]}"; do
+    if [[ $d == slurmd ]]; then
+      up_slurmds
+      continue
+    fi
     pid=$(recorded "$d")
     if [[ -n $pid ]] && alive "$d" "$pid"; then
       say "$d already running (pid $pid)"
@@ -275,18 +331,19 @@ cmd_up() {
   say "cluster up: $(sinfo -h -o '%P %T %C' | tr '\n' ' ')(state in $STATE)"
 }
 
-# stop NAME: TERM the recorded pid, KILL it after 20 s; forget it.
+# stop NAME [COMM]: TERM the pid recorded as NAME (a process called COMM, default NAME), KILL it
+# after 20 s; forget it.
 stop() {
-  local name=$1 pid i
+  local name=$1 comm=${2:-$1} pid i
   pid=$(recorded "$name")
   [[ -n $pid ]] || return 0
-  if alive "$name" "$pid"; then
+  if alive "$comm" "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 80; i++)); do
-      alive "$name" "$pid" || break
+      alive "$comm" "$pid" || break
       sleep 0.25
     done
-    if alive "$name" "$pid"; then
+    if alive "$comm" "$pid"; then
       say "$name (pid $pid) ignored TERM for 20s; sending KILL"
       kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -312,19 +369,35 @@ cmd_down() {
       done
     fi
   fi
-  for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
+  local name
+  for name in $(node_names); do
+    stop "slurmd-$name" slurmd
+  done
+  stop slurmd  # a single-node cluster started before nodes had names here
+  for ((i = ${#DAEMONS[@]} - 2; i >= 0; i--)); do
     stop "${DAEMONS[i]}"
   done
   # Stale pid files would make a later `apt-get purge` fail in the packages' prerm scripts.
   rm -f "$STATE"/run/*.pid "$STATE/mysql/mariadbd.pid"
+  net_down
   say "down"
 }
 
 cmd_status() {
-  local d pid ok=0 how
+  local d pid ok=0 how name
   for d in "${DAEMONS[@]}"; do
+    if [[ $d == slurmd ]]; then
+      for name in $(node_names); do
+        pid=$(recorded "slurmd-$name")
+        how="not started by up"
+        [[ -n $pid ]] && alive slurmd "$pid" && how="pid $pid, started by up"
+        printf '%-10s %-9s (%s)\n' "slurmd" "$name" "$how"
+      done
+    fi
     pid=$(recorded "$d")
-    if [[ -n $pid ]] && alive "$d" "$pid"; then
+    if [[ $d == slurmd ]]; then
+      how="every node idle or busy"
+    elif [[ -n $pid ]] && alive "$d" "$pid"; then
       how="pid $pid, started by up"
     else
       how="not started by up"
@@ -344,12 +417,25 @@ cmd_status() {
   return "$ok"
 }
 
-case "${1:-}" in
+usage() {
+  echo "usage: $0 up [--nodes N] | down | status" >&2
+  exit 2
+}
+
+command=${1:-}
+shift || true
+if [[ $command == up && ${1:-} == --nodes ]]; then
+  [[ ${2:-} =~ ^[1-9][0-9]?$ ]] || die "--nodes needs a node count from 1 to 99, got '${2:-}'"
+  NODES=$2
+  shift 2
+fi
+(($# == 0)) || usage
+if [[ $command != up ]]; then
+  NODES=$(cat "$STATE/nodes" 2>/dev/null || echo 1)
+fi
+case $command in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *)
-    echo "usage: $0 up|down|status" >&2
-    exit 2
-    ;;
+  *) usage ;;
 esac

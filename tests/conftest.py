@@ -1,8 +1,14 @@
-"""Shared fixtures: a tiny smoke recipe that trains a real roadmap step in seconds on a CPU."""
+"""Shared fixtures: a tiny smoke recipe that trains a real roadmap step in seconds on a CPU, and
+a Slurm cluster for the `slurm` suites."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
+
 import pytest
+from slurm_fixtures import CLUSTER, NODES, answers, cluster_nodes
 
 from experiments.data.cache import ENV as CACHE_ENV
 
@@ -33,3 +39,27 @@ def data_check_cache(
     folder = tmp_path_factory.mktemp("data-check-cache")
     monkeypatch.setenv(CACHE_ENV, str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[list[str]]:
+    """A running Slurm, the one there is or one this session starts and stops; its nodes."""
+    if answers():
+        yield cluster_nodes()
+        return
+    ci = os.environ.get("CI", "").lower() == "true"
+    try:
+        proc = subprocess.run([str(CLUSTER), "up", "--nodes", str(NODES)],
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        started, tail = proc.returncode == 0, (proc.stdout + proc.stderr)[-1500:]
+    except (OSError, subprocess.TimeoutExpired) as err:
+        started, tail = False, str(err)
+    if not started or not answers():
+        message = f"no Slurm cluster: slurm/local-cluster.sh up failed:\n{tail}"
+        if ci:
+            pytest.fail(
+                message + "\n(CI=true: a cluster that cannot start fails the run)"
+            )
+        pytest.skip(message)
+    yield cluster_nodes()
+    subprocess.run([str(CLUSTER), "down"], capture_output=True, timeout=300)

@@ -12,7 +12,7 @@ import torch
 
 from experiments.bench import cli as bench_cli
 from experiments.bench import data as bench_data
-from experiments.bench import measure, models, profiler
+from experiments.bench import gpu_check, measure, models, profiler
 from experiments.bench import report as bench_report
 from experiments.bench.models import BenchConfig, plan
 from experiments.bench.report import CSV_COLUMNS, load_measured_throughput
@@ -244,3 +244,17 @@ def test_steps_take_commas_or_spaces(monkeypatch, steps: list[str]) -> None:
             ["resnet50_separate_downsampling", "timm.convnext_tiny"],
         ]
     ]
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="with CUDA, gpu-check runs the real suite"
+)
+def test_gpu_check_without_cuda_skips_the_suite_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "gpu-check"
+    assert gpu_check.main(["--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "no CUDA device" in printed
+    assert " passed" not in printed  # nothing counted as passing
+    assert not out.exists()

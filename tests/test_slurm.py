@@ -1,23 +1,30 @@
 """The sweep against a real Slurm (slurm/local-cluster.sh): arrays, preemption, cancellation.
 
-Needs a running single-node cluster; the `cluster` fixture starts one when none answers (root
-on Debian) and stops it again. Without one these tests skip with the reason, except with
-CI=true, where that is a failure. Run with `pytest -m slurm` (.ci/run does).
+Needs a running cluster; the `cluster` fixture (tests/conftest.py) starts one when none answers
+(root on Debian: `slurm/local-cluster.sh up --nodes 2`) and stops it again. Without one these
+tests skip with the reason, except with CI=true, where that is a failure. Run with
+`pytest -m slurm` (.ci/run does). Several ranks and nodes: tests/test_slurm_ranks.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from slurm_fixtures import (
+    PROFILE,
+    STEPS,
+    log_step,
+    roadmap,
+    status,
+    statuses,
+    submit,
+    wait_for,
+    weights,
+)
 
 from experiments import records
 from experiments.records import CHECKPOINT_DIR, read_events, read_job
@@ -27,108 +34,8 @@ from roadmap.steps import get_step
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parent.parent
-ROADMAP = str(REPO / ".venv" / "bin" / "roadmap")
-CLUSTER = REPO / "slurm" / "local-cluster.sh"
-PROFILE = str(REPO / "slurm" / "local.toml")
-STEPS = ("resnet50_modern_recipe", "stage_ratio")
 
-
-def _answers() -> bool:
-    """Whether a Slurm with accounting answers and localhost can run jobs."""
-    if not (shutil.which("sbatch") and shutil.which("sacct")):
-        return False
-    probes = [["scontrol", "ping"], ["sacct", "-n", "-X", "-S", "now"],
-              ["sinfo", "-h", "-n", "localhost", "-o", "%T"]]  # fmt: skip
-    outs = []
-    for cmd in probes:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        if proc.returncode:
-            return False
-        outs.append(proc.stdout)
-    return "UP" in outs[0] and outs[2].strip().startswith(("idle", "mix", "alloc"))
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
-    """A running Slurm: the one there is, or one this module starts and stops."""
-    if _answers():
-        yield
-        return
-    ci = os.environ.get("CI", "").lower() == "true"
-    try:
-        proc = subprocess.run(
-            [str(CLUSTER), "up"], capture_output=True, text=True, timeout=900
-        )
-        started, tail = proc.returncode == 0, (proc.stdout + proc.stderr)[-1500:]
-    except (OSError, subprocess.TimeoutExpired) as err:
-        started, tail = False, str(err)
-    if not started or not _answers():
-        message = f"no Slurm cluster: slurm/local-cluster.sh up failed:\n{tail}"
-        if ci:
-            pytest.fail(
-                message + "\n(CI=true: a cluster that cannot start fails the run)"
-            )
-        pytest.skip(message)
-    yield
-    subprocess.run([str(CLUSTER), "down"], capture_output=True, timeout=300)
-
-
-def roadmap(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the `roadmap` console script."""
-    proc = subprocess.run([ROADMAP, *args], capture_output=True, text=True, timeout=300)
-    if check and proc.returncode:
-        raise AssertionError(
-            f"roadmap {' '.join(args)} -> {proc.returncode}\n{proc.stderr}"
-        )
-    return proc
-
-
-def submit(root: Path, steps: str, seeds: str, *overrides: str) -> str:
-    """`roadmap sweep --executor slurm` with the local profile; the array's job id."""
-    sets = [x for o in overrides for x in ("--set", o)]
-    out = roadmap(
-        "sweep",
-        "--preset",
-        "smoke",
-        "--root",
-        str(root),
-        "--steps",
-        steps,
-        "--seeds",
-        seeds,
-        "--executor",
-        "slurm",
-        "--profile",
-        PROFILE,
-        *sets,
-    ).stdout
-    match = re.search(r"as Slurm job (\d+)", out)
-    assert match, out
-    return match.group(1)  # fmt: skip
-
-
-def status(root: Path) -> dict:
-    """`roadmap status --format json`."""
-    return json.loads(roadmap("status", "--root", str(root), "--format", "json").stdout)
-
-
-def wait_for(what: str, predicate, timeout: float, every: float = 2.0):  # noqa: ANN001
-    """Poll `predicate` until it returns something true; fail with `what` on time-out."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def statuses(root: Path) -> dict[tuple[str, int], dict]:
-    return {(r["step"], r["seed"]): r for r in status(root)["runs"]}
-
-
-def test_smoke_sweep_2_steps_x_2_seeds(cluster: None, tmp_path: Path) -> None:
+def test_smoke_sweep_2_steps_x_2_seeds(cluster: list[str], tmp_path: Path) -> None:
     array = submit(tmp_path, ",".join(STEPS), "0,1", "recipe.epochs=1",
                    "recipe.builtin_train_per_class=50")  # fmt: skip
     wait_for("4 runs done", lambda: status(tmp_path)["totals"].get("done") == 4, 420, 5)
@@ -155,26 +62,8 @@ def test_smoke_sweep_2_steps_x_2_seeds(cluster: None, tmp_path: Path) -> None:
     assert "skipped: 4 done" in again and "nothing to submit" in again
 
 
-def _log_step(run_dir: Path, job_id: str, folder: Path) -> int:
-    """The last optimizer step the job's stdout reports ('epoch E/N step S/T')."""
-    try:
-        text = (folder / f"{job_id}_0_log.out").read_text()
-    except OSError:
-        return 0
-    steps = re.findall(r"epoch (\d+)/\d+ step (\d+)/(\d+)", text)
-    if not steps:
-        return 0
-    epoch, step, per = (int(x) for x in steps[-1])
-    return (epoch - 1) * per + step
-
-
-def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    newest = listing(run_dir / CHECKPOINT_DIR)[0]
-    return torch.load(newest, map_location="cpu", weights_only=True)["model"]
-
-
 def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
-    cluster: None, tmp_path: Path
+    cluster: list[str], tmp_path: Path
 ) -> None:
     # 2 epochs of 6 steps; a progress line per step; keep the final checkpoint to compare.
     tiny = ("recipe.epochs=2", "recipe.builtin_train_per_class=20", "recipe.log_every=1",
@@ -186,9 +75,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
     folder = hit / "resnet50" / ".submitit"
     job_id = read_job(run_dir)["job_id"]
     assert job_id == array  # a one-task sweep is a plain job, not an array
-    wait_for(
-        "two optimizer steps", lambda: _log_step(run_dir, job_id, folder) >= 2, 240, 0.5
-    )
+    wait_for("two optimizer steps", lambda: log_step(job_id, folder) >= 2, 240, 0.5)
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
     wait_for(
         "the run to finish", lambda: status(hit)["totals"].get("done") == 1, 300, 3
@@ -218,7 +105,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
     assert "REQUEUED" in sacct and "COMPLETED" in sacct, sacct
 
     ref_dir = plan.run_dir(ref, "resnet50", get_step(STEPS[0]), 0)
-    a, b = _weights(run_dir), _weights(ref_dir)
+    a, b = weights(run_dir), weights(ref_dir)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), (
         "weights differ from the uninterrupted run"
@@ -231,7 +118,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
 
 
 def test_cancelled_jobs_show_as_failed_with_the_reason(
-    cluster: None, tmp_path: Path
+    cluster: list[str], tmp_path: Path
 ) -> None:
     array = submit(tmp_path, STEPS[0], "0,1", "recipe.log_every=1")
     running = lambda: all(r["status"] == "running" for r in status(tmp_path)["runs"])  # noqa: E731
@@ -266,7 +153,7 @@ def test_cancelled_jobs_show_as_failed_with_the_reason(
 
 
 def test_a_profile_the_cluster_refuses_is_an_error_before_anything(
-    cluster: None, tmp_path: Path
+    cluster: list[str], tmp_path: Path
 ) -> None:
     profile = tmp_path / "wrong.toml"
     profile.write_text('partition = "gpu-a100"\ncpus_per_task = 1\n')

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments import records
+from experiments.recipe import resolve_recipe
 from experiments.sweep.plan import Request, make_plan, parse_seeds, run_dir
 from experiments.sweep.profile import load_profile
 from experiments.train.config import prepare_run
@@ -105,6 +106,11 @@ def test_sweep_rejects_root_under_a_file(
         ),
         ("nodes = [\n", "not valid TOML"),
         ("setup = [1]\n", "setup must be list of strings"),
+        ("cpu_tasks_per_node = 0\n", "cpu_tasks_per_node must be >= 1"),
+        (
+            "gpus_per_node = 8\ncpu_tasks_per_node = 2\n",
+            "cpu_tasks_per_node is for nodes without GPUs",
+        ),
     ],
 )
 def test_profile_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -123,22 +129,60 @@ def test_shipped_profiles_load() -> None:
     assert params["ntasks_per_node"] == 8 and params["gpus_per_node"] == 8
     assert params["additional_parameters"] == {"requeue": True}
     assert params["setup"][0].startswith("module load")
+    for name, layout in (("local-2tasks", (1, 2)), ("local-2nodes", (2, 1))):
+        profile = load_profile(REPO / "slurm" / f"{name}.toml")
+        assert (profile.nodes, profile.tasks_per_node, profile.world_size) == (
+            *layout,
+            2,
+        )
+        params = profile.slurm_parameters()
+        assert (params["nodes"], params["ntasks_per_node"]) == layout
+        assert "gpus_per_node" not in params
+        # A rank that dies ends the job (the others would wait for it in a collective).
+        assert params["srun_args"] == ["--kill-on-bad-exit=1"]
+    assert "srun_args" not in local.slurm_parameters()
 
 
-def test_gpus_that_do_not_divide_the_batch(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+@pytest.mark.parametrize(
+    ("profile", "message"),
+    [
+        # paper: base batch 4096 at 128 per GPU; 3 GPUs x 128 does not divide 4096.
+        ("gpus_per_node = 3\n", "4096 is not a multiple of 3 device(s)"),
+        ("nodes = 2\ncpu_tasks_per_node = 3\n", "multiple of 6 device(s)"),
+    ],
+)
+def test_ranks_that_do_not_divide_the_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture, profile: str, message: str
 ) -> None:
-    # paper: base batch 4096 at 128 per GPU; 3 GPUs x 128 does not divide 4096.
-    profile = _profile(
-        tmp_path, 'partition = "gpu"\ngpus_per_node = 3\ntime_min = 600\n'
-    )
+    path = _profile(tmp_path, f'partition = "gpu"\ntime_min = 600\n{profile}')
     root = tmp_path / "runs"
     code = sweep("--preset", "paper", "--root", str(root), "--executor", "slurm",
-                 "--profile", str(profile), "--dry-run")  # fmt: skip
+                 "--profile", str(path), "--dry-run")  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
-    assert "base_batch 4096 is not a multiple of 3 device(s)" in err
-    assert "3 GPU(s) in" in err and not root.exists()
+    nodes, tasks = load_profile(path).nodes, load_profile(path).tasks_per_node
+    assert message in err, err
+    assert f"{nodes} node(s) x {tasks} task(s) per node in {path}" in err
+    assert not root.exists()
+
+
+def test_ranks_whose_step_the_built_in_data_cannot_fill(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    smoke = resolve_recipe("smoke")
+    images = smoke.builtin_classes * smoke.builtin_train_per_class
+    ranks = images // smoke.batch_size + 1  # one more rank than the data can feed
+    path = _profile(tmp_path, f"time_min = 600\nnodes = {ranks}\n")
+    root = tmp_path / "runs"
+    code = sweep("--preset", "smoke", "--root", str(root), "--executor", "slurm",
+                 "--profile", str(path), "--dry-run")  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    per_step = ranks * smoke.batch_size
+    assert (
+        f"{images} training images cannot fill one optimizer step of {per_step}" in err
+    )
+    assert f"({ranks} device(s))" in err and not root.exists()
 
 
 def test_existing_run_of_another_preset_is_an_error(tmp_path: Path) -> None:

@@ -149,3 +149,24 @@ def test_deferred_signals_are_dropped_when_the_step_raises() -> None:
         deferred.uninstall()
         signal.signal(signal.SIGUSR2, previous)
     assert calls == ["next step"]  # no checkpoint of a half-updated state
+
+
+def test_held_signals_run_only_when_released() -> None:
+    # Several ranks: a signal waits, inside or outside a step, until the ranks agree.
+    calls: list[str] = []
+    previous = signal.signal(signal.SIGUSR2, lambda s, f: calls.append("handler"))
+    deferred = DeferredSignals((signal.SIGUSR2,), hold=True)
+    deferred.install()
+    try:
+        with deferred.critical():
+            os.kill(os.getpid(), signal.SIGUSR2)
+        calls.append("step done")
+        os.kill(os.getpid(), signal.SIGUSR2)  # between steps: held as well
+        calls.append("between steps")
+        assert deferred.pending
+        deferred.release()
+        assert not deferred.pending
+    finally:
+        deferred.uninstall()
+        signal.signal(signal.SIGUSR2, previous)
+    assert calls == ["step done", "between steps", "handler", "handler"]

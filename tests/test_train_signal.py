@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from train_fixtures import rerun_resumes
+
 from experiments import records
 from experiments.records import CHECKPOINT_DIR
 
@@ -37,9 +39,4 @@ def test_signal_checkpoints_exits_75_and_the_same_command_resumes(
         1 <= meta["step_in_epoch"] <= 5
     )  # where the step under way when it came ended
 
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert f"resuming ckpt_{meta['step']:09d}.pt" in again.stdout
-    result = records.read_json(out / records.RESULT)
-    assert result["status"] == "done" and result["iterations"] == 10
-    assert [row["epoch"] for row in records.read_log(out)] == [1, 2]
+    rerun_resumes(cmd, out, meta)

@@ -277,6 +277,9 @@ def run(
     if cfg.amp not in (None, "bf16"):
         raise ValueError(f"--amp must be bf16 (or omitted), got {cfg.amp!r}")
     if device.type == "cuda":
+        # CUDA events record on the current device's stream: it must be the measured one.
+        if device.index is not None:
+            torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = (
             True  # same for every model: fastest conv algorithms
         )

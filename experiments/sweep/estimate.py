@@ -43,7 +43,8 @@ def estimate(
     """Device-hours of the plan's runs from epochs x dataset size over a throughput figure."""
     recipe, request, profile = plan.recipe, plan.request, plan.profile
     gpu = request.executor == "slurm" and profile.gpus_per_node > 0
-    device, per_job = ("GPU", plan.world_size) if gpu else ("CPU core", threads)
+    cores = threads * plan.world_size  # a CPU job's tasks each run `threads` threads
+    device, per_job = ("GPU", plan.world_size) if gpu else ("CPU core", cores)
     size = recipe.image_size
     names = {r.step.name for r in plan.to_run}
     img_s, source = {}, ""

@@ -6,14 +6,22 @@ model, builds `experiments.train.Trainer` on the run directory and trains. It is
 which saves the trainer's state and hands back a fresh `RunJob` on the same config; submitit
 requeues it and the requeued job resumes from that checkpoint. `max_requeues` bounds how often.
 Each run's job manifest (`job.json`) is written by `new_job` when a job is submitted.
+
+A job of several tasks (DDP ranks) trains one run: rank 0 writes the records and checkpoints.
+On USR2 every rank gets the signal; they stop after the same optimizer step (the trainer's
+agreed stop), rank 0 through submitit's handler (checkpoint, requeue) and the others quietly.
+A rank that loses another (its process or node gone) records no failure of the run: the run
+stays without a result, resumable, and the job's error names the job and its nodes.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import submitit
@@ -21,7 +29,13 @@ import torch
 from submitit.core.utils import UncompletedJobError
 
 from experiments import records, runlock, runstate
+from experiments.train.distributed import peer_lost
+from experiments.train.signals import StopRequested
 from experiments.train.trainer import Trainer
+
+EXIT_STOPPED = (
+    75  # rank 0 stopped on a signal without requeueing (EX_TEMPFAIL, as the CLI)
+)
 
 STOP_WAIT_S = 90  # how long a job may take to checkpoint and exit after USR2
 
@@ -32,6 +46,35 @@ def _rank() -> int:
         return submitit.JobEnvironment().global_rank
     except RuntimeError:
         return 0
+
+
+class PeerLost(RuntimeError):
+    """Another rank of the job is gone (its process or its node): the run was interrupted."""
+
+
+def _stop_this_rank(signum: int, frame: FrameType | None) -> None:
+    """A non-zero rank's USR2 handler: stop with the others (submitit's only logs)."""
+    raise StopRequested(f"{signal.Signals(signum).name} to the job")
+
+
+def _tasks() -> int:
+    """Tasks (ranks) of this process's submitit job (1 outside one)."""
+    try:
+        return submitit.JobEnvironment().num_tasks
+    except RuntimeError:
+        return 1
+
+
+def _where() -> str:
+    """Where this task runs, for messages: its rank, the job id, the nodes."""
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:
+        return f"rank 0 on {socket.gethostname()}"
+    return (
+        f"rank {env.global_rank} of {env.num_tasks} in job {env.job_id} on "
+        f"{', '.join(env.hostnames)}"
+    )
 
 
 def _job() -> tuple[str | None, str | None]:
@@ -111,10 +154,14 @@ class RunJob(submitit.helpers.Checkpointable):
                 threads=self.threads,
             )
         try:
+            if rank:
+                signal.signal(signal.SIGUSR2, _stop_this_rank)
             self._trainer = trainer = Trainer(run_dir)
             if rank == 0 and trainer.resumed_from is not None:
                 _log_resume(trainer)
             result = trainer.fit()
+        except StopRequested as stop:
+            self._stopped(stop, rank)
         except Exception as err:
             if self._stopping:  # stopped on purpose after a checkpoint: not a failure
                 raise
@@ -127,25 +174,49 @@ class RunJob(submitit.helpers.Checkpointable):
             self._lock.release()
         return result
 
+    def _stopped(self, stop: StopRequested, rank: int) -> None:
+        """Leave after a stop the ranks agreed on (rank 0's handler has checkpointed).
+
+        A non-zero rank leaves at once (`os._exit`: it holds no record), before the requeue
+        that rank 0 asks for kills the job's tasks; rank 0 leaves as any process does.
+        """
+        print(f"{_where()}: stopped: {stop}", file=sys.stderr, flush=True)
+        if rank:
+            sys.stdout.flush()
+            os._exit(0)
+        records.append_event(self.run_dir, "stop", reason=str(stop))
+        if self._lock is not None:
+            self._lock.release()
+        sys.exit(EXIT_STOPPED)
+
     def _failed(self, err: Exception, rank: int) -> dict[str, Any]:
-        """Record an exception as the run's failure (rank 0); raise it unless told not to."""
+        """Record an exception as the run's failure (rank 0); raise it unless told not to.
+
+        Another rank gone is not the run's failure: nothing is recorded but an event, and the
+        job ends with `PeerLost`, naming the job and its nodes.
+        """
         reason = failure_reason(err)
-        if rank == 0:
-            records.remove_temp_files(self.run_dir)  # a write the failure cut short
-            try:
-                if self._trainer is not None:
-                    self._trainer.record_failure(reason)
-                runstate.write_failure(self.run_dir, reason)
-                records.append_event(
-                    self.run_dir, "end", status="failed", reason=reason
-                )
-            except OSError as unrecorded:  # a full disk: the run reads as interrupted
-                print(
-                    f"failure not recorded: {failure_reason(unrecorded)}",
-                    file=sys.stderr,
-                )
+        lost = _tasks() > 1 and peer_lost(err)
+        if rank or lost:
+            kind = "peer-lost" if lost else "rank-failed"
+            records.append_event(self.run_dir, kind, rank=rank, reason=reason)
             if self._lock is not None:
                 self._lock.release()
+            if lost:
+                raise PeerLost(f"{_where()}: lost another rank: {reason}") from err
+            raise err
+        records.remove_temp_files(self.run_dir)  # a write the failure cut short
+        try:
+            if self._trainer is not None:
+                self._trainer.record_failure(reason)
+            runstate.write_failure(self.run_dir, reason)
+            records.append_event(self.run_dir, "end", status="failed", reason=reason)
+        except OSError as unrecorded:  # a full disk: the run reads as interrupted
+            print(
+                f"failure not recorded: {failure_reason(unrecorded)}", file=sys.stderr
+            )
+        if self._lock is not None:
+            self._lock.release()
         if self.raise_errors:
             raise err
         result = records.readable(records.read_result, self.run_dir)[0]

@@ -249,12 +249,15 @@ def _check_cluster(plan: Plan) -> None:
 
 
 def check_batch(recipe: Recipe, world: int, profile: Profile) -> None:
-    """The recipe's effective batch must split evenly over the job's devices."""
+    """The recipe's effective batch must split evenly over the job's ranks."""
     try:
         recipe.accum_for(world)
     except ValueError as err:
-        where = f" ({profile.nodes} node(s) x {profile.gpus_per_node} GPU(s) in {profile.path})"
-        raise ValueError(f"{err} -- {world} device(s) per job{where}") from None
+        where = (
+            f"{world} rank(s) per job: {profile.nodes} node(s) x {profile.tasks_per_node} "
+            f"task(s) per node{f' in {profile.path}' if profile.path else ''}"
+        )
+        raise ValueError(f"{err} -- {where}") from None
 
 
 def check_config(directory: Path, wanted: dict[str, object]) -> None:

@@ -23,7 +23,8 @@ PROFILE_KEYS: dict[str, tuple[type, str]] = {
     "description": (str, "free text, shown by --dry-run"),
     "partition": (str, "sbatch --partition"),
     "nodes": (int, "nodes per job"),
-    "gpus_per_node": (int, "GPUs per node, one task each (0: one CPU task per node)"),
+    "gpus_per_node": (int, "GPUs per node, one task each (0: CPU tasks, below)"),
+    "cpu_tasks_per_node": (int, "tasks per node without GPUs (DDP ranks over gloo)"),
     "cpus_per_task": (int, "sbatch --cpus-per-task"),
     "threads_per_task": (int, "torch threads per task (default: cpus_per_task)"),
     "mem_gb": (float, "sbatch --mem per node, GB"),
@@ -50,6 +51,7 @@ class Profile:
     partition: str = ""
     nodes: int = 1
     gpus_per_node: int = 0
+    cpu_tasks_per_node: int = 1
     cpus_per_task: int = 1
     threads_per_task: int = 0
     mem_gb: float = 0.0
@@ -66,8 +68,8 @@ class Profile:
 
     @property
     def tasks_per_node(self) -> int:
-        """One task per GPU; one task per node without GPUs."""
-        return max(1, self.gpus_per_node)
+        """One task per GPU; `cpu_tasks_per_node` tasks per node without GPUs."""
+        return self.gpus_per_node or self.cpu_tasks_per_node
 
     @property
     def world_size(self) -> int:
@@ -116,6 +118,10 @@ class Profile:
                 params[key] = getattr(self, key)
         if self.setup:
             params["setup"] = list(self.setup)
+        if (
+            self.world_size > 1
+        ):  # a rank that dies ends the others (NCCL would wait on it)
+            params["srun_args"] = ["--kill-on-bad-exit=1"]
         return params
 
 
@@ -165,6 +171,12 @@ def _check_profile(p: Profile, path: Path) -> None:
     checks = [
         (p.nodes >= 1, "nodes must be >= 1"),
         (p.gpus_per_node >= 0, "gpus_per_node must be >= 0"),
+        (p.cpu_tasks_per_node >= 1, "cpu_tasks_per_node must be >= 1"),
+        (
+            p.cpu_tasks_per_node == 1 or not p.gpus_per_node,
+            "cpu_tasks_per_node is for nodes without GPUs; with gpus_per_node there is "
+            "one task per GPU",
+        ),
         (p.cpus_per_task >= 1, "cpus_per_task must be >= 1"),
         (p.threads_per_task >= 0, "threads_per_task must be >= 0"),
         (p.mem_gb >= 0, "mem_gb must be >= 0"),

@@ -13,7 +13,8 @@ from experiments.data.images import BadImageError
 from experiments.recipe import PRESETS
 from experiments.train.config import prepare_run
 from experiments.train.report import pct
-from experiments.train.run import EXIT_PREEMPTED, Preempted, RunFailed, run
+from experiments.train.run import EXIT_PREEMPTED, RunFailed, run
+from experiments.train.signals import StopRequested
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 
@@ -75,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     try:
         result = run(run_dir, checkpoint_signals=(signal.SIGUSR2, signal.SIGTERM))
-    except Preempted as stop:
+    except StopRequested as stop:
         print(f"stopped by {stop}; run the same command to resume", file=sys.stderr)
         return EXIT_PREEMPTED
     except RunFailed as failed:

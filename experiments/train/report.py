@@ -34,6 +34,7 @@ class TrainerView(Protocol):
     gflops: float
     lr: float
     device: torch.device
+    hosts: list[str]
     resumed_from: Path | None
 
     def wall_seconds(self) -> float:
@@ -173,6 +174,7 @@ def result_record(
         "effective_batch": trainer.effective_batch,
         "accum_steps": trainer.accum,
         "world_size": trainer.world,
+        "hosts": trainer.hosts,
         "device": str(trainer.device),
         "threads": torch.get_num_threads(),
         "dataset": trainer.data.info,

@@ -20,12 +20,13 @@ from typing import Any
 
 from experiments import records, runlock, runstate
 from experiments.train.distributed import launch_rank
+from experiments.train.signals import StopRequested
 from experiments.train.trainer import Trainer
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on a signal; run again to resume
 
 
-class Preempted(BaseException):  # noqa: N818 - a requested stop, not an error
+class Preempted(StopRequested):
     """Raised after a signal-triggered checkpoint to leave the training loop."""
 
 

@@ -26,7 +26,8 @@ from experiments import records, runstate
 from experiments.recipe import recipe_from_dict
 from experiments.train import checkpoint as ckpt
 from experiments.train.data import build_loaders
-from experiments.train.distributed import init_distributed
+from experiments.train.distributed import Placement
+from experiments.train.evaluate import evaluate
 from experiments.train.parts import build_loss, build_optimization
 from experiments.train.report import (
     describe,
@@ -36,7 +37,7 @@ from experiments.train.report import (
     result_record,
     show_step,
 )
-from experiments.train.signals import DeferredSignals
+from experiments.train.signals import DeferredSignals, StopRequested
 
 
 class Trainer:
@@ -51,7 +52,9 @@ class Trainer:
             )
         self.config, self.seed = config, int(config["seed"])
         self.recipe = recipe_from_dict(config["recipe"])
-        self._setup_devices()
+        self.place = place = Placement.start(self.recipe)
+        self.rank, self.world, self.main = place.rank, place.world, place.main
+        self.device, self.hosts = place.device, place.hosts()
         self.accum = self.recipe.accum_for(self.world)
         self.effective_batch = self.world * self.recipe.batch_size * self.accum
         self.data = build_loaders(
@@ -62,33 +65,15 @@ class Trainer:
         self._setup_model()
         self._setup_optimization()
         self.state = ckpt.fresh_state(self.steps_per_epoch, self.effective_batch)
-        self.signals = DeferredSignals()
+        # Several ranks stop together: a signal is held until they agree (see `_step`).
+        self.signals = DeferredSignals(hold=self.world > 1)
+        self._stop_agreed = False
         self._lock = threading.RLock()
         self._finished = False
         self._session_start = self._last_save = time.perf_counter()
         self.ckpt_dir = self.run_dir / records.CHECKPOINT_DIR
         self._trusted: set[Path] = set()  # checkpoints this process wrote or verified
         self.resumed_from = self._resume()
-
-    def _setup_devices(self) -> None:
-        """Ranks, threads, the device of this rank, autocast dtype and memory format."""
-        dist = torch.distributed
-        self._owns_process_group = dist.is_available() and not dist.is_initialized()
-        self.rank, self.world, local = init_distributed()
-        self._owns_process_group &= self.world > 1
-        self.main = self.rank == 0
-        if self.recipe.threads:
-            torch.set_num_threads(self.recipe.threads)
-        cuda = torch.cuda.is_available()
-        self.device = torch.device(
-            f"cuda:{local % torch.cuda.device_count()}" if cuda else "cpu"
-        )
-        if cuda:
-            torch.cuda.set_device(self.device)
-        self.amp_dtype = (
-            getattr(torch, self.recipe.amp_dtype) if cuda else torch.float32
-        )
-        self.channels_last = self.recipe.channels_last
 
     def _setup_model(self) -> None:
         """The step's model (the same initial weights on every rank and restart), its EMA."""
@@ -98,7 +83,7 @@ class Trainer:
         self.params = roadmap.count_params(model)
         self.gflops = roadmap.count_gflops(model, image_size=self.recipe.image_size)
         model.to(self.device)
-        if self.channels_last:
+        if self.place.channels_last:
             model.to(memory_format=torch.channels_last)
         self.ema = (
             ModelEmaV3(model, decay=self.recipe.ema_decay) if self.recipe.ema else None
@@ -112,15 +97,10 @@ class Trainer:
             recipe, self.model, self.lr, self.steps_per_epoch
         )
         self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.amp_dtype == torch.float16
+            self.device.type, enabled=self.place.amp_dtype == torch.float16
         )
         self.mixup, self.criterion = build_loss(recipe, self.num_classes)
-        train_model: nn.Module = self.model
-        if self.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            train_model = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids
-            )
+        train_model = self.place.wrap(self.model)
         self.train_model = torch.compile(train_model) if recipe.compile else train_model
 
     # ---- checkpoints ---------------------------------------------------------------------------
@@ -224,8 +204,7 @@ class Trainer:
             return self._finish("done", None)
         finally:
             self.signals.uninstall()
-            if self._owns_process_group:
-                torch.distributed.destroy_process_group()
+            self.place.close()
 
     def _train_epoch(self) -> str | None:
         """Train the rest of the current epoch; the failure reason, or None."""
@@ -246,6 +225,8 @@ class Trainer:
                 state["epoch_seconds"] += seconds
             if failure is not None:
                 return failure
+            if self._stop_agreed:
+                self._stop_with_the_others()
             show_step(self, bar)
             if time.perf_counter() - self._last_save > recipe.checkpoint_minutes * 60:
                 self.save_checkpoint("periodic")
@@ -261,7 +242,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         losses = []
         for i in range(self.accum):
-            x, y = self._to_device(*next(batches))
+            x, y = self.place.to_device(*next(batches))
             if self.mixup is not None:
                 x, y = self.mixup(x, y)
             last = i == self.accum - 1
@@ -269,10 +250,11 @@ class Trainer:
             if self.world > 1 and not last:
                 sync = self.train_model.no_sync()  # type: ignore[operator]
             with sync:
-                with self._autocast():
+                with self.place.autocast():
                     loss = self.criterion(self.train_model(x), y)
-                value = loss.item()
-                if not self._all_finite(value):
+                held = self.signals.hold and self.signals.pending
+                value, self._stop_agreed = self.place.mean_and_stop(loss.item(), held)
+                if not math.isfinite(value):
                     state["failed_iteration"] = state["global_step"] + 1
                     return (
                         f"non-finite loss ({value}) at iteration {state['global_step'] + 1} "
@@ -300,53 +282,23 @@ class Trainer:
         )
         return None
 
-    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """A batch on the training device, images in the model's memory format."""
-        x = x.to(self.device, non_blocking=True)
-        y = y.to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+    def _stop_with_the_others(self) -> None:
+        """All ranks agreed to stop after this step: run the held handlers, then leave.
 
-    def _autocast(self) -> torch.autocast:
-        """bf16 (or fp16) autocast on CUDA; fp32, nothing, on the CPU."""
-        enabled = self.amp_dtype != torch.float32
-        return torch.autocast(self.device.type, self.amp_dtype, enabled=enabled)
+        Rank 0's handler (submitit's, the CLI's) checkpoints this step and exits; where it has
+        none to run (the signal reached another rank) rank 0 checkpoints here. A rank whose
+        handlers return, or whose signal has not arrived yet, stops with the others.
+        """
+        self.signals.release()
+        self.save_checkpoint("stopped with the other ranks")
+        raise StopRequested(
+            f"a signal to the run (all {self.world} ranks stop after optimizer step "
+            f"{self.state['global_step']})"
+        )
 
-    def _all_finite(self, value: float) -> bool:
-        """Whether the loss is finite on every rank (all ranks stop together)."""
-        bad = not math.isfinite(value)
-        if self.world > 1:
-            flag = torch.tensor([float(bad)], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            bad = bool(flag.item())
-        return not bad
-
-    @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Top-1, top-5 (%) and mean loss of `model` on the validation set (all ranks)."""
-        was_training = model.training
-        model.eval()
-        totals = torch.zeros(4, dtype=torch.float64, device=self.device)
-        k = min(5, self.num_classes)
-        for batch in self.data.val:
-            x, y = self._to_device(*batch)
-            with self._autocast():
-                logits = model(x).float()
-            hits = logits.topk(k, dim=1).indices.eq(y[:, None])
-            loss = nn.functional.cross_entropy(logits, y, reduction="sum")
-            totals += torch.stack(
-                [hits[:, 0].sum(), hits.any(dim=1).sum(), loss, torch.tensor(len(y))]
-            ).to(totals)
-        if self.world > 1:
-            torch.distributed.all_reduce(totals)
-        model.train(was_training)
-        top1_hits, top5_hits, loss_sum, count = totals.tolist()
-        return {
-            "top1": 100 * top1_hits / count,
-            "top5": 100 * top5_hits / count,
-            "val_loss": loss_sum / count,
-        }
+        return evaluate(model, self.data.val, self.place, self.num_classes)
 
     def _end_epoch(self, metrics: dict[str, float], eval_seconds: float) -> None:
         """Write the epoch's log.jsonl line, then move the state to the next epoch."""

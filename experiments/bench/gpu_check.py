@@ -1,0 +1,118 @@
+"""`make gpu-check`: the `gpu` test suite and the GPU benchmark in one command, into one folder.
+
+Where torch sees CUDA it runs `pytest -m gpu` (text log and JUnit XML) and then `roadmap bench
+--device cuda --amp bf16 --channels-last --steps endpoints` (CSV and the printed table), within
+one time limit (default 8 minutes), and writes both with the device, driver and versions into
+`docs/benchmarks/gpu-check-<date>/`, a folder meant to be committed. Without CUDA it runs the
+suite anyway (every test reports skipped, with the reason), writes nothing and exits 0.
+
+    python -m experiments.bench.gpu_check [--out DIR] [--limit-s 480]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from experiments import records
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = ["--device", "cuda", "--amp", "bf16", "--channels-last", "--steps", "endpoints",
+         "--batch", "128"]  # fmt: skip
+BENCH_RESERVE_S = 150  # of the limit, kept for the benchmark after the tests
+
+
+def _run(command: list[str], log: Path | None, limit_s: float) -> int:
+    """Run `command`, its output to the terminal and to `log`; its exit status (124: limit)."""
+    print(f"$ {shlex.join(command)}", flush=True)
+    lines: list[str] = []
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+    def copy() -> None:
+        for line in proc.stdout or ():
+            print(line, end="", flush=True)
+            lines.append(line)
+
+    reader = threading.Thread(target=copy, daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        lines.append(f"gpu-check: stopped at the time limit ({limit_s:.0f} s)\n")
+        code = 124
+    reader.join(timeout=10)
+    if log is not None:
+        log.write_text("".join(lines))
+    return code
+
+
+def _environment() -> str:
+    """The device, driver and package versions, as text."""
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                          "--format=csv,noheader"], capture_output=True, text=True,
+                         check=False).stdout.strip()  # fmt: skip
+    packages = records.provenance()
+    return "\n".join([
+        f"time: {records.now()}",
+        f"gpus: {smi or torch.cuda.get_device_name()}",
+        f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN "
+        f"{torch.backends.cudnn.version()}, bf16 {torch.cuda.is_bf16_supported()}",
+        f"packages: {packages['packages']}",
+        f"git: {packages['git']}",
+    ]) + "\n"  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the GPU check; 0 when both parts passed (or, without CUDA, the suite skipped)."""
+    parser = argparse.ArgumentParser(
+        prog="gpu-check", description=__doc__.split("\n")[0]
+    )
+    today = datetime.date.today().isoformat()
+    default = REPO / "docs" / "benchmarks" / f"gpu-check-{today}"
+    parser.add_argument("--out", type=Path, default=default, help="results folder")
+    parser.add_argument("--limit-s", type=float, default=480.0)
+    args = parser.parse_args(argv)
+    tests = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "gpu",
+        "-ra",
+        "-p",
+        "no:cacheprovider",
+    ]
+    if not torch.cuda.is_available():
+        code = _run(tests, None, args.limit_s)
+        print("gpu-check: no CUDA device here: the gpu tests skipped (above), no benchmark, "
+              "nothing written", flush=True)  # fmt: skip
+        return code
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "environment.txt").write_text(_environment())
+    start = time.monotonic()
+    tests += ["--junitxml", str(out / "gpu-tests.xml")]
+    code = _run(tests, out / "gpu-tests.log", args.limit_s - BENCH_RESERVE_S)
+    left = args.limit_s - (time.monotonic() - start)
+    bench = [sys.executable, "-m", "roadmap.cli", "bench", *BENCH,
+             "--out", str(out / "gpu-bench-endpoints.csv")]  # fmt: skip
+    bench_code = _run(bench, out / "gpu-bench-endpoints.log", max(left, 60.0))
+    took = time.monotonic() - start
+    print(f"gpu-check: tests exit {code}, bench exit {bench_code}, {took:.0f} s; "
+          f"results in {out} (commit them to docs/benchmarks/)", flush=True)  # fmt: skip
+    return code or bench_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
