@@ -143,6 +143,17 @@ def test_shipped_profiles_load() -> None:
     assert "srun_args" not in local.slurm_parameters()
 
 
+def _refused_dry_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture, preset: str, profile: Path
+) -> str:
+    """Dry-run a Slurm sweep with `profile`; assert it is refused, writing nothing; its stderr."""
+    root = tmp_path / "runs"
+    code = sweep("--preset", preset, "--root", str(root), "--executor", "slurm",
+                 "--profile", str(profile), "--dry-run")  # fmt: skip
+    assert code == 2 and not root.exists()
+    return capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("profile", "message"),
     [
@@ -155,15 +166,10 @@ def test_ranks_that_do_not_divide_the_batch(
     tmp_path: Path, capsys: pytest.CaptureFixture, profile: str, message: str
 ) -> None:
     path = _profile(tmp_path, f'partition = "gpu"\ntime_min = 600\n{profile}')
-    root = tmp_path / "runs"
-    code = sweep("--preset", "paper", "--root", str(root), "--executor", "slurm",
-                 "--profile", str(path), "--dry-run")  # fmt: skip
-    assert code == 2
-    err = capsys.readouterr().err
+    err = _refused_dry_run(tmp_path, capsys, "paper", path)
     nodes, tasks = load_profile(path).nodes, load_profile(path).tasks_per_node
     assert message in err, err
     assert f"{nodes} node(s) x {tasks} task(s) per node in {path}" in err
-    assert not root.exists()
 
 
 def test_ranks_whose_step_the_built_in_data_cannot_fill(
@@ -173,16 +179,12 @@ def test_ranks_whose_step_the_built_in_data_cannot_fill(
     images = smoke.builtin_classes * smoke.builtin_train_per_class
     ranks = images // smoke.batch_size + 1  # one more rank than the data can feed
     path = _profile(tmp_path, f"time_min = 600\nnodes = {ranks}\n")
-    root = tmp_path / "runs"
-    code = sweep("--preset", "smoke", "--root", str(root), "--executor", "slurm",
-                 "--profile", str(path), "--dry-run")  # fmt: skip
-    assert code == 2
-    err = capsys.readouterr().err
+    err = _refused_dry_run(tmp_path, capsys, "smoke", path)
     per_step = ranks * smoke.batch_size
     assert (
         f"{images} training images cannot fill one optimizer step of {per_step}" in err
     )
-    assert f"({ranks} device(s))" in err and not root.exists()
+    assert f"({ranks} device(s))" in err
 
 
 def test_existing_run_of_another_preset_is_an_error(tmp_path: Path) -> None:
