@@ -2,9 +2,11 @@
 
 `sacct_states` asks sacct once for many jobs (submitit's own parser reads the answer); where
 sacct cannot be asked every job gets the state `SACCT_UNAVAILABLE`, so that nobody takes a job
-it cannot see for a job that has ended. `process_alive` tells a live process from a dead or a
-recycled pid (its start time), on this host only. experiments/runstate.py turns these into run
-states; experiments/runlock.py uses them to tell whether a lock's holder is gone.
+it cannot see for a job that has ended; a job that sacct shows as ended but that slurmctld holds
+again (requeued) gets the controller's state (`queued_states`, squeue). `process_alive` tells a
+live process from a dead or a recycled pid (its start time), on this host only.
+experiments/runstate.py turns these into run states; experiments/runlock.py uses them to tell
+whether a lock's holder is gone.
 """
 
 from __future__ import annotations
@@ -53,7 +55,53 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
         ).stdout
     except (OSError, subprocess.SubprocessError) as err:
         return dict.fromkeys(job_ids, _unavailable(f"sacct failed: {err}"))
-    return parse_sacct(out)
+    states = parse_sacct(out)
+    ended = [j for j, info in states.items() if _ended(info.get("State", ""))]
+    for job, live in queued_states(ended).items():
+        if job in states and live in SLURM_PENDING | SLURM_RUNNING:
+            old = states[job].get("State", "")
+            states[job] = {
+                **states[job],
+                "State": live,
+                "Reason": f"requeued after {old}",
+            }
+    return states
+
+
+def _ended(state: str) -> bool:
+    """Whether a sacct state word says the job's newest attempt has ended."""
+    word = state.split()[0] if state else ""
+    return bool(word) and word not in SLURM_PENDING | SLURM_RUNNING | {
+        SACCT_UNAVAILABLE
+    }
+
+
+def queued_states(job_ids: list[str]) -> dict[str, str]:
+    """The controller's live state of the jobs it still holds (squeue): {job id: state}.
+
+    sacct's newest record of a job that Slurm requeues (a node failure, a preemption) says
+    NODE_FAIL or PREEMPTED until the requeued attempt's record reaches the database, seconds
+    later; squeue asks slurmctld itself. Jobs it no longer holds, or no answer: left out.
+    """
+    if not job_ids or shutil.which("squeue") is None:
+        return {}
+    mains = sorted({j.split("_")[0] for j in job_ids})
+    cmd = [
+        "squeue",
+        "--noheader",
+        "--array",
+        "--format=%i|%T",
+        "--jobs",
+        ",".join(mains),
+    ]
+    try:
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=60, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    live = (line.strip().partition("|") for line in out.splitlines())
+    return {job: state for job, _, state in live if state}
 
 
 def _unavailable(reason: str) -> dict[str, str]:

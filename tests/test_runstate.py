@@ -233,3 +233,35 @@ def test_slurm_jobs_that_cannot_be_checked_are_left_alone(
         "running",
         "cannot check: sacct is not on PATH",
     )
+
+
+def _fake_command(folder: Path, name: str, output: str) -> None:
+    """An executable `name` in `folder` that prints `output` whatever it is asked."""
+    folder.mkdir(exist_ok=True)
+    script = folder / name
+    script.write_text(
+        f"#!/bin/sh\nprintf '%s\\n' '{output}'\n"
+    )  # printf: a shell builtin
+    script.chmod(0o755)
+
+
+def test_a_job_sacct_shows_ended_but_slurm_requeued_is_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Between a node failure and the requeued attempt's record, sacct's newest record says
+    # NODE_FAIL; slurmctld (squeue) already holds the job again. Job 9_1 has really ended.
+    for seed, job_id in enumerate(("9_0", "9_1")):
+        job = {"executor": "slurm", "job_id": job_id, "submitted": "2020-01-01T00:00Z"}
+        make_run(tmp_path, 1, "resnet50_modern_recipe", seed, None, job)
+    bin_dir = tmp_path / "bin"
+    _fake_command(bin_dir, "sacct", "JobID|State|ExitCode|Reason|NodeList\n"
+                  "9_0|NODE_FAIL|0:0|None|node[1-2]\n9_1|NODE_FAIL|0:0|None|node[1-2]")  # fmt: skip
+    _fake_command(bin_dir, "squeue", "9_0|PENDING\n9_1|NODE_FAIL")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    got = [(s.status, s.detail) for s in st.sweep_states(tmp_path)]
+    assert got == [
+        ("pending", "pending (requeued after NODE_FAIL)"),
+        ("interrupted", "NODE_FAIL"),
+    ]
+    _fake_command(bin_dir, "squeue", "")  # the controller no longer holds either job
+    assert [s.status for s in st.sweep_states(tmp_path)] == ["interrupted"] * 2
