@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
 import pytest
 
 from experiments import records, runstate
 from experiments.train import Trainer, prepare_run, run
+from experiments.train import config as train_config
 from roadmap.cli import main
 from roadmap.steps import step_names
 
@@ -119,6 +121,27 @@ def test_prepare_run_is_idempotent_and_refuses_another_run(tmp_path: Path) -> No
             tmp_path / "r",
             overrides=["recipe.epochs=5"],
         )
+
+
+def test_another_rank_writes_nothing_and_checks_rank_0s_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under torchrun every rank prepares the run; only rank 0 writes (a second writer's temp
+    # file was deleted by rank 0's clean-up once it held the lock: a race CI hit).
+    out = tmp_path / "r"
+    writer = threading.Timer(
+        0.5, prepare_run, ("resnet50", "kernel_7", 0, "smoke", out)
+    )
+    writer.start()
+    assert prepare_run("resnet50", "kernel_7", 0, "smoke", out, write=False) == out
+    writer.join()
+    assert sorted(p.name for p in out.iterdir()) == [records.CONFIG]
+    with pytest.raises(ValueError, match=r"different run \(seed 0 -> 1\)"):
+        prepare_run("resnet50", "kernel_7", 1, "smoke", out, write=False)
+    monkeypatch.setattr(train_config, "RANK0_CONFIG_WAIT_S", 0.3)
+    with pytest.raises(TimeoutError, match="rank 0 wrote no .*config.json in 0 s"):
+        prepare_run("resnet50", "kernel_7", 0, "smoke", tmp_path / "alone", write=False)
+    assert not (tmp_path / "alone").exists()
 
 
 @pytest.mark.parametrize(

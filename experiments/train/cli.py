@@ -12,6 +12,7 @@ from experiments import records, runstate
 from experiments.data.images import BadImageError
 from experiments.recipe import PRESETS
 from experiments.train.config import prepare_run
+from experiments.train.distributed import launch_rank
 from experiments.train.report import pct
 from experiments.train.run import EXIT_PREEMPTED, RunFailed, run
 from experiments.train.signals import StopRequested
@@ -67,6 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out,
         args.data,
         args.overrides,
+        write=launch_rank() == 0,  # under torchrun rank 0 alone writes the run's files
     )
     done = runstate.done_result(run_dir)
     if done is not None:

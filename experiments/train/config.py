@@ -9,6 +9,7 @@ run's dataset that both run first: `roadmap data check` (cached), the class map 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +29,8 @@ from experiments.train.data import builtin_dataset
 from experiments.train.parts import check_parts
 from roadmap.spec import ArchSpec
 from roadmap.steps import get_step
+
+RANK0_CONFIG_WAIT_S = 300.0  # how long another rank waits for rank 0's config.json
 
 
 @dataclass
@@ -169,8 +172,12 @@ def prepare_run(
     data: str | Path | None = None,
     overrides: tuple[str, ...] | list[str] = (),
     checked: RunData | None = None,
+    write: bool = True,
 ) -> Path:
     """Check the run and write `<out_dir>/config.json` (kept if identical); the run directory.
+
+    `write=False` (the other ranks of a `torchrun` run) checks the same and writes nothing: it
+    waits for the config that rank 0 writes, and compares it.
 
     Raises ValueError / OSError with one message for an unknown track, step (with the nearest
     name), preset or `--set` key (with the valid ones), a bad seed, a data root with problems
@@ -190,14 +197,15 @@ def prepare_run(
     out = Path(out_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a directory")
-    existing = records.read_config(out)
+    existing = records.read_config(out) if write else _written_by_rank0(out)
     if existing is not None:
         diff = identity_diff(existing, identity)
         if diff:
             raise ValueError(
                 f"{out} already holds a different run ({diff}); choose another --out"
             )
-        record_dataset(out, existing, checked)
+        if write:
+            record_dataset(out, existing, checked)
         return out
     check_writable(out, "--out")
     config = {
@@ -209,6 +217,19 @@ def prepare_run(
     }
     records.atomic_write_json(out / records.CONFIG, config)
     return out
+
+
+def _written_by_rank0(out: Path) -> dict[str, Any]:
+    """The run's config once rank 0 has written it (another rank writes nothing of a run)."""
+    timeout_s = RANK0_CONFIG_WAIT_S
+    deadline = time.monotonic() + timeout_s
+    while (config := records.read_config(out)) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"rank 0 wrote no {out / records.CONFIG} in {timeout_s:.0f} s"
+            )
+        time.sleep(0.2)
+    return config
 
 
 def _completed(config: dict[str, Any]) -> dict[str, Any]:
