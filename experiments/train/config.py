@@ -198,24 +198,19 @@ def prepare_run(
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a directory")
     existing = records.read_config(out) if write else _written_by_rank0(out)
-    if existing is not None:
-        diff = identity_diff(existing, identity)
-        if diff:
-            raise ValueError(
-                f"{out} already holds a different run ({diff}); choose another --out"
-            )
-        if write:
-            record_dataset(out, existing, checked)
+    if existing is None:
+        check_writable(out, "--out")
+        config = {**identity, "excluded_images": checked.excluded}
+        config |= {"provenance": records.provenance(), "created": records.now()}
+        records.atomic_write_json(out / records.CONFIG, config | {"out_dir": str(out)})
         return out
-    check_writable(out, "--out")
-    config = {
-        **identity,
-        "excluded_images": checked.excluded,
-        "provenance": records.provenance(),
-        "created": records.now(),
-        "out_dir": str(out),
-    }
-    records.atomic_write_json(out / records.CONFIG, config)
+    diff = identity_diff(existing, identity)
+    if diff:
+        raise ValueError(
+            f"{out} already holds a different run ({diff}); choose another --out"
+        )
+    if write:
+        record_dataset(out, existing, checked)
     return out
 
 
