@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from data_fixtures import add_bad_files, clean_root, symlinked_subset, write_image
+from train_fixtures import crash_at_training_forward
 
 from experiments import records
 from experiments.bench import cli as bench_cli
@@ -100,15 +101,9 @@ def test_swapped_class_folders_refuse_the_resume(
     sets = (*SETS, "recipe.epochs=2")
     prepare_run("resnet50", STEP, 0, "smoke", out, root, sets)
     trainer = Trainer(out)
-    calls = []
-
-    def crash(module, inputs, output):  # in epoch 2, after epoch 1's checkpoint
-        calls.append(module.training)
-        if sum(calls) == 5:
-            raise _Stop
-        return output
-
-    trainer.model.register_forward_hook(crash)
+    crash_at_training_forward(
+        trainer.model, 5, _Stop
+    )  # in epoch 2, after epoch 1's checkpoint
     with pytest.raises(_Stop):
         trainer.fit()
     assert records.list_checkpoints(out / records.CHECKPOINT_DIR)

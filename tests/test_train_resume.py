@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fixtures import crash_at_training_forward
 
 from experiments import records
 from experiments.train import Trainer, prepare_run
@@ -130,16 +131,7 @@ def test_crash_after_periodic_checkpoint_resumes_bit_exact(
 
     cut = prepare_run("resnet50", step, 0, "smoke", tmp_path / "cut", overrides=sets)
     b = Trainer(cut)
-    forwards = []
-
-    def crash(module, inputs, output):
-        if module.training:
-            forwards.append(1)
-            if len(forwards) == 5:
-                raise Killed
-        return output
-
-    b.model.register_forward_hook(crash)
+    crash_at_training_forward(b.model, 5, Killed)
     with pytest.raises(Killed):
         b.fit()
     c = Trainer(cut)

@@ -24,6 +24,20 @@ U32 = 2.0**-24
 TINY_MODEL = {"depths": [1, 1, 1, 1], "width": 16}
 
 
+def crash_at_training_forward(model: nn.Module, n: int, error: type[Exception]) -> None:
+    """Make the `n`-th training forward pass of `model` raise `error` (a crash mid-run)."""
+    forwards = []
+
+    def crash(module: nn.Module, inputs: Any, output: Any) -> Any:
+        if module.training:
+            forwards.append(1)
+            if len(forwards) == n:
+                raise error
+        return output
+
+    model.register_forward_hook(crash)
+
+
 def norm_free_step(track: str = "resnet50") -> str:
     """The first step of the track with no BatchNorm (per-batch statistics) in it."""
     for step in steps(track):
