@@ -85,6 +85,16 @@ def formats_arg(text: str) -> tuple[str, ...]:
     return out
 
 
+def _add_figure_args(parser: argparse.ArgumentParser) -> None:
+    """The figure options that the staircase and the curves share: formats and width."""
+    parser.add_argument(
+        "--formats", type=formats_arg, default=("png", "pdf", "svg"), help="png,pdf,svg"
+    )
+    parser.add_argument(
+        "--width", type=float, default=None, help="figure width in inches"
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `staircase` subcommand."""
     parser = sub.add_parser(
@@ -121,12 +131,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="mark the paper's top-1 on each bar",
     )
-    parser.add_argument(
-        "--formats", type=formats_arg, default=("png", "pdf", "svg"), help="png,pdf,svg"
-    )
-    parser.add_argument(
-        "--width", type=float, default=None, help="figure width in inches"
-    )
+    _add_figure_args(parser)
     parser.set_defaults(func=cmd_staircase)
 
 
@@ -258,10 +263,7 @@ def register_curves(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
     parser.add_argument("--preset", help="preset to draw (default: most runs)")
     parser.add_argument("--steps", nargs="+", default=["all"], help=STEPS_HELP)
-    parser.add_argument(
-        "--formats", type=formats_arg, default=("png", "pdf", "svg"), help="png,pdf,svg"
-    )
-    parser.add_argument("--width", type=float, default=None, help="inches")
+    _add_figure_args(parser)
     parser.set_defaults(func=cmd_curves)
 
 
