@@ -25,17 +25,11 @@ from typing import IO, Any
 from experiments import records
 from experiments.files import named_error
 from experiments.scheduler import (
-    SACCT_UNAVAILABLE,
-    SLURM_PENDING,
-    SLURM_RUNNING,
+    NOT_KNOWN_ENDED,
     process_alive,
     process_start,
     sacct_states,
 )
-
-_ALIVE_WORDS = (
-    SLURM_PENDING | SLURM_RUNNING | {SACCT_UNAVAILABLE}
-)  # not known to be gone
 
 
 def describe(holder: dict[str, Any] | None) -> str:
@@ -171,7 +165,7 @@ def _honoured(
     if holder.get("scheduler") == "slurm" and held:
         info = sacct_states([str(held)]).get(str(held))
         word = (info or {}).get("State", "").split(" ")[0]
-        if info is not None and word not in _ALIVE_WORDS:
+        if info is not None and word not in NOT_KNOWN_ENDED:
             return None  # its job has ended (sacct)
         return f" (Slurm job {held}: {word.lower() or 'not in sacct'})"
     return f" (on another host: if that process is gone, delete {path})"

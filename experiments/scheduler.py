@@ -31,8 +31,10 @@ SLURM_PENDING = {
     "SUSPENDED",
 }
 SLURM_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"}
+SLURM_ACTIVE = SLURM_PENDING | SLURM_RUNNING  # the job has not ended
 SLURM_CANCELLED = {"CANCELLED"}
 SACCT_UNAVAILABLE = "UNAVAILABLE"  # our word for "sacct could not be asked"
+NOT_KNOWN_ENDED = SLURM_ACTIVE | {SACCT_UNAVAILABLE}  # a job that may still run
 SACCT_GRACE_S = 120  # a job this recent may not be in the accounting database yet
 
 
@@ -58,7 +60,7 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
     states = parse_sacct(out)
     ended = [j for j, info in states.items() if _ended(info.get("State", ""))]
     for job, live in queued_states(ended).items():
-        if job in states and live in SLURM_PENDING | SLURM_RUNNING:
+        if job in states and live in SLURM_ACTIVE:
             old = states[job].get("State", "")
             states[job] = {
                 **states[job],
@@ -71,9 +73,7 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
 def _ended(state: str) -> bool:
     """Whether a sacct state word says the job's newest attempt has ended."""
     word = state.split()[0] if state else ""
-    return bool(word) and word not in SLURM_PENDING | SLURM_RUNNING | {
-        SACCT_UNAVAILABLE
-    }
+    return bool(word) and word not in NOT_KNOWN_ENDED
 
 
 def queued_states(job_ids: list[str]) -> dict[str, str]:
