@@ -63,9 +63,7 @@ def summary(sel: Selection, frame: pd.DataFrame) -> str:
         lines.append(f"left out {count(len(sel.excluded), 'run')}:")
         for reason, group in sel.excluded.groupby("reason", sort=True):
             runs = list(group["run"])
-            more = (
-                f" and {len(runs) - SHOWN_RUNS} more" if len(runs) > SHOWN_RUNS else ""
-            )
+            more = f" and {len(runs) - SHOWN_RUNS} more" if len(runs) > SHOWN_RUNS else ""
             shown = ", ".join(runs[:SHOWN_RUNS])
             lines.append(f"  {reason} ({len(runs)}): {shown}{more}")
     lines += [f"warning: {x}" for x in sel.warnings]
@@ -79,9 +77,7 @@ def formats_arg(text: str) -> tuple[str, ...]:
     out = tuple(f.strip().lower() for f in text.split(",") if f.strip())
     bad = [f for f in out if f not in FORMATS]
     if bad or not out:
-        raise argparse.ArgumentTypeError(
-            f"formats are {', '.join(FORMATS)}; got {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"formats are {', '.join(FORMATS)}; got {text!r}")
     return out
 
 
@@ -90,9 +86,7 @@ def _add_figure_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--formats", type=formats_arg, default=("png", "pdf", "svg"), help="png,pdf,svg"
     )
-    parser.add_argument(
-        "--width", type=float, default=None, help="figure width in inches"
-    )
+    parser.add_argument("--width", type=float, default=None, help="figure width in inches")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -110,15 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="draw the paper's Figure 2 and each track's table from the shipped numbers",
     )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="folder for figures and tables"
-    )
-    parser.add_argument(
-        "--track", choices=list(TRACKS), help=f"default {DEFAULT_TRACK}"
-    )
-    parser.add_argument(
-        "--preset", help="preset to draw (default: the one with the most runs)"
-    )
+    parser.add_argument("--out", type=Path, required=True, help="folder for figures and tables")
+    parser.add_argument("--track", choices=list(TRACKS), help=f"default {DEFAULT_TRACK}")
+    parser.add_argument("--preset", help="preset to draw (default: the one with the most runs)")
     parser.add_argument("--steps", nargs="+", default=None, help=STEPS_HELP)
     parser.add_argument(
         "--allow-mixed",
@@ -150,9 +138,7 @@ def cmd_staircase(args: argparse.Namespace) -> int:
         }
         given = [flag for flag, value in selection.items() if value]
         if given or args.metric != DEFAULT_METRIC:
-            raise ValueError(
-                f"--paper draws both tracks as published; drop {' '.join(given)}"
-            )
+            raise ValueError(f"--paper draws both tracks as published; drop {' '.join(given)}")
         return _paper(args.out, args.formats, width)
     return _runs(args, width)
 
@@ -166,24 +152,18 @@ def _runs(args: argparse.Namespace, width: float) -> int:
 
     track = args.track or DEFAULT_TRACK
     chosen = [s.name for s in select_steps(args.steps or "all", track)]
-    sel = select_runs(
-        load_runs(args.root), track, args.preset, args.allow_mixed, args.metric
-    )
+    sel = select_runs(load_runs(args.root), track, args.preset, args.allow_mixed, args.metric)
     if args.steps:
         sel = draw_only(sel, chosen)
     frame = aggregate(sel, with_paper=True if args.paper_overlay else None)
     print(summary(sel, frame))
     stem = args.out / f"staircase_{track}"
-    caption = (
-        f"{track} staircase, preset {sel.preset}, {args.metric}, runs under {args.root}"
-    )
+    caption = f"{track} staircase, preset {sel.preset}, {args.metric}, runs under {args.root}"
     paths = write_tables(frame, stem, caption)
     excluded = args.out / f"staircase_{track}_excluded.csv"
     sel.excluded.to_csv(excluded, index=False, lineterminator="\n")
     if frame["n"].fillna(0).sum() == 0:
-        raise ValueError(
-            f"no runs to draw on {track} (see above for what was left out)"
-        )
+        raise ValueError(f"no runs to draw on {track} (see above for what was left out)")
     paths += draw_staircase(
         frame,
         stem,
@@ -292,9 +272,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
         print(f"note: {count(len(left), 'step')} with no epoch logged: {_few(left)}")
     stem = args.out / f"curves_{args.track}"
     title = f"{track_label(args.track)} · preset {preset}"
-    paths = draw_curves(
-        curves, drawn, stem, args.formats, title, args.width or COLUMN_WIDTH_IN
-    )
+    paths = draw_curves(curves, drawn, stem, args.formats, title, args.width or COLUMN_WIDTH_IN)
     print("wrote", ", ".join(str(p) for p in paths))
     return 0
 

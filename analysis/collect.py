@@ -21,7 +21,7 @@ import pandas as pd
 from analysis.paper import PAPER_SEEDS, paper_by_step, reference_name
 from analysis.stats import CHANGE_COLUMNS, change_columns
 from analysis.variants import find_step, variant, variant_diff
-from experiments import records, runstate
+from experiments.runs import records, runstate
 from roadmap.steps import Step, steps
 
 PAPER_PRESET = "paper"  # the preset whose numbers the paper's tables report
@@ -48,15 +48,13 @@ class Selection:
     runs: pd.DataFrame  # one row per (step, seed), status done
     reference: pd.DataFrame  # original-recipe runs of the track's baseline step
     excluded: pd.DataFrame  # run, step, seed, preset, reason
-    steps: tuple[
-        str, ...
-    ] = ()  # the steps drawn (all, or --steps); others may be parents
+    steps: tuple[str, ...] = ()  # the steps drawn (all, or --steps); others may be parents
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
-    """Every run under `root` (`experiments.runstate.collect`) plus a `variant` column."""
+    """Every run under `root` (`experiments.runs.runstate.collect`) plus a `variant` column."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such directory: {root}")
@@ -176,9 +174,7 @@ def _first(reasons: pd.Series, more: pd.Series) -> pd.Series:
     return reasons.where(reasons.notna(), more)
 
 
-def _of_track(
-    df: pd.DataFrame, track: str, preset: str | None
-) -> tuple[pd.DataFrame, list[str]]:
+def _of_track(df: pd.DataFrame, track: str, preset: str | None) -> tuple[pd.DataFrame, list[str]]:
     """The runs of `track` and a note counting the others; an error if none or no `preset`."""
     other = df[df["track"] != track]
     tracks = _listing(other["track"].fillna("?").value_counts())
@@ -224,9 +220,7 @@ def _other_preset(runs: pd.DataFrame, pool: pd.Series, preset: str) -> pd.Series
     return _said(other, runs["preset"].map(lambda name: f"other preset {name!r}"))
 
 
-def _other_recipe(
-    runs: pd.DataFrame, pool: pd.Series, preset: str
-) -> tuple[pd.Series, list[str]]:
+def _other_recipe(runs: pd.DataFrame, pool: pd.Series, preset: str) -> tuple[pd.Series, list[str]]:
     """`other recipe` for runs in `pool` not of its commonest variant; a note on the keys."""
     counts = runs.loc[pool, "variant"].value_counts()
     if len(counts) < 2:  # one recipe or none: nothing to leave out

@@ -32,7 +32,7 @@ from analysis.figure import (
     STYLE,
     step_label,
 )
-from experiments import records
+from experiments.runs import records
 from roadmap.steps import Step, steps
 
 METRICS = (("top1", "Top-1 (%)"), ("train_loss", "Train loss"))
@@ -69,11 +69,7 @@ def read_curves(runs: pd.DataFrame) -> pd.DataFrame:
         meta = {k: run[k] for k in ("step", "seed", "status", "run")}
         frames.append(keep.assign(**meta))
     columns = ["epoch", *(col for col, _ in METRICS), "step", "seed", "status", "run"]
-    return (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=columns)
-    )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def draw_curves(
@@ -106,9 +102,7 @@ def curves_figure(
         height = round(len(drawn) * ROW_IN + EXTRA_IN, 2)
         fig = Figure(figsize=(width, height), layout="constrained")
         FigureCanvasAgg(fig)
-        grid = fig.subplots(
-            len(drawn), len(METRICS), sharex=True, sharey="col", squeeze=False
-        )
+        grid = fig.subplots(len(drawn), len(METRICS), sharex=True, sharey="col", squeeze=False)
         for axes, step in zip(grid, drawn, strict=True):
             of_step = curves[curves["step"] == step.name]
             for ax, (col, _) in zip(axes, METRICS, strict=True):

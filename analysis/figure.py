@@ -91,9 +91,7 @@ def _layout(frame: pd.DataFrame) -> Rows:
     return rows
 
 
-def figure_size(
-    frame: pd.DataFrame, width: float = COLUMN_WIDTH_IN
-) -> tuple[float, float]:
+def figure_size(frame: pd.DataFrame, width: float = COLUMN_WIDTH_IN) -> tuple[float, float]:
     """Width and height (inches) of the staircase of `frame`."""
     return width, round(len(_layout(frame)) * ROW_IN + EXTRA_IN, 2)
 
@@ -101,11 +99,7 @@ def figure_size(
 def _ends(row: pd.Series) -> list[float]:
     """Every x value drawn on a row (mean, mean +- std, seeds, paper value)."""
     mean, std = row["top1_mean"], row["top1_std"]
-    out = (
-        [mean]
-        + ([mean - std, mean + std] if pd.notna(std) else [])
-        + list(row["values"])
-    )
+    out = [mean] + ([mean - std, mean + std] if pd.notna(std) else []) + list(row["values"])
     return [v for v in out if pd.notna(v)]
 
 
@@ -161,9 +155,7 @@ def draw_staircase(
 
 def _metadata(suffix: str) -> dict[str, str | None]:
     """File metadata without creation dates, so that reruns give the same files."""
-    return {".png": {"Software": None}, ".pdf": {"CreationDate": None}}.get(
-        suffix, {"Date": None}
-    )
+    return {".png": {"Software": None}, ".pdf": {"CreationDate": None}}.get(suffix, {"Date": None})
 
 
 def staircase_figure(
@@ -207,9 +199,7 @@ def _draw(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     back = (
-        {}
-        if background is None
-        else {int(row["index"]): row for _, row in background.iterrows()}
+        {} if background is None else {int(row["index"]): row for _, row in background.iterrows()}
     )
     xs = _x_values(rows, back, overlay)
     span = max(max(xs) - min(xs), 0.5)
@@ -234,9 +224,7 @@ def _x_values(rows: Rows, back: dict[int, pd.Series], overlay: bool) -> list[flo
     xs = [x for _, row in rows if row is not None for x in _ends(row)]
     if overlay:
         xs += [
-            row["paper_top1"]
-            for _, row in rows
-            if row is not None and pd.notna(row["paper_top1"])
+            row["paper_top1"] for _, row in rows if row is not None and pd.notna(row["paper_top1"])
         ]
     xs += [row["top1_mean"] for row in back.values() if pd.notna(row["top1_mean"])]
     if not xs:
@@ -375,9 +363,7 @@ def _legend_handles(
     return handles
 
 
-def _fit_right(
-    fig: Figure, ax: Axes, left: float, right: float, labels: list[Label]
-) -> None:
+def _fit_right(fig: Figure, ax: Axes, left: float, right: float, labels: list[Label]) -> None:
     """Widen the x range until every bar label fits; move a label past a marker it covers."""
     ax.set_xlim(left, right)
     for _ in range(6):

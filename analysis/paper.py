@@ -20,9 +20,7 @@ def paper_by_step(track: str) -> dict[str, PaperRow]:
 
 def reference_name(track: str) -> str | None:
     """The paper's name for the original-recipe row of `track` (its order-0 row)."""
-    return next(
-        (r.step for r in paper_rows() if r.track == track and r.order == 0), None
-    )
+    return next((r.step for r in paper_rows() if r.track == track and r.order == 0), None)
 
 
 def figure_label_mismatches(track: str, tol: float = 0.05 + 1e-9) -> list[str]:

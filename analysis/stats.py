@@ -83,17 +83,13 @@ def compare_runs(
     )
 
 
-def compare_stats(
-    mean: float, std: float, n: float, parent: tuple[float, float, float]
-) -> Change:
+def compare_stats(mean: float, std: float, n: float, parent: tuple[float, float, float]) -> Change:
     """Welch's test from summary statistics: (mean, sample std, n) of both steps."""
     p_mean, p_std, p_n = parent
     numbers = (mean, std, n, p_mean, p_std, p_n)
     if any(x is None or math.isnan(x) for x in numbers) or min(n, p_n) < 2:
         return NO_TEST
-    result = stats.ttest_ind_from_stats(
-        mean, std, int(n), p_mean, p_std, int(p_n), equal_var=False
-    )
+    result = stats.ttest_ind_from_stats(mean, std, int(n), p_mean, p_std, int(p_n), equal_var=False)
     v1, v2 = std**2 / n, p_std**2 / p_n
     scale = math.sqrt(v1 + v2)
     if scale == 0:
@@ -110,9 +106,7 @@ def compare_rows(row: Mapping[str, Any], parent: Mapping[str, Any]) -> Change:
     and n (the paper's rows).
     """
     if len(row["values"]) and len(parent["values"]):
-        return compare_runs(
-            row["values"], row["seeds"], parent["values"], parent["seeds"]
-        )
+        return compare_runs(row["values"], row["seeds"], parent["values"], parent["seeds"])
     return compare_stats(
         row["top1_mean"],
         row["top1_std"],

@@ -30,9 +30,7 @@ def variant(config: dict[str, Any]) -> str:
     step = find_step(config.get("track"), config.get("step"))
     if step is not None and isinstance(config.get("spec"), dict):
         ref = _json(asdict(step.spec))
-        delta = {
-            k: v for k, v in config["spec"].items() if k in ref and _json(v) != ref[k]
-        }
+        delta = {k: v for k, v in config["spec"].items() if k in ref and _json(v) != ref[k]}
     recipe = config.get("recipe")
     try:  # fields added since the run was configured at their defaults (its training)
         recipe = completed_recipe_dict(recipe) if isinstance(recipe, dict) else recipe
@@ -52,12 +50,7 @@ def find_step(track: Any, name: Any) -> Step | None:
 def variant_diff(variants: list[str]) -> str:
     """The keys in which recipe variants differ, as `key=value` per variant."""
     flats = [
-        pd.json_normalize(json.loads(v), sep=".").to_dict(orient="records")[0]
-        for v in variants
+        pd.json_normalize(json.loads(v), sep=".").to_dict(orient="records")[0] for v in variants
     ]
-    keys = sorted(
-        {k for f in flats for k in f if len({json.dumps(g.get(k)) for g in flats}) > 1}
-    )
-    return "; ".join(
-        ", ".join(f"{k}={f.get(k)!r}" for k in keys[:4]) or "same keys" for f in flats
-    )
+    keys = sorted({k for f in flats for k in f if len({json.dumps(g.get(k)) for g in flats}) > 1})
+    return "; ".join(", ".join(f"{k}={f.get(k)!r}" for k in keys[:4]) or "same keys" for f in flats)

@@ -41,13 +41,9 @@ def _above(low: float) -> Rule:
     return (lambda v: v > low), f"> {low:g}"
 
 
-def _within(
-    low: float, high: float, low_open: bool = False, high_open: bool = False
-) -> Rule:
+def _within(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Rule:
     def ok(v: float) -> bool:
-        return (v > low if low_open else v >= low) and (
-            v < high if high_open else v <= high
-        )
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
 
     return (
         ok,
@@ -163,9 +159,7 @@ class Recipe:
     compile: bool = False  # torch.compile the training model
     checkpoint_minutes: float = 30.0  # checkpoint this often within an epoch too
     keep_checkpoints: int = 2
-    keep_final_checkpoint: bool = (
-        True  # False: delete the checkpoints once the run is done
-    )
+    keep_final_checkpoint: bool = True  # False: delete the checkpoints once the run is done
     log_every: int = 50  # steps between progress lines (non-interactive output)
     # Also write each epoch's log.jsonl numbers as TensorBoard events in <out>/tensorboard/
     # (the optional extra: pip install 'convnext-roadmap[tensorboard]').
@@ -181,9 +175,7 @@ class Recipe:
         for f in fields(self):
             value = getattr(self, f.name)
             if not (value is None and f.name in OPTIONAL or _fits(value, f.default)):
-                kind = _kind_name(f.default) + (
-                    " or none" if f.name in OPTIONAL else ""
-                )
+                kind = _kind_name(f.default) + (" or none" if f.name in OPTIONAL else "")
                 raise ValueError(f"recipe.{f.name} must be {kind}, got {value!r}")
             if isinstance(f.default, float) and isinstance(value, int):
                 object.__setattr__(self, f.name, float(value))
@@ -205,8 +197,7 @@ class Recipe:
             )
         if self.mixing and self.batch_size % 2:
             raise ValueError(
-                "recipe.batch_size: Mixup/CutMix need an even batch_size, "
-                f"got {self.batch_size}"
+                f"recipe.batch_size: Mixup/CutMix need an even batch_size, got {self.batch_size}"
             )
 
     @property
@@ -319,17 +310,13 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
             near = difflib.get_close_matches(key, defaults, n=1)
             near = near or difflib.get_close_matches(f"recipe.{key}", defaults, n=1)
             hint = f" Did you mean {near[0]!r}?" if near else ""
-            raise ValueError(
-                f"--set: unknown key {key!r}.{hint} Valid keys: {', '.join(defaults)}"
-            )
+            raise ValueError(f"--set: unknown key {key!r}.{hint} Valid keys: {', '.join(defaults)}")
         if key.removeprefix("recipe.") in OPTIONAL and text.lower() in ("none", "null"):
             parsed[key] = None
             continue
         value = _parse(text, defaults[key])
         if value is None:
-            raise ValueError(
-                f"--set {key}={text}: expected {_kind_name(defaults[key])}"
-            )
+            raise ValueError(f"--set {key}={text}: expected {_kind_name(defaults[key])}")
         parsed[key] = value
     return parsed
 
@@ -341,9 +328,7 @@ def _parse(text: str, default: Any) -> Any:
             text.lower(), False if text.lower() in ("false", "no", "0", "off") else None
         )
     if isinstance(default, tuple):
-        parts = [
-            _parse(p.strip(), d) for p, d in zip(text.split(","), default, strict=False)
-        ]
+        parts = [_parse(p.strip(), d) for p, d in zip(text.split(","), default, strict=False)]
         ok = len(text.split(",")) == len(default) and None not in parts
         return tuple(parts) if ok else None
     try:
@@ -358,12 +343,8 @@ def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
     if preset not in PRESETS:
         near = difflib.get_close_matches(preset, PRESETS, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise ValueError(
-            f"unknown preset {preset!r}.{hint} Presets: {', '.join(PRESETS)}"
-        )
-    changes = {
-        k.removeprefix("recipe."): v for k, v in parse_overrides(overrides).items()
-    }
+        raise ValueError(f"unknown preset {preset!r}.{hint} Presets: {', '.join(PRESETS)}")
+    changes = {k.removeprefix("recipe."): v for k, v in parse_overrides(overrides).items()}
     recipe = dataclasses.replace(PRESETS[preset], **changes)
     if recipe.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ValueError(
@@ -376,8 +357,7 @@ def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
 def recipe_dict(recipe: Recipe) -> dict[str, Any]:
     """The recipe as config.json holds it: every field, tuples as lists."""
     return {
-        k: list(v) if isinstance(v, tuple) else v
-        for k, v in dataclasses.asdict(recipe).items()
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(recipe).items()
     }
 
 
@@ -395,6 +375,4 @@ def recipe_from_dict(data: dict[str, Any]) -> Recipe:
     unknown = sorted(set(data) - {f.name for f in fields(Recipe)})
     if unknown:
         raise ValueError(f"config recipe has unknown fields: {', '.join(unknown)}")
-    return Recipe(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    )
+    return Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

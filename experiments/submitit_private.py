@@ -33,9 +33,7 @@ LOCAL_CONTROLLER = "submitit.local._local"
 
 def sbatch_script(command: str, folder: Path, map_count: int, **params: Any) -> str:
     """The sbatch script submitit writes for an array of `map_count` tasks."""
-    return _make_sbatch_string(
-        command=command, folder=folder, map_count=map_count, **params
-    )
+    return _make_sbatch_string(command=command, folder=folder, map_count=map_count, **params)
 
 
 def parse_sacct(output: str) -> dict[str, dict[str, str]]:

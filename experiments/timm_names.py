@@ -29,9 +29,7 @@ def _timm_interpolation(name: str) -> bool:
 
 
 # The resize filters timm's train and eval transforms (and RandAugment) accept.
-INTERPOLATIONS = tuple(
-    m.value for m in InterpolationMode if _timm_interpolation(m.value)
-)
+INTERPOLATIONS = tuple(m.value for m in InterpolationMode if _timm_interpolation(m.value))
 
 
 @functools.lru_cache(maxsize=256)

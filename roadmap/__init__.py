@@ -31,8 +31,6 @@ __all__ = [
 ]
 
 
-def create_step_model(
-    name: str, track: str = DEFAULT_TRACK, **kwargs: object
-) -> RoadmapNet:
+def create_step_model(name: str, track: str = DEFAULT_TRACK, **kwargs: object) -> RoadmapNet:
     """Build the model of step `name` on `track`; kwargs go to `build_model`."""
     return build_model(get_spec(name, track), **kwargs)  # type: ignore[arg-type]

@@ -13,9 +13,7 @@ from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `steps` and `check-endpoints` subcommands."""
-    p = sub.add_parser(
-        "steps", help="list a track's steps with measured params and GFLOPs"
-    )
+    p = sub.add_parser("steps", help="list a track's steps with measured params and GFLOPs")
     p.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
     p.set_defaults(func=cmd_steps)
@@ -25,9 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="convert torchvision/timm reference weights into each track's endpoints and "
         "compare logits",
     )
-    p.add_argument(
-        "--track", choices=list(TRACKS), help="only this track (default: both)"
-    )
+    p.add_argument("--track", choices=list(TRACKS), help="only this track (default: both)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -48,14 +44,10 @@ def cmd_steps(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=1))
     elif args.format == "csv":
-        writer = csv.DictWriter(
-            sys.stdout, fieldnames=list(rows[0]), lineterminator="\n"
-        )
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow(
-                {**row, "changes": json.dumps(row["changes"], sort_keys=True)}
-            )
+            writer.writerow({**row, "changes": json.dumps(row["changes"], sort_keys=True)})
     else:
         print(format_table(rows))
     return 0

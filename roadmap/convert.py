@@ -103,9 +103,7 @@ def convert_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Map a reference `state_dict` of kind `source` onto `target`'s names and shapes, strictly."""
     if source not in SOURCES:
-        raise ValueError(
-            f"unknown source {source!r}; sources are: {', '.join(SOURCES)}"
-        )
+        raise ValueError(f"unknown source {source!r}; sources are: {', '.join(SOURCES)}")
     rules = SOURCES[source]
     wanted = target.state_dict()
     out: dict[str, torch.Tensor] = {}
@@ -118,9 +116,7 @@ def convert_state_dict(
         new, fn = hit
         value = fn(value) if fn is not None else value
         if tuple(value.shape) != tuple(wanted[new].shape):
-            mismatched.append(
-                f"{key} {tuple(value.shape)} -> {new} {tuple(wanted[new].shape)}"
-            )
+            mismatched.append(f"{key} {tuple(value.shape)} -> {new} {tuple(wanted[new].shape)}")
             continue
         out[new] = value
     missing = sorted(set(wanted) - set(out))
@@ -142,8 +138,6 @@ def convert_state_dict(
     return out
 
 
-def load_reference(
-    target: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str
-) -> None:
+def load_reference(target: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Load a reference implementation's weights into `target` (strict, see module doc)."""
     target.load_state_dict(convert_state_dict(state_dict, source, target), strict=True)

@@ -36,9 +36,7 @@ class Endpoint:
             "torchvision": lambda: getattr(torchvision.models, name)(
                 weights=None, num_classes=num_classes
             ),
-            "timm": lambda: timm.create_model(
-                name, pretrained=False, num_classes=num_classes
-            ),
+            "timm": lambda: timm.create_model(name, pretrained=False, num_classes=num_classes),
         }
         return factories[lib]()
 
@@ -50,20 +48,14 @@ ENDPOINTS = (
         "torchvision.resnet50",
         "torchvision_resnet",
     ),
-    Endpoint(
-        "resnet50", "separate_downsampling", "timm.convnext_tiny", "timm_convnext"
-    ),
+    Endpoint("resnet50", "separate_downsampling", "timm.convnext_tiny", "timm_convnext"),
     Endpoint("resnet200", "resnet200_modern_recipe", "timm.resnet200", "timm_resnet"),
-    Endpoint(
-        "resnet200", "separate_downsampling", "timm.convnext_base", "timm_convnext"
-    ),
+    Endpoint("resnet200", "separate_downsampling", "timm.convnext_base", "timm_convnext"),
 )
 
 
 @torch.no_grad()
-def randomise(
-    model: nn.Module, generator: torch.Generator, calibrate: torch.Tensor
-) -> None:
+def randomise(model: nn.Module, generator: torch.Generator, calibrate: torch.Tensor) -> None:
     """Give every 1-D parameter a non-trivial random value and BatchNorms real statistics.
 
     Norm weights and layer scales go to U(0.5, 1.5), biases to N(0, 0.1); BatchNorm running

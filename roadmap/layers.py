@@ -110,9 +110,7 @@ class ConvNormAct(nn.Sequential):
         pad = kernel_size // 2 if padding is None else padding
         norm = norm_layer(out_chs) if norm_layer is not None else None
         bias = not isinstance(norm, nn.modules.batchnorm._BatchNorm)
-        self.conv = nn.Conv2d(
-            in_chs, out_chs, kernel_size, stride, pad, groups=groups, bias=bias
-        )
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad, groups=groups, bias=bias)
         if norm is not None:
             self.norm = norm
         if act_layer is not None:

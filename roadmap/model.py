@@ -94,9 +94,7 @@ class Block(nn.Module):
                 act_layer=layers.act if act_on else None,
             )
             self.add_module(f"conv{index}", conv)
-        self.gamma: nn.Parameter | None = self._init_layer_scale(
-            out_chs, layer_scale_init
-        )
+        self.gamma: nn.Parameter | None = self._init_layer_scale(out_chs, layer_scale_init)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if stride != 1 or in_chs != out_chs:
             self.shortcut: nn.Module = ConvNormAct(
@@ -221,14 +219,10 @@ class RoadmapNet(nn.Module):
         """The final classifier (timm's model interface)."""
         return self.head.fc
 
-    def reset_classifier(
-        self, num_classes: int, global_pool: str | None = None
-    ) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier (timm's model interface); pooling stays average."""
         self.num_classes = num_classes
-        self.head.fc = (
-            nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-        )
+        self.head.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
 
 def _with_overrides(
@@ -238,13 +232,9 @@ def _with_overrides(
     if drop_path_rate is None and layer_scale_init is None:
         return spec
     return spec.replace(
-        drop_path_rate=spec.drop_path_rate
-        if drop_path_rate is None
-        else drop_path_rate,
+        drop_path_rate=spec.drop_path_rate if drop_path_rate is None else drop_path_rate,
         layer_scale_init=(
-            spec.layer_scale_init
-            if layer_scale_init is None
-            else layer_scale_init or None
+            spec.layer_scale_init if layer_scale_init is None else layer_scale_init or None
         ),
     )
 
@@ -277,9 +267,7 @@ def _stage_channels(spec: ArchSpec, index: int) -> StageChannels:
 def _make_stem(spec: ArchSpec, in_chans: int, layers: Layers) -> nn.Module:
     """The stem: patchify (4x4/s4 conv, norm) or ResNet's (7x7/s2 conv, norm, act, max-pool)."""
     if spec.stem == "patchify":
-        return ConvNormAct(
-            in_chans, spec.width, 4, 4, padding=0, norm_layer=layers.norm
-        )
+        return ConvNormAct(in_chans, spec.width, 4, 4, padding=0, norm_layer=layers.norm)
     stem = ConvNormAct(
         in_chans,
         spec.width,
@@ -330,18 +318,14 @@ def _make_stage(
     return Stage(downsample, blocks)
 
 
-def _make_head(
-    in_chs: int, num_classes: int, layers: Layers, with_norm: bool
-) -> nn.Sequential:
+def _make_head(in_chs: int, num_classes: int, layers: Layers, with_norm: bool) -> nn.Sequential:
     """Global average pool, flatten, the 1-D norm if `with_norm`, classifier (none if 0)."""
     head = nn.Sequential()
     head.add_module("pool", nn.AdaptiveAvgPool2d(1))
     head.add_module("flatten", nn.Flatten(1))
     if with_norm:
         head.add_module("norm", layers.head_norm(in_chs))
-    head.add_module(
-        "fc", nn.Linear(in_chs, num_classes) if num_classes else nn.Identity()
-    )
+    head.add_module("fc", nn.Linear(in_chs, num_classes) if num_classes else nn.Identity())
     return head
 
 

@@ -92,9 +92,7 @@ class ArchSpec:
             f"must be a positive int, got {self.expansion!r}",
         )
         _check(
-            _is_int(self.kernel_size)
-            and self.kernel_size >= 1
-            and self.kernel_size % 2 == 1,
+            _is_int(self.kernel_size) and self.kernel_size >= 1 and self.kernel_size % 2 == 1,
             "kernel_size",
             f"must be an odd int >= 1 (same padding), got {self.kernel_size!r}",
         )
@@ -164,9 +162,7 @@ BOOL_FIELDS: tuple[str, ...] = tuple(
 def _tuple_fields(cls: type) -> tuple[str, ...]:
     """The fields of dataclass `cls` annotated as tuples (`tuple[int, ...]`, ...)."""
     hints = typing.get_type_hints(cls)
-    return tuple(
-        f.name for f in fields(cls) if typing.get_origin(hints[f.name]) is tuple
-    )
+    return tuple(f.name for f in fields(cls) if typing.get_origin(hints[f.name]) is tuple)
 
 
 # The tuple-typed fields, from the annotations: a list given for one becomes a tuple, so a spec

@@ -148,9 +148,7 @@ def _check_row(track: str, row: Row) -> None:
     names = [f.name for f in fields(ArchSpec)]
     for key in row.changes:
         if key not in names:
-            raise StepTableError(
-                f"{where}: ArchSpec has no field {key!r}{_nearest(key, names)}"
-            )
+            raise StepTableError(f"{where}: ArchSpec has no field {key!r}{_nearest(key, names)}")
 
 
 def _rows(track: str) -> list[Row]:
@@ -172,13 +170,9 @@ def _resolve(track: str) -> tuple[Step, ...]:
         try:
             step_spec = spec.replace(**row.changes)
         except ValueError as err:  # ArchSpec's message names the field and the value
-            raise StepTableError(
-                f"step table, track {track!r}, step {row.name!r}: {err}"
-            ) from None
+            raise StepTableError(f"step table, track {track!r}, step {row.name!r}: {err}") from None
         changes = MappingProxyType(dict(row.changes))
-        out.append(
-            Step(track, i, row.name, row.group, row.on_path, changes, parent, step_spec)
-        )
+        out.append(Step(track, i, row.name, row.group, row.on_path, changes, parent, step_spec))
         if row.on_path:
             spec, parent = step_spec, row.name
     return tuple(out)

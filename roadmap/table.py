@@ -31,9 +31,7 @@ def step_table(track: str) -> list[dict[str, Any]]:
                 "params": count_params(model),
                 "gflops": round(gflops, 6),  # 6: the table rounds to 3 once, not twice
                 "paper_gflops": paper_gflops,
-                "diff": None
-                if paper_gflops is None
-                else round(gflops - paper_gflops, 6),
+                "diff": None if paper_gflops is None else round(gflops - paper_gflops, 6),
                 "changes": dict(step.changes),
             }
         )

@@ -1,4 +1,4 @@
-"""Run records for the analysis tests, written through `experiments.records`' own writers.
+"""Run records for the analysis tests, written through `experiments.runs.records`' own writers.
 
 Accuracies are made up by `synthetic_top1` (a rising staircase with a seed spread); they are
 not the paper's numbers and not measured. Params and GFLOPs are made up the same way.
@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from experiments import records
+from experiments.runs import records
 from roadmap.steps import get_step, steps
 
 RECIPE = {"epochs": 2, "lr": 0.004, "batch_size": 8, "ema": False, "warmup_epochs": 0}

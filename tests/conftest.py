@@ -32,9 +32,7 @@ def tiny_overrides() -> tuple[str, ...]:
 
 
 @pytest.fixture(autouse=True)
-def data_check_cache(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-):
+def data_check_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Each test caches `roadmap data check` results in a folder of its own, not in ~/.cache."""
     folder = tmp_path_factory.mktemp("data-check-cache")
     monkeypatch.setenv(CACHE_ENV, str(folder))
@@ -57,9 +55,7 @@ def cluster() -> Iterator[list[str]]:
     if not started or not answers():
         message = f"no Slurm cluster: slurm/local-cluster.sh up failed:\n{tail}"
         if ci:
-            pytest.fail(
-                message + "\n(CI=true: a cluster that cannot start fails the run)"
-            )
+            pytest.fail(message + "\n(CI=true: a cluster that cannot start fails the run)")
         pytest.skip(message)
     yield cluster_nodes()
     subprocess.run([str(CLUSTER), "down"], capture_output=True, timeout=300)

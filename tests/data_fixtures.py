@@ -64,9 +64,7 @@ def sixteen_bit_png(path: Path) -> Path:
     return path
 
 
-def add_bad_files(
-    root: Path, split: str = "train", name: str = "cat"
-) -> dict[str, str]:
+def add_bad_files(root: Path, split: str = "train", name: str = "cat") -> dict[str, str]:
     """Each bad case in `root/split/name`; {path relative to root: the problem reported}."""
     folder = root / split / name
     good = write_image(folder / "source.jpg", quality=90).read_bytes()

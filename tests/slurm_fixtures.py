@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from experiments import records
-from experiments.records import CHECKPOINT_DIR
-from experiments.records import list_checkpoints as listing
+from experiments.runs import records
+from experiments.runs.records import CHECKPOINT_DIR
+from experiments.runs.records import list_checkpoints as listing
 
 REPO = Path(__file__).resolve().parent.parent
 ROADMAP = str(REPO / ".venv" / "bin" / "roadmap")
@@ -51,15 +51,11 @@ def roadmap(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the `roadmap` console script."""
     proc = subprocess.run([ROADMAP, *args], capture_output=True, text=True, timeout=300)
     if check and proc.returncode:
-        raise AssertionError(
-            f"roadmap {' '.join(args)} -> {proc.returncode}\n{proc.stderr}"
-        )
+        raise AssertionError(f"roadmap {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
     return proc
 
 
-def submit(
-    root: Path, steps: str, seeds: str, *overrides: str, profile: str = PROFILE
-) -> str:
+def submit(root: Path, steps: str, seeds: str, *overrides: str, profile: str = PROFILE) -> str:
     """`roadmap sweep --executor slurm` with a profile; the array's job id."""
     sets = [x for o in overrides for x in ("--set", o)]
     out = roadmap("sweep", "--preset", "smoke", "--root", str(root), "--steps", steps,
@@ -80,9 +76,7 @@ def statuses(root: Path) -> dict[tuple[str, int], dict]:
     return {(r["step"], r["seed"]): r for r in status(root)["runs"]}
 
 
-def wait_for(
-    what: str, predicate: Callable[[], Any], timeout: float, every: float = 2.0
-):
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float, every: float = 2.0):
     """Poll `predicate` until it returns something true; fail with `what` on time-out."""
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -26,9 +26,7 @@ def root(tmp_path_factory):
     write_run(root, TRACK, "relu_to_gelu", 3, status="failed", reason="loss is NaN")
     # logged, no result, no job: its trainer has ended, so it is interrupted
     write_run(root, TRACK, "fewer_norms", 4, status=None)
-    write_run(
-        root, TRACK, "fewer_norms", 5, status=None, epochs=0
-    )  # nothing yet: missing
+    write_run(root, TRACK, "fewer_norms", 5, status=None, epochs=0)  # nothing yet: missing
     write_run(root, TRACK, "stage_ratio", 0, preset="debug")
     write_run(root, TRACK, "no_such_step", 0)
     write_run(root, "resnet200", "patchify_stem", 0)
@@ -74,20 +72,14 @@ def test_change_is_against_the_parent_step(frame):
     for step in steps(TRACK)[1:]:
         assert change[step.name] == pytest.approx(mean[step.name] - mean[step.parent])
     # side branches start from the on-path step before them; the path goes on from kernel_7
-    assert change["kernel_5"] == pytest.approx(
-        mean["kernel_5"] - mean["move_up_dwconv"]
-    )
+    assert change["kernel_5"] == pytest.approx(mean["kernel_5"] - mean["move_up_dwconv"])
     assert change["kernel_11"] == pytest.approx(mean["kernel_11"] - mean["kernel_7"])
-    assert change["relu_to_gelu"] == pytest.approx(
-        mean["relu_to_gelu"] - mean["kernel_7"]
-    )
+    assert change["relu_to_gelu"] == pytest.approx(mean["relu_to_gelu"] - mean["kernel_7"])
     assert pd.isna(change[steps(TRACK)[0].name])  # no reference runs, no paper: nothing
 
 
 def test_left_out_runs_are_listed_with_their_reason(root, selected, frame):
-    reasons = dict(
-        zip(selected.excluded["run"], selected.excluded["reason"], strict=True)
-    )
+    reasons = dict(zip(selected.excluded["run"], selected.excluded["reason"], strict=True))
     assert reasons == {
         f"{TRACK}/smoke/relu_to_gelu/seed3": "failed: loss is NaN",
         f"{TRACK}/smoke/fewer_norms/seed4": "interrupted",
@@ -134,8 +126,7 @@ def test_original_recipe_runs_become_the_reference_row(tmp_path):
     base = steps(TRACK)[0]
     build_root(tmp_path, TRACK, seeds=(0, 1), preset="paper")
     low = [
-        write_run(tmp_path, TRACK, base.name, s, preset="original", top1=30.0 + s)
-        for s in (0, 1)
+        write_run(tmp_path, TRACK, base.name, s, preset="original", top1=30.0 + s) for s in (0, 1)
     ]
     assert len(low) == 2
     frame = aggregate(select_runs(load_runs(tmp_path), TRACK))
@@ -165,9 +156,7 @@ def test_reference_runs_have_their_own_recipe_and_duplicate_rules(tmp_path):
     for seed in (0, 1):
         write_run(tmp_path, TRACK, base, seed)
         write_run(tmp_path, TRACK, base, seed, preset="original", top1=30.0)
-    write_run(
-        tmp_path, TRACK, base, 0, preset="original", created="2024-01-01", name="old"
-    )
+    write_run(tmp_path, TRACK, base, 0, preset="original", created="2024-01-01", name="old")
     write_run(tmp_path, TRACK, base, 2, preset="original", recipe={**RECIPE, "lr": 1.0})
     sel = select_runs(load_runs(tmp_path), TRACK)
     assert sel.preset == "smoke" and len(sel.runs) == 2
@@ -216,9 +205,7 @@ def test_paper_staircase_is_the_shipped_numbers(track):
 
 
 def test_figure_labels_that_disagree_with_table_10_are_found():
-    assert figure_label_mismatches("resnet50") == [
-        "bn_to_ln GFLOPs: table 4.46, figure 4.2"
-    ]
+    assert figure_label_mismatches("resnet50") == ["bn_to_ln GFLOPs: table 4.46, figure 4.2"]
 
 
 @pytest.mark.parametrize(
@@ -253,9 +240,7 @@ def test_latex_table_is_booktabs_with_a_rule_between_groups(frame):
     assert "\\toprule" in tex and "\\bottomrule" in tex
     groups = frame["group"].nunique()
     assert tex.count("\\midrule") == 1 + (groups - 1)
-    assert (
-        "kernel\\_7" in tex and "$\\pm$" in tex and "_7" not in tex.replace("\\_7", "")
-    )
+    assert "kernel\\_7" in tex and "$\\pm$" in tex and "_7" not in tex.replace("\\_7", "")
     body = [line for line in tex.splitlines() if line.endswith("\\\\") and "&" in line]
     columns = to_markdown(frame).splitlines()[0].count("|") - 1
     assert len(body) == 1 + len(frame)
@@ -265,9 +250,7 @@ def test_latex_table_is_booktabs_with_a_rule_between_groups(frame):
 def test_csv_table_round_trips(frame):
     back = pd.read_csv(io.StringIO(to_csv(frame)))
     assert list(back["step"]) == list(frame["step"])
-    assert back["top1_mean"].to_numpy() == pytest.approx(
-        frame["top1_mean"].to_numpy(), abs=1e-6
-    )
+    assert back["top1_mean"].to_numpy() == pytest.approx(frame["top1_mean"].to_numpy(), abs=1e-6)
     assert list(back["n"]) == list(frame["n"])
     assert back.loc[back["step"] == "kernel_9", "seeds"].item() == "0;1"
 

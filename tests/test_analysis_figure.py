@@ -34,9 +34,7 @@ MISSING = "fewer_norms"  # a step with no run: drawn as "no runs"
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    build_root(
-        root, TRACK, seeds=(0, 1, 2), skip=((MISSING, 0), (MISSING, 1), (MISSING, 2))
-    )
+    build_root(root, TRACK, seeds=(0, 1, 2), skip=((MISSING, 0), (MISSING, 1), (MISSING, 2)))
     write_run(root, TRACK, "kernel_7", 3, status="failed", reason="out of memory")
     return root
 
@@ -90,8 +88,7 @@ def test_rows_groups_side_branches_and_labels(frame):
     assert len(hatched) == int((~drawn["on_path"]).sum())
     texts = [t.get_text() for t in ax.texts]
     assert texts == [
-        bar_label(r) if r["n"] else "  no runs"
-        for _, r in frame[~frame["reference"]].iterrows()
+        bar_label(r) if r["n"] else "  no runs" for _, r in frame[~frame["reference"]].iterrows()
     ]
     assert any("GFLOPs" in t for t in texts) and "  no runs" in texts
     axes_box = ax.get_window_extent()
@@ -115,9 +112,7 @@ def test_a_bar_label_moves_past_a_paper_mark_it_would_cover(frame):
     near = frame.copy()  # paper marks just right of each bar's end, under its label
     near["paper_top1"] = [
         max([m + (s if s == s else 0), *v]) + 1.0
-        for m, s, v in zip(
-            near["top1_mean"], near["top1_std"], near["values"], strict=True
-        )
+        for m, s, v in zip(near["top1_mean"], near["top1_std"], near["values"], strict=True)
     ]
     fig = staircase_figure(near, overlay=True)
     ax = fig.axes[0]
@@ -149,10 +144,7 @@ def _rgb(color: str) -> tuple[float, float, float]:
 
 def test_cli_on_records(root, tmp_path, capsys):
     out = tmp_path / "out"
-    assert (
-        main(["staircase", "--root", str(root), "--out", str(out), "--formats", "png"])
-        == 0
-    )
+    assert main(["staircase", "--root", str(root), "--out", str(out), "--formats", "png"]) == 0
     printed = capsys.readouterr().out
     n = len(steps(TRACK))
     drawn = f"{n - 1} of {n} steps drawn from {3 * (n - 1)} runs ({n - 1} steps with 3 seeds)"
@@ -166,9 +158,7 @@ def test_cli_on_records(root, tmp_path, capsys):
     )
     excluded = pd.read_csv(out / f"{stem}_excluded.csv")
     assert list(excluded["reason"]) == ["failed: out of memory"]
-    assert (
-        "paper top-1" not in (out / f"{stem}.md").read_text()
-    )  # preset is not `paper`
+    assert "paper top-1" not in (out / f"{stem}.md").read_text()  # preset is not `paper`
 
 
 def test_cli_paper_regenerates_figure_2_and_tables(tmp_path, capsys):

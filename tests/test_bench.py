@@ -39,9 +39,7 @@ def _image_folder(root: Path, per_class: int = 3) -> Path:
     for cls in ("a", "b"):
         (root / "train" / cls).mkdir(parents=True)
         for i in range(per_class):
-            Image.new("RGB", (40, 30), (i * 40, 0, 0)).save(
-                root / "train" / cls / f"{i}.png"
-            )
+            Image.new("RGB", (40, 30), (i * 40, 0, 0)).save(root / "train" / cls / f"{i}.png")
     return root
 
 
@@ -246,9 +244,7 @@ def test_steps_take_commas_or_spaces(monkeypatch, steps: list[str]) -> None:
     ]
 
 
-@pytest.mark.skipif(
-    torch.cuda.is_available(), reason="with CUDA, gpu-check runs the real suite"
-)
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA, gpu-check runs the real suite")
 def test_gpu_check_without_cuda_skips_the_suite_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -37,9 +37,7 @@ def test_steps_table_rounds_gflops_once(capsys):
     # ConvNeXt-T measures 4.455531264 GMACs: 4.456 at three decimals (4.455 if the row were
     # first rounded to 4.4555 and then to three decimals).
     assert main(["steps"]) == 0
-    line = next(
-        x for x in capsys.readouterr().out.splitlines() if "separate_downsampling" in x
-    )
+    line = next(x for x in capsys.readouterr().out.splitlines() if "separate_downsampling" in x)
     assert line.split()[-3:] == ["4.456", "4.49", "-0.034"]
 
 

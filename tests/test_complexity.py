@@ -90,9 +90,7 @@ def test_counter_counts_one_flop_per_multiply_add():
     conv = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
     assert count_gflops(conv) * 1e9 == pytest.approx(64 * 112 * 112 * 3 * 7 * 7)
     # a depthwise 7x7 conv counts 49 per output; norms and activations count nothing
-    dw = nn.Sequential(
-        nn.Conv2d(3, 3, 7, padding=3, groups=3), nn.BatchNorm2d(3), nn.GELU()
-    )
+    dw = nn.Sequential(nn.Conv2d(3, 3, 7, padding=3, groups=3), nn.BatchNorm2d(3), nn.GELU())
     assert count_gflops(dw) * 1e9 == pytest.approx(3 * 224 * 224 * 49)
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from analysis.collect import load_runs
 from analysis.curves import ROW_IN, curve_runs, curves_figure, read_curves
 from analysis.figure import COLOR, DPI, PAPER
-from experiments import records
+from experiments.runs import records
 from roadmap.cli import main
 from roadmap.steps import steps
 

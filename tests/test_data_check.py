@@ -96,9 +96,7 @@ def test_the_cache_spares_the_decode_and_leaves_the_root_alone(
     root = clean_root(tmp_path / "photos")
     add_bad_files(root)
     before = _tree(root)
-    root.chmod(
-        0o555
-    )  # read-only (for a non-root user; the tree comparison is the proof)
+    root.chmod(0o555)  # read-only (for a non-root user; the tree comparison is the proof)
     try:
         assert main(["data", "check", str(root)]) == 1
         first = capsys.readouterr().out
@@ -107,9 +105,7 @@ def test_the_cache_spares_the_decode_and_leaves_the_root_alone(
     finally:
         root.chmod(0o755)
     assert _tree(root) == before
-    assert (
-        len(list((data_check_cache / "data-check").glob("*.json"))) == 2
-    )  # a split each
+    assert len(list((data_check_cache / "data-check").glob("*.json"))) == 2  # a split each
     assert "26 image(s) decoded, 0 from the cache" in first  # 20 good, 6 bad
     assert "0 image(s) decoded, 26 from the cache" in second
     assert _problem_lines(first) == _problem_lines(second)

@@ -23,9 +23,7 @@ def _tricky_split(base: Path) -> Path:
     write_image(outside / "linked_class" / "deeper" / "b.PNG")
     write_image(outside / "linked_sub" / "c.jpeg")
     write_image(split / "plain" / "1.jpg")
-    write_image(
-        split / "plain" / "0.JPG"
-    )  # sorted before 1.jpg by name, as torchvision
+    write_image(split / "plain" / "0.JPG")  # sorted before 1.jpg by name, as torchvision
     write_image(split / "plain" / "sub" / "z.webp")
     write_image(split / "plain" / "sub-x" / "y.jpg")  # '-' sorts before '/'
     (split / "plain" / "notes.txt").write_text("ignored")
@@ -45,9 +43,7 @@ def test_listing_is_imagefolders(tmp_path: Path) -> None:
     ours = list_split(split)
     reference = ImageFolder(str(split))  # lists only: images are not opened here
     assert [c.name for c in ours.classes] == reference.classes
-    assert [
-        (os.path.join(split, rel), index) for rel, index in ours.samples()
-    ] == reference.samples
+    assert [(os.path.join(split, rel), index) for rel, index in ours.samples()] == reference.samples
     assert ours.images == len(reference) == 12
     assert ours.ignored == 2  # notes.txt, noext
 
@@ -78,9 +74,7 @@ def test_walk_reports_what_imagefolder_takes_silently(tmp_path: Path) -> None:
         ("train/cat/loop", "symlink loop"),
         ("train/cat2/loop", "symlink loop"),
     }
-    with pytest.raises(
-        ValueError, match="9 problem"
-    ):  # and the classes differ from val/'s
+    with pytest.raises(ValueError, match="9 problem"):  # and the classes differ from val/'s
         validate_data(root)
 
 
@@ -91,9 +85,7 @@ def test_layout_errors_say_what_is_missing(tmp_path: Path) -> None:
         f.rename(flat / f"cat-{f.name}")
     for name in ("cat", "dog"):
         (flat / name).rename(tmp_path / f"moved-{name}")
-    with pytest.raises(
-        ValueError, match="has no class folders .its 2 images lie directly"
-    ):
+    with pytest.raises(ValueError, match="has no class folders .its 2 images lie directly"):
         list_root(root)
 
 
@@ -111,9 +103,6 @@ def test_fingerprint_changes_with_sizes_names_and_swaps(tmp_path: Path) -> None:
     swapped = print_()
     assert swapped["images"] == 16 and swapped["sha256"] != before["sha256"]
     # Each class's hash covers its folder's name, its files' names and sizes: both changed.
-    assert all(
-        a != b
-        for a, b in zip(swapped["class_sha256"], before["class_sha256"], strict=True)
-    )
+    assert all(a != b for a, b in zip(swapped["class_sha256"], before["class_sha256"], strict=True))
     os.utime(root / "train" / "cat" / "0.jpg", (1, 1))  # a new time alone: same data
     assert print_() == swapped

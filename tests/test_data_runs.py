@@ -11,8 +11,8 @@ import pytest
 from data_fixtures import add_bad_files, clean_root, symlinked_subset, write_image
 from train_fixtures import crash_at_training_forward
 
-from experiments import records
 from experiments.bench import cli as bench_cli
+from experiments.runs import records
 from experiments.sweep.plan import run_dir
 from experiments.train import Trainer, prepare_run, run
 from experiments.train.run import RunFailed
@@ -61,9 +61,7 @@ def test_train_and_sweep_refuse_bad_data_before_writing(
     err = capsys.readouterr().err
     assert f"data root {root}: {len(bad)} problem(s):" in err
     assert f"{root}/train/cat/._apple.jpg: hidden" in err  # the first few, by path
-    assert (
-        f"... and {len(bad) - 5} more" in err and "recipe.skip_bad_images=true" in err
-    )
+    assert f"... and {len(bad) - 5} more" in err and "recipe.skip_bad_images=true" in err
     assert not out.exists()
     assert _sweep(root, runs, "0,1", "--dry-run") == 2
     assert f"{len(bad)} problem(s)" in capsys.readouterr().err
@@ -82,9 +80,7 @@ def test_skip_bad_images_trains_and_records_what_it_left_out(tmp_path: Path) -> 
     assert all(left[p].startswith(f"{p}: {kind}") for p, kind in bad.items())
     result = records.read_json(out / records.RESULT)
     assert result["status"] == "done"
-    assert (
-        result["dataset"]["train_images"] == 16 and result["dataset"]["skipped"] == []
-    )
+    assert result["dataset"]["train_images"] == 16 and result["dataset"]["skipped"] == []
     assert sorted(result["dataset"]["excluded"]) == sorted(bad)
     assert config["dataset"]["classes"] == ["cat", "dog"]
 
@@ -101,9 +97,7 @@ def test_swapped_class_folders_refuse_the_resume(
     sets = (*SETS, "recipe.epochs=2")
     prepare_run("resnet50", STEP, 0, "smoke", out, root, sets)
     trainer = Trainer(out)
-    crash_at_training_forward(
-        trainer.model, 5, _Stop
-    )  # in epoch 2, after epoch 1's checkpoint
+    crash_at_training_forward(trainer.model, 5, _Stop)  # in epoch 2, after epoch 1's checkpoint
     with pytest.raises(_Stop):
         trainer.fit()
     assert records.list_checkpoints(out / records.CHECKPOINT_DIR)
@@ -112,16 +106,11 @@ def test_swapped_class_folders_refuse_the_resume(
     command += [arg for s in sets for arg in ("--set", s)]
     assert main(command) == 2
     err = capsys.readouterr().err
-    assert (
-        "dataset changed: train/ 16 -> 16 images, the files of 2 class(es) changed"
-        in err
-    )
+    assert "dataset changed: train/ 16 -> 16 images, the files of 2 class(es) changed" in err
     assert "'cat', 'dog'" in err and "val/ 4 -> 4 images" in err
     assert main([*command, "--set", "recipe.skip_bad_images=true"]) == 2  # not silenced
     assert "dataset changed: train/ 16 -> 16 images" in capsys.readouterr().err
-    with pytest.raises(
-        ValueError, match="dataset changed.*since this run was configured"
-    ):
+    with pytest.raises(ValueError, match="dataset changed.*since this run was configured"):
         Trainer(out)  # a sweep's job (or a requeue) starts here: refused the same way
     _swap(root, "cat", "dog")
     assert main(command) == 0
@@ -135,21 +124,14 @@ def test_adding_seeds_to_a_sweep_on_changed_data_is_refused(
     root = clean_root(tmp_path / "photos")
     runs = tmp_path / "runs"
     seed0 = run_dir(runs, "resnet50", get_step(STEP), 0)
-    prepare_run(
-        "resnet50", STEP, 0, "smoke", seed0, root, SETS
-    )  # as the sweep writes it
+    prepare_run("resnet50", STEP, 0, "smoke", seed0, root, SETS)  # as the sweep writes it
     assert _sweep(root, runs, "0,1", "--dry-run") == 0
     _swap(root, "cat", "dog")
     assert _sweep(root, runs, "1", "--dry-run") == 2
     err = capsys.readouterr().err
-    assert (
-        f"{seed0} was configured on {root} as it was then; now: dataset changed" in err
-    )
+    assert f"{seed0} was configured on {root} as it was then; now: dataset changed" in err
     assert "use another --root" in err
-    assert (
-        _sweep(root, runs, "0,1", "--dry-run", "--set", "recipe.skip_bad_images=true")
-        == 2
-    )
+    assert _sweep(root, runs, "0,1", "--dry-run", "--set", "recipe.skip_bad_images=true") == 2
     assert "dataset changed" in capsys.readouterr().err
     assert _sweep(root, tmp_path / "new-root", "1", "--dry-run") == 0
 
@@ -196,9 +178,7 @@ def test_a_file_that_breaks_during_training_is_skipped_with_the_option(
     assert result["status"] == "done"
     assert result["dataset"]["skipped"] == [str(victim)]
     events = [e for e in records.read_events(out) if e["event"] == "skipped-image"]
-    assert [(e["path"], e["problem"]) for e in events] == [
-        (str(victim), "not an image")
-    ]
+    assert [(e["path"], e["problem"]) for e in events] == [(str(victim), "not an image")]
 
 
 def test_too_few_images_and_unknown_names_fail_at_plan_time(
@@ -248,9 +228,7 @@ def test_the_record_holds_the_class_map_and_an_old_config_records_it_late(
     config = records.read_json(out / records.CONFIG)
     dataset = config["dataset"]
     assert dataset["classes"] == ["a", "b", "c"]  # index order, as ImageFolder's
-    assert (
-        dataset["train"]["images"] == 24 and dataset["train"]["class_images"] == [8] * 3
-    )
+    assert dataset["train"]["images"] == 24 and dataset["train"]["class_images"] == [8] * 3
     assert len(dataset["train"]["sha256"]) == 64 and config["excluded_images"] == []
     # A config written before the dataset was part of the identity: the run keeps working
     # (old roots must), and from then on its data is recorded, with when, and checked.

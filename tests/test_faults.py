@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import records
+from experiments.runs import records
 from experiments.sweep.plan import run_dir
 from roadmap.cli import main
 from roadmap.steps import steps
@@ -84,16 +84,13 @@ def kill_tree(pid: int) -> int:
 
 def starts(root: Path) -> int:
     """How many jobs have started on the runs (their `start` events)."""
-    return sum(
-        e.get("event") == "start" for d in runs(root) for e in records.read_events(d)
-    )
+    return sum(e.get("event") == "start" for d in runs(root) for e in records.read_events(d))
 
 
 def mid_run(root: Path) -> bool:
     """Whether some run has a checkpoint and no result yet."""
     return any(
-        records.newest_checkpoint_step(d) is not None
-        and not (d / records.RESULT).exists()
+        records.newest_checkpoint_step(d) is not None and not (d / records.RESULT).exists()
         for d in runs(root)
     )
 
@@ -130,32 +127,24 @@ def test_kill_9_again_and_again_loses_nothing_and_repeats_nothing(
     argv = [ROADMAP, *command(root, tiny_overrides, "--jobs", "2")]
     while len(kills) < KILLS:
         before = starts(root)
-        sweep = subprocess.Popen(
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        sweep = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = lambda before=before: starts(root) > before  # noqa: E731
         wait_for(started, 300, f"a job to start {how}", sweep)
         if not kills:  # the first kill lands where there is a checkpoint to resume from
             wait_for(lambda: mid_run(root), 300, f"a checkpoint {how}", sweep)
         time.sleep(rng.uniform(0, WINDOW_S))
-        assert sweep.poll() is None, (
-            f"the sweep ended before kill {len(kills) + 1} {how}"
-        )
+        assert sweep.poll() is None, f"the sweep ended before kill {len(kills) + 1} {how}"
         kills.append(kill_tree(sweep.pid))
         sweep.wait()
         for d, stamp in done_stamps(root).items():
             assert seen.setdefault(d, stamp) == stamp, f"{d} trained again {how}"
     last = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     assert last.returncode == 0, f"{how}\n{last.stdout}\n{last.stderr}"
-    assert all(n >= 2 for n in kills), (
-        kills
-    )  # the driver and at least one job each time
+    assert all(n >= 2 for n in kills), kills  # the driver and at least one job each time
 
     stamps = done_stamps(root)
     assert len(stamps) == 4, f"not all runs done {how}"
-    assert all(stamps[d] == t for d, t in seen.items()), (
-        f"a finished run ran again {how}"
-    )
+    assert all(stamps[d] == t for d, t in seen.items()), f"a finished run ran again {how}"
     events = [e for d in runs(root) for e in records.read_events(d)]
     assert any(e["event"] == "resume" for e in events), f"nothing resumed {how}"
     leftovers = [p for d in runs(root) for p in d.rglob(".*.tmp")]
@@ -169,6 +158,6 @@ def test_kill_9_again_and_again_loses_nothing_and_repeats_nothing(
             f"{a} differs from the uninterrupted run {how}"
         )
         epochs = [(r["epoch"], r["train_loss"], r["top1"]) for r in records.read_log(a)]
-        assert epochs == [
-            (r["epoch"], r["train_loss"], r["top1"]) for r in records.read_log(b)
-        ], f"{a}: the epoch log differs from the uninterrupted run's {how}"
+        assert epochs == [(r["epoch"], r["train_loss"], r["top1"]) for r in records.read_log(b)], (
+            f"{a}: the epoch log differs from the uninterrupted run's {how}"
+        )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import records
+from experiments.runs import records
 from experiments.train import Trainer, prepare_run
 from roadmap.cli import main
 
@@ -41,9 +41,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
-            reason = (
-                f"cannot mount a tmpfs here: {(proc.stderr or proc.stdout).strip()}"
-            )
+            reason = f"cannot mount a tmpfs here: {(proc.stderr or proc.stdout).strip()}"
             if os.environ.get("CI", "").lower() == "true":
                 pytest.fail(f"{reason} (CI=true: the file-system tests must run)")
             pytest.skip(reason)
@@ -58,9 +56,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
 
 def files(root: Path) -> dict[str, bytes]:
     """Every file under `root` with its bytes."""
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def one_error_line(err: str, command: str) -> str:
@@ -79,28 +75,21 @@ def test_a_read_only_folder(
     tmpfs, tmp_path: Path, capsys: pytest.CaptureFixture, tiny_overrides
 ) -> None:
     ro = tmpfs("8m")
-    done = prepare_run(
-        "resnet50", STEP, 0, "smoke", ro / "done", overrides=tiny_overrides
-    )
+    done = prepare_run("resnet50", STEP, 0, "smoke", ro / "done", overrides=tiny_overrides)
     result = dict.fromkeys(records.RESULT_KEYS)
     records.write_result(done, {**result, "status": "done", "top1": 30.0})
-    begun = prepare_run(
-        "resnet50", STEP, 0, "smoke", ro / "begun", overrides=tiny_overrides
-    )
+    begun = prepare_run("resnet50", STEP, 0, "smoke", ro / "begun", overrides=tiny_overrides)
     subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
     before = files(ro)
 
     assert train(ro / "new", tiny_overrides) == 2
     line = one_error_line(capsys.readouterr().err, "train")
     assert line == (
-        f"roadmap train: error: --out {ro / 'new'} is not writable: "
-        f"Read-only file system ({ro})"
+        f"roadmap train: error: --out {ro / 'new'} is not writable: Read-only file system ({ro})"
     )
     assert train(begun, tiny_overrides) == 2  # its config is there; the lock cannot be
     line = one_error_line(capsys.readouterr().err, "train")
-    assert (
-        line == f"roadmap train: error: Read-only file system ({begun / records.LOCK})"
-    )
+    assert line == f"roadmap train: error: Read-only file system ({begun / records.LOCK})"
     assert train(done, tiny_overrides) == 0  # done: nothing to write
     assert "already done" in capsys.readouterr().out
 
@@ -132,9 +121,7 @@ def test_a_full_disk_before_any_work(tmpfs, capsys, tiny_overrides) -> None:
     assert train(full / "r", tiny_overrides) == 2
     line = one_error_line(capsys.readouterr().err, "train")
     assert "is not writable: No space left on device" in line and str(full) in line
-    assert (
-        main(["sweep", "--preset", "smoke", "--root", str(full), "--steps", STEP]) == 2
-    )
+    assert main(["sweep", "--preset", "smoke", "--root", str(full), "--steps", STEP]) == 2
     line = one_error_line(capsys.readouterr().err, "sweep")
     assert f"output root {full} is not writable: No space left on device" in line
     assert files(full) == before
@@ -152,17 +139,10 @@ def test_a_disk_that_fills_up_during_a_run(tmpfs, capsys, tiny_overrides) -> Non
     line = one_error_line(captured.err, "train")
     assert line == f"roadmap train: run failed: {result['reason']}"
     # Nothing torn: no temporary or partial file, every record whole.
-    assert not [
-        p for p in small.rglob("*") if p.name.startswith(".") and p.suffix == ".tmp"
-    ]
+    assert not [p for p in small.rglob("*") if p.name.startswith(".") and p.suffix == ".tmp"]
     assert not records.list_checkpoints(out / records.CHECKPOINT_DIR)
     log = records.read_log(out)
-    assert (
-        len(log)
-        == 1
-        == result["epochs"]
-        == len((out / records.LOG).read_text().split("\n")) - 1
-    )
+    assert len(log) == 1 == result["epochs"] == len((out / records.LOG).read_text().split("\n")) - 1
     assert result["top1"] == log[0]["top1"] and result["dataset"]["classes"] == 10
 
 
@@ -174,9 +154,7 @@ def test_an_error_mid_run_fails_it_with_a_complete_record(
     def evaluate(self: Trainer, model):  # noqa: ANN001, ANN202
         calls.append(1)
         if len(calls) == 2:  # the data vanish in epoch 2
-            raise FileNotFoundError(
-                errno.ENOENT, "No such file or directory", "/data/1.jpg"
-            )
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/1.jpg")
         return real(self, model)
 
     monkeypatch.setattr(Trainer, "evaluate", evaluate)

@@ -20,7 +20,7 @@ import pytest
 import torch
 import train_fixtures as fx
 
-from experiments import records
+from experiments.runs import records
 from experiments.train import Trainer
 from roadmap.cli import main
 from roadmap.select import select_steps
@@ -75,16 +75,12 @@ def test_accumulation_matches_the_large_batch(
     layouts = {"large": (), "accum": ("recipe.batch_size=8", "recipe.accum_steps=2")}
     runs = {}
     for name, layout in layouts.items():
-        runs[name] = fx.tiny_run(
-            tmp_path / name, step, (*SETS, *fp32, *layout), fx.TINY_MODEL
-        )
+        runs[name] = fx.tiny_run(tmp_path / name, step, (*SETS, *fp32, *layout), fx.TINY_MODEL)
         Trainer(runs[name]).fit()
     result = records.read_json(runs["accum"] / records.RESULT)
     assert (result["accum_steps"], result["effective_batch"]) == (2, 16)
     assert fx.epochs(runs["large"], "top1") == fx.epochs(runs["accum"], "top1")
-    for (a,), (b,) in zip(
-        *(fx.epochs(d, "train_loss") for d in runs.values()), strict=True
-    ):
+    for (a,), (b,) in zip(*(fx.epochs(d, "train_loss") for d in runs.values()), strict=True):
         assert b == pytest.approx(a, rel=2 * 32 * fx.U32)
     tolerance = 5e-3 * result["iterations"] * result["lr"]
     assert fx.max_abs_diff(*(fx.final_weights(d) for d in runs.values())) <= tolerance
@@ -95,9 +91,7 @@ def test_fp16_with_its_scaler_clips_the_unscaled_gradient(
 ) -> None:
     clip = 0.05
     sets = (*SETS, "recipe.amp_dtype=float16", f"recipe.clip_grad={clip}")
-    trainer = Trainer(
-        fx.tiny_run(tmp_path / "fp16", fx.norm_free_step(), sets, fx.TINY_MODEL)
-    )
+    trainer = Trainer(fx.tiny_run(tmp_path / "fp16", fx.norm_free_step(), sets, fx.TINY_MODEL))
     assert trainer.scaler.is_enabled()
     norms = fx.record_grad_norms(trainer, monkeypatch)
     result = trainer.fit()
@@ -113,9 +107,7 @@ def test_a_usr2_checkpoints_and_the_same_command_resumes(tmp_path: Path) -> None
     out = tmp_path / "r"
     cmd = [sys.executable, "-m", "roadmap.cli", "train", "--step", ENDPOINTS[-1],
            "--out", str(out), *sets]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if "epoch 1/2 step 2/5" in line:
             proc.send_signal(signal.SIGUSR2)

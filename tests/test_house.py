@@ -98,9 +98,7 @@ def test_the_builder_names_no_harness_module() -> None:
     modules = _modules()
     for name, path in modules.items():
         if name.split(".")[0] == "roadmap":
-            harness = {
-                m for m in _imports(path, modules) if not m.startswith("roadmap")
-            }
+            harness = {m for m in _imports(path, modules) if not m.startswith("roadmap")}
             assert not harness, f"{name} imports {sorted(harness)}"
 
 
@@ -108,9 +106,7 @@ def test_the_builder_names_no_harness_module() -> None:
 def test_files_and_functions_are_short(name: str) -> None:
     path = _modules()[name]
     text = path.read_text()
-    assert len(text.splitlines()) <= MAX_FILE_LINES, (
-        f"{path}: over {MAX_FILE_LINES} lines"
-    )
+    assert len(text.splitlines()) <= MAX_FILE_LINES, f"{path}: over {MAX_FILE_LINES} lines"
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             length = node.end_lineno - node.lineno + 1

@@ -64,15 +64,11 @@ def test_unused_fields_have_neutral_defaults_and_still_build():
     """Fields that no step changes build at non-default values; defaults change nothing."""
     used = {k for t in TRACKS for s in steps(t) for k in s.changes}
     unused = [f.name for f in dataclasses.fields(ArchSpec) if f.name not in used]
-    assert {"expansion", "norm_eps", "layer_scale_init", "drop_path_rate"} <= set(
-        unused
-    )
+    assert {"expansion", "norm_eps", "layer_scale_init", "drop_path_rate"} <= set(unused)
     other = {
         "expansion": 2, "norm_eps": 1e-3, "layer_scale_init": 0.1, "drop_path_rate": 0.2,
     }  # fmt: skip
-    assert set(unused) <= set(other), (
-        f"give the new field a test value: {set(unused) - set(other)}"
-    )
+    assert set(unused) <= set(other), f"give the new field a test value: {set(unused) - set(other)}"
     for step in (steps("resnet50")[0], steps("resnet50")[-1]):
         for name in unused:
             model = build_model(step.spec.replace(**{name: other[name]}), num_classes=5)
@@ -94,17 +90,12 @@ def test_layer_scale_is_the_last_norm_weight_or_a_gamma():
     assert torch.all(convnext.stages[0].blocks[0].gamma == 1e-3)
     off = create_step_model("separate_downsampling", layer_scale_init=0)
     assert off.stages[0].blocks[0].gamma is None
-    assert (
-        count_params(convnext) - count_params(off)
-        == 96 * 3 + 192 * 3 + 384 * 9 + 768 * 3
-    )
+    assert count_params(convnext) - count_params(off) == 96 * 3 + 192 * 3 + 384 * 9 + 768 * 3
 
 
 def test_drop_path_rises_linearly_to_the_rate():
     model = create_step_model("separate_downsampling", drop_path_rate=0.3)
-    rates = [
-        getattr(b.drop_path, "drop_prob", 0.0) for s in model.stages for b in s.blocks
-    ]
+    rates = [getattr(b.drop_path, "drop_prob", 0.0) for s in model.stages for b in s.blocks]
     assert len(rates) == 18 and rates[0] == 0.0
     assert rates[-1] == pytest.approx(0.3)
     assert rates == pytest.approx([0.3 * i / 17 for i in range(18)])

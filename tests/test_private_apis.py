@@ -50,9 +50,7 @@ def test_sacct_output_is_read_by_submitits_parser() -> None:
         "41_[3-4]|PENDING|0:0|JobArrayTaskLimit|None\n"
     )
     info = parse_sacct(out)
-    assert (
-        info["41_2"]["State"] == "RUNNING" and info["41_2"]["NodeList"] == "localhost"
-    )
+    assert info["41_2"]["State"] == "RUNNING" and info["41_2"]["NodeList"] == "localhost"
     assert info["41_3"]["Reason"] == info["41_4"]["Reason"] == "JobArrayTaskLimit"
 
 

@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from experiments import records
+from experiments.runs import records
 
 
 def _in_zone(zone: str, code: str) -> str:
     """What `code` prints in a Python started with TZ=`zone`."""
     env = dict(os.environ, TZ=zone)
     proc = subprocess.run(
-        [sys.executable, "-c", f"from experiments import records\n{code}"],
+        [sys.executable, "-c", f"from experiments.runs import records\n{code}"],
         capture_output=True,
         text=True,
         env=env,
@@ -30,9 +30,7 @@ def test_a_stamp_written_in_tokyo_has_the_right_age_in_new_york() -> None:
     age = float(_in_zone("America/New_York", f"print(records.age_s({stamp!r}))"))
     assert 0 <= age < 60
     # A stamp with the local offset (as the sweep wrote them before) reads right too.
-    local = _in_zone(
-        "Asia/Tokyo", "import time; print(time.strftime('%Y-%m-%dT%H:%M:%S%z'))"
-    )
+    local = _in_zone("Asia/Tokyo", "import time; print(time.strftime('%Y-%m-%dT%H:%M:%S%z'))")
     assert local.endswith("+0900")
     age = float(_in_zone("America/New_York", f"print(records.age_s({local!r}))"))
     assert 0 <= age < 60

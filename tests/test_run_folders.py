@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import records
-from experiments.runstate import sweep_states
+from experiments.runs import records
+from experiments.runs.runstate import sweep_states
 from experiments.sweep.plan import run_dir
 from experiments.train import Trainer, prepare_run
 from roadmap.cli import main
@@ -48,9 +48,7 @@ def with_side_branches(
     table = [row for row in step_table.STEP_TABLE if row.name not in names]
     at = next(i for i, row in enumerate(table) if row.name == after) + 1
     rows = [
-        step_table.Row(
-            name, base.group, False, {"width": width + WIDER[name]}, (TRACK,)
-        )
+        step_table.Row(name, base.group, False, {"width": width + WIDER[name]}, (TRACK,))
         for name in names
     ]
     monkeypatch.setattr(step_table, "STEP_TABLE", (*table[:at], *rows, *table[at:]))
@@ -102,9 +100,7 @@ def test_inserting_or_moving_a_step_reruns_no_finished_run(
     assert main(["status", "--root", str(tmp_path)]) == 0
     table = capsys.readouterr().out.splitlines()
     for step in edited[:4]:
-        assert any(x.startswith(f"{step.index:02d}  {step.name} ") for x in table), (
-            table
-        )
+        assert any(x.startswith(f"{step.index:02d}  {step.name} ") for x in table), table
 
     # The two swapped: the same specs in another order, so the same runs.
     with_side_branches(monkeypatch, ["side_b", "side_a"], after=first)
@@ -122,16 +118,13 @@ def test_an_old_root_is_read_resumed_and_skipped_in_place(
     done, failed, cut = steps(TRACK)[:3]
     sets = tiny_overrides  # 2 epochs
     old = {
-        s.name: tmp_path / TRACK / f"{s.index:02d}_{s.name}" / "seed0"
-        for s in (done, failed, cut)
+        s.name: tmp_path / TRACK / f"{s.index:02d}_{s.name}" / "seed0" for s in (done, failed, cut)
     }
     for step in (done, failed, cut):
         prepare_run(TRACK, step.name, 0, "smoke", old[step.name], overrides=sets)
     for step, status in ((done, "done"), (failed, "failed")):
         result = dict.fromkeys(records.RESULT_KEYS)
-        result.update(
-            status=status, top1=25.0, reason="boom" if status == "failed" else None
-        )
+        result.update(status=status, top1=25.0, reason="boom" if status == "failed" else None)
         records.write_result(old[step.name], result)
     trainer = Trainer(old[cut.name])  # trains epoch 1 (a checkpoint), dies in epoch 2
 
@@ -144,10 +137,7 @@ def test_an_old_root_is_read_resumed_and_skipped_in_place(
     with pytest.raises(Killed):
         trainer.fit()
     saved = records.newest_checkpoint_step(old[cut.name])
-    assert (
-        saved == trainer.steps_per_epoch
-        and not (old[cut.name] / records.RESULT).exists()
-    )
+    assert saved == trainer.steps_per_epoch and not (old[cut.name] / records.RESULT).exists()
 
     states = {s.step: s for s in sweep_states(tmp_path)}
     assert [states[s.name].status for s in (done, failed, cut)] == [
@@ -167,10 +157,7 @@ def test_an_old_root_is_read_resumed_and_skipped_in_place(
     for step, state, action in ((done, "done", "skip"), (failed, "failed", "skip"),
                                 (cut, "interrupted", "resume")):  # fmt: skip
         assert rows[f"{old[step.name].parent.name}/seed0"] == [state, action], plan
-    assert (
-        "1 interrupted to resume" in plan
-        and "1 failed (rerun with --retry-failed)" in plan
-    )
+    assert "1 interrupted to resume" in plan and "1 failed (rerun with --retry-failed)" in plan
 
     assert main(argv) == 0
     assert records.read_result(old[cut.name])["status"] == "done"

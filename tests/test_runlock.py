@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import records, runlock
+from experiments.runs import records, runlock
 from experiments.sweep.job import RunJob
 from experiments.train.config import prepare_run
 from roadmap.cli import main
@@ -91,9 +91,7 @@ def test_another_hosts_process_without_a_job_stands(run: Path) -> None:
     leave(run, host="laptop", pid=4242)
     with pytest.raises(runlock.RunBusy) as busy:
         runlock.lock_run(run)
-    assert (
-        f"if that process is gone, delete {run / records.LOCK}" in busy.value.strerror
-    )
+    assert f"if that process is gone, delete {run / records.LOCK}" in busy.value.strerror
 
 
 def test_a_sweep_job_leaves_a_held_run_alone(run: Path) -> None:
@@ -111,9 +109,7 @@ def test_a_second_roadmap_train_is_refused(
     sets = [a for o in (*tiny_overrides, "recipe.log_every=1") for a in ("--set", o)]
     argv = ["train", "--step", "depthwise_conv", "--out", str(out), *sets]
     cmd = [sys.executable, "-m", "roadmap.cli", *argv]
-    first = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in first.stdout:
         seen.append(line)

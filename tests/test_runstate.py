@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import records
-from experiments import runstate as st
-from experiments.scheduler import process_start
+from experiments.runs import records
+from experiments.runs import runstate as st
+from experiments.runs.scheduler import process_start
 from experiments.train import checkpoint as ckpt
 from roadmap.cli import main
 from roadmap.steps import get_step
@@ -75,13 +75,9 @@ def test_states_from_records_jobs_and_sacct(
         "41_4": {"State": "CANCELLED by 0", "ExitCode": "0:15", "Reason": "None"},
     }
     asked: list[list[str]] = []
-    monkeypatch.setattr(
-        st, "sacct_states", lambda ids: asked.append(sorted(ids)) or sacct
-    )
+    monkeypatch.setattr(st, "sacct_states", lambda ids: asked.append(sorted(ids)) or sacct)
     states = {(s.step, s.seed): s for s in st.sweep_states(tmp_path)}
-    assert asked == [
-        ["41_0", "41_2", "41_3", "41_4"]
-    ]  # one sacct call for the whole root
+    assert asked == [["41_0", "41_2", "41_3", "41_4"]]  # one sacct call for the whole root
     got = {k: (s.status, s.detail) for k, s in states.items()}
     assert got[("resnet50_modern_recipe", 0)] == ("done", "61.25")
     assert got[("resnet50_modern_recipe", 1)] == (
@@ -134,9 +130,7 @@ def test_status_command_table_and_json(
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == f"resnet50 under {tmp_path}"
-    first, second = (
-        f"{get_step(s).index:02d}" for s in ("resnet50_modern_recipe", "stage_ratio")
-    )
+    first, second = (f"{get_step(s).index:02d}" for s in ("resnet50_modern_recipe", "stage_ratio"))
     row = next(x for x in lines if x.startswith(first))
     # A time limit without a checkpoint: interrupted, resumes from the start.
     assert "done 61.25 (41_0)" in row and "interrupted @0 [1] (41_1) r1" in row
@@ -154,9 +148,7 @@ def test_status_command_table_and_json(
     assert {r["job_id"] for r in data["runs"]} == {"41_0", "41_1", None}
 
 
-def test_status_of_a_missing_root(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_status_of_a_missing_root(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["status", "--root", str(tmp_path / "nope")]) == 2
     assert "no sweep under" in capsys.readouterr().err
 
@@ -239,9 +231,7 @@ def _fake_command(folder: Path, name: str, output: str) -> None:
     """An executable `name` in `folder` that prints `output` whatever it is asked."""
     folder.mkdir(exist_ok=True)
     script = folder / name
-    script.write_text(
-        f"#!/bin/sh\nprintf '%s\\n' '{output}'\n"
-    )  # printf: a shell builtin
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' '{output}'\n")  # printf: a shell builtin
     script.chmod(0o755)
 
 

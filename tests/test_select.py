@@ -39,9 +39,7 @@ def test_commas_spaces_and_both_give_the_same_list(track: str) -> None:
 def test_endpoints_are_the_steps_with_a_reference(track: str) -> None:
     names = [s.name for s in select_steps("endpoints", track)]
     assert names == [
-        s.name
-        for s in steps(track)
-        if s.name in {e.step for e in ENDPOINTS if e.track == track}
+        s.name for s in steps(track) if s.name in {e.step for e in ENDPOINTS if e.track == track}
     ]
     assert names  # every track has its endpoints
 

@@ -26,9 +26,9 @@ from slurm_fixtures import (
     weights,
 )
 
-from experiments import records
-from experiments.records import CHECKPOINT_DIR, read_events, read_job
-from experiments.records import list_checkpoints as listing
+from experiments.runs import records
+from experiments.runs.records import CHECKPOINT_DIR, read_events, read_job
+from experiments.runs.records import list_checkpoints as listing
 from experiments.sweep import plan
 from roadmap.steps import get_step
 
@@ -77,9 +77,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
     assert job_id == array  # a one-task sweep is a plain job, not an array
     wait_for("two optimizer steps", lambda: log_step(job_id, folder) >= 2, 240, 0.5)
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-    wait_for(
-        "the run to finish", lambda: status(hit)["totals"].get("done") == 1, 300, 3
-    )
+    wait_for("the run to finish", lambda: status(hit)["totals"].get("done") == 1, 300, 3)
     wait_for("the reference", lambda: status(ref)["totals"].get("done") == 1, 300, 3)
 
     events = read_events(run_dir)
@@ -89,14 +87,10 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
     step = int(re.search(r"ckpt_(\d+)\.pt", saved).group(1))
     assert step >= 2  # saved mid-training, not at step 0
     restart = events[3]
-    assert (
-        restart["event"] == "start" and restart["restart"] == 1
-    )  # SLURM_RESTART_COUNT
+    assert restart["event"] == "start" and restart["restart"] == 1  # SLURM_RESTART_COUNT
     resume = events[4]
     assert resume["event"] == "resume" and resume["checkpoint"] == saved
-    assert (
-        resume["global_step"] == step
-    )  # resumed from that checkpoint, not from scratch
+    assert resume["global_step"] == step  # resumed from that checkpoint, not from scratch
     assert kinds[-1] == "end" and events[-1]["status"] == "done"
     assert status(hit)["runs"][0]["requeues"] == 1
     sacct = subprocess.run(["sacct", "-X", "-n", "-P", "--duplicates", "-j", job_id,
@@ -107,9 +101,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
     ref_dir = plan.run_dir(ref, "resnet50", get_step(STEPS[0]), 0)
     a, b = weights(run_dir), weights(ref_dir)
     assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a), (
-        "weights differ from the uninterrupted run"
-    )
+    assert all(torch.equal(a[k], b[k]) for k in a), "weights differ from the uninterrupted run"
     log_a, log_b = records.read_log(run_dir), records.read_log(ref_dir)
     assert [r["train_loss"] for r in log_a] == [r["train_loss"] for r in log_b]
     # evaluated epochs only (the smoke preset evaluates every eval_every-th and the last)
@@ -117,16 +109,12 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
     assert log_a[-1]["top1"] is not None
 
 
-def test_cancelled_jobs_show_as_failed_with_the_reason(
-    cluster: list[str], tmp_path: Path
-) -> None:
+def test_cancelled_jobs_show_as_failed_with_the_reason(cluster: list[str], tmp_path: Path) -> None:
     array = submit(tmp_path, STEPS[0], "0,1", "recipe.log_every=1")
     running = lambda: all(r["status"] == "running" for r in status(tmp_path)["runs"])  # noqa: E731
     wait_for("both array tasks running", running, 180)
     first = f"{array}_0"
-    subprocess.run(
-        ["scancel", first], check=True
-    )  # from outside, as a user or admin would
+    subprocess.run(["scancel", first], check=True)  # from outside, as a user or admin would
     failed = lambda: statuses(tmp_path)[(STEPS[0], 0)]["status"] == "failed"  # noqa: E731
     wait_for("status to report the cancelled job", failed, 120)
     r0 = statuses(tmp_path)[(STEPS[0], 0)]
@@ -138,17 +126,11 @@ def test_cancelled_jobs_show_as_failed_with_the_reason(
     out = roadmap("cancel", "--root", str(tmp_path)).stdout
     assert f"{array}_1" in out
     r1 = statuses(tmp_path)[(STEPS[0], 1)]
-    assert r1["status"] == "failed" and r1["detail"].startswith(
-        "cancelled by roadmap cancel"
-    )
+    assert r1["status"] == "failed" and r1["detail"].startswith("cancelled by roadmap cancel")
     kinds = [e["event"] for e in read_events(Path(r1["run_dir"]))]
     assert "checkpoint" in kinds and "stop" in kinds and "requeue" not in kinds
-    assert listing(
-        Path(r1["run_dir"]) / CHECKPOINT_DIR
-    )  # resumable with --retry-failed
-    queue = subprocess.run(
-        ["squeue", "-h", "-j", array], capture_output=True, text=True
-    ).stdout
+    assert listing(Path(r1["run_dir"]) / CHECKPOINT_DIR)  # resumable with --retry-failed
+    queue = subprocess.run(["squeue", "-h", "-j", array], capture_output=True, text=True).stdout
     assert not queue.strip()
 
 

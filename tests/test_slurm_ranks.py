@@ -35,7 +35,7 @@ from slurm_fixtures import (
     wait_for,
 )
 
-from experiments import records
+from experiments.runs import records
 from experiments.train import checkpoint as ckpt
 
 pytestmark = pytest.mark.slurm
@@ -119,13 +119,9 @@ def test_two_ranks_preempted_requeue_and_resume_bit_exactly(
     # match what was written and that torch loads (experiments/train/checkpoint.py).
     resume = next(e for e in events if e["event"] == "resume")
     assert resume["checkpoint"] == str(saved)
-    assert (
-        resume["global_step"] == int(re.search(r"ckpt_(\d+)", saved.name).group(1)) >= 2
-    )
+    assert resume["global_step"] == int(re.search(r"ckpt_(\d+)", saved.name).group(1)) >= 2
     assert kinds[-1] == "end" and events[-1]["status"] == "done"
-    assert (
-        "REQUEUED" in sacct_states(job_id) and sacct_states(job_id)[-1] == "COMPLETED"
-    )
+    assert "REQUEUED" in sacct_states(job_id) and sacct_states(job_id)[-1] == "COMPLETED"
     same_training(run_dir, ref)
 
     logs = _task_logs(folder, job_id)
@@ -177,16 +173,11 @@ def test_a_job_step_killed_on_one_node_ends_the_job_without_a_result(
     # step to complete".
     wait_for("srun --kill-on-bad-exit to end the job", ended, 360, 2)
     assert sacct_states(job_id) == ["FAILED"]
-    assert not (
-        run_dir / records.RESULT
-    ).exists()  # not done, and no failure of the run
+    assert not (run_dir / records.RESULT).exists()  # not done, and no failure of the run
     row = status(run_dir.parents[2])["runs"][0]
     # A job gone without a result: the next sweep resumes the run from its checkpoint.
     assert row["status"] == "interrupted" and row["resumable"], row
-    assert (
-        f"PeerLost: rank 0 of 2 in job {job_id} on {', '.join(cluster)}"
-        in row["detail"]
-    )
+    assert f"PeerLost: rank 0 of 2 in job {job_id} on {', '.join(cluster)}" in row["detail"]
     lost = [e for e in records.read_events(run_dir) if e["event"] == "peer-lost"]
     assert lost and lost[0]["rank"] == 0
     newest = records.list_checkpoints(run_dir / records.CHECKPOINT_DIR)[0]
@@ -204,9 +195,7 @@ def test_a_node_killed_mid_run_requeues_and_the_run_ends_as_if_whole(
         _kill_in_node(node, slurmd_too=True)
         requeued = lambda: "NODE_FAIL" in sacct_states(job_id)  # noqa: E731
         wait_for(f"Slurm to see {node} fail and requeue the job", requeued, 180, 2)
-        assert not (
-            run_dir / records.RESULT
-        ).exists()  # nothing recorded as done or failed
+        assert not (run_dir / records.RESULT).exists()  # nothing recorded as done or failed
         row = status(run_dir.parents[2])["runs"][0]
         assert row["status"] == "pending" and row["job_id"] == job_id, row
         lost = [e for e in records.read_events(run_dir) if e["event"] == "peer-lost"]

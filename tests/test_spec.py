@@ -72,8 +72,7 @@ def test_bool_fields_are_derived_from_the_defaults():
         "fewer_norms", "separate_downsampling",
     } <= set(BOOL_FIELDS)  # fmt: skip
     assert all(
-        isinstance(f.default, bool) == (f.name in BOOL_FIELDS)
-        for f in dataclasses.fields(ArchSpec)
+        isinstance(f.default, bool) == (f.name in BOOL_FIELDS) for f in dataclasses.fields(ArchSpec)
     )
 
 
@@ -86,17 +85,13 @@ def test_every_bool_field_rejects_a_non_bool(name, value):
         assert getattr(ArchSpec(**{name: flag}), name) is flag
 
 
-@pytest.mark.parametrize(
-    ("field", "table"), [("norm", NORM_LAYERS), ("act", ACT_LAYERS)]
-)
+@pytest.mark.parametrize(("field", "table"), [("norm", NORM_LAYERS), ("act", ACT_LAYERS)])
 def test_norm_and_act_accept_exactly_the_layer_table_keys(field, table):
     for key in table:
         assert getattr(ArchSpec(**{field: key}), field) == key
     near_misses = {"gn", "BN", "layernorm", "swish", "GELU", "", "bn "}
     others = near_misses | set(ACT_LAYERS) | set(NORM_LAYERS)
     for name in others - set(table):
-        with pytest.raises(
-            ValueError, match=rf"ArchSpec\.{field} must be one of"
-        ) as err:
+        with pytest.raises(ValueError, match=rf"ArchSpec\.{field} must be one of") as err:
             ArchSpec(**{field: name})
         assert all(repr(key) in str(err.value) for key in table)

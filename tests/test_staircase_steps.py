@@ -22,9 +22,7 @@ def _two_steps():
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    short = steps(TRACK)[
-        4
-    ].name  # not chosen below: its missing seeds are no warning there
+    short = steps(TRACK)[4].name  # not chosen below: its missing seeds are no warning there
     build_root(root, TRACK, seeds=(0, 1, 2), skip=((short, 1), (short, 2)))
     return root
 

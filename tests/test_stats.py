@@ -63,9 +63,7 @@ def test_matching_seeds_are_paired_and_equal_scipy_ttest_rel(runs):
     values, frame = runs
     child, _ = _path()
     mine, theirs = values[child.name], values[child.parent]
-    expected = stats.ttest_rel(
-        [mine[s] for s in sorted(mine)], [theirs[s] for s in sorted(mine)]
-    )
+    expected = stats.ttest_rel([mine[s] for s in sorted(mine)], [theirs[s] for s in sorted(mine)])
     interval = expected.confidence_interval(CONFIDENCE)
     row = frame.loc[child.name]
     assert row["change_test"] == "paired"
@@ -121,9 +119,7 @@ def test_summary_statistics_are_welch_from_stats_as_scipy():
     # (mean +- std, and the mean: sample std = std for three values).
     samples = [[m - s, m, m + s] for m, s in ((80.57, 0.14), (79.92, 0.08))]
     interval = stats.ttest_ind(*samples, equal_var=False).confidence_interval()
-    assert (change.low, change.high) == pytest.approx(
-        (interval.low, interval.high), rel=1e-9
-    )
+    assert (change.low, change.high) == pytest.approx((interval.low, interval.high), rel=1e-9)
     assert compare_stats(80.0, math.nan, 3, (79.0, 0.1, 3)) == NO_TEST
     assert compare_stats(80.0, 0.1, 1, (79.0, 0.1, 3)) == NO_TEST
 
@@ -166,20 +162,14 @@ def test_tables_carry_the_interval_and_the_noise_mark(runs):
 
 def test_the_readme_names_the_papers_changes_within_noise_as_computed():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    text = " ".join(
-        readme.split("By that test,", 1)[1].split("The other", 1)[0].split()
-    )
+    text = " ".join(readme.split("By that test,", 1)[1].split("The other", 1)[0].split())
     frame = paper_staircase(TRACK)
     noisy = frame[frame["change_within_noise"] == True]  # noqa: E712 (None: no test)
     named = [n for n in re.findall(r"`(\w+)`", text) if n in set(frame["step"])]
     assert named == list(noisy["step"])
     for _, row in noisy.iterrows():
         low, high = row["change_ci95_low"], row["change_ci95_high"]
-        numbers = (
-            f"{row['change']:+.2f}, {'95% CI ' if named[0] == row['step'] else ''}"
-        )
+        numbers = f"{row['change']:+.2f}, {'95% CI ' if named[0] == row['step'] else ''}"
         numbers += f"[{low:+.2f}, {high:+.2f}], p = {row['change_p']:.2f})"
         assert f"`{row['step']}` ({numbers}" in text, numbers
-    assert (
-        f"{len(noisy)} of the paper's {int((frame['change_test'] != '').sum())}" in text
-    )
+    assert f"{len(noisy)} of the paper's {int((frame['change_test'] != '').sum())}" in text

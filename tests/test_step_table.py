@@ -121,9 +121,7 @@ def test_every_step_has_a_timm_name_on_its_own_tracks_only():
 def test_tuple_fields_are_found_by_type_and_round_trip_through_json():
     assert "depths" in TUPLE_FIELDS
     spec = ArchSpec(depths=[2, 2, 6, 2])
-    assert spec.depths == (2, 2, 6, 2) and hash(spec) == hash(
-        ArchSpec(depths=(2, 2, 6, 2))
-    )
+    assert spec.depths == (2, 2, 6, 2) and hash(spec) == hash(ArchSpec(depths=(2, 2, 6, 2)))
     with pytest.raises(ValueError, match=r"ArchSpec\.depths must be a tuple"):
         ArchSpec(depths=3)
 

@@ -10,9 +10,7 @@ from roadmap import ArchSpec, get_step, step_names, steps
 from roadmap.paper import paper_rows
 from roadmap.steps import TRACKS
 
-SHARED_CSV = (
-    Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_roadmap.csv"
-)
+SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_roadmap.csv"
 
 
 def _paper_steps(track):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import records
 from experiments.recipe import resolve_recipe
+from experiments.runs import records
 from experiments.sweep.plan import Request, make_plan, parse_seeds, run_dir
 from experiments.sweep.profile import load_profile
 from experiments.train.config import prepare_run
@@ -79,15 +79,10 @@ def test_sweep_rejects_before_writing(
 def test_sweep_rejects_unwritable_root(capsys: pytest.CaptureFixture) -> None:
     # /proc refuses new files even to root, so this holds whoever runs the tests.
     assert sweep("--preset", "smoke", "--root", "/proc/roadmap-sweep-test") == 2
-    assert (
-        "output root /proc/roadmap-sweep-test is not writable"
-        in capsys.readouterr().err
-    )
+    assert "output root /proc/roadmap-sweep-test is not writable" in capsys.readouterr().err
 
 
-def test_sweep_rejects_root_under_a_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_sweep_rejects_root_under_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "file").write_text("x")
     assert sweep("--preset", "smoke", "--root", str(tmp_path / "file" / "runs")) == 2
     assert "is not a directory" in capsys.readouterr().err
@@ -181,9 +176,7 @@ def test_ranks_whose_step_the_built_in_data_cannot_fill(
     path = _profile(tmp_path, f"time_min = 600\nnodes = {ranks}\n")
     err = _refused_dry_run(tmp_path, capsys, "smoke", path)
     per_step = ranks * smoke.batch_size
-    assert (
-        f"{images} training images cannot fill one optimizer step of {per_step}" in err
-    )
+    assert f"{images} training images cannot fill one optimizer step of {per_step}" in err
     assert f"({ranks} device(s))" in err
 
 
@@ -194,9 +187,7 @@ def test_existing_run_of_another_preset_is_an_error(tmp_path: Path) -> None:
                                                    "seed": 0, "preset": "paper",
                                                    "overrides": {}, "data": None})  # fmt: skip
     request = Request(root=tmp_path, preset="smoke", steps="stage_ratio", seeds="0")
-    with pytest.raises(
-        ValueError, match="already holds a different run: preset 'paper'"
-    ):
+    with pytest.raises(ValueError, match="already holds a different run: preset 'paper'"):
         make_plan(request)
 
 
@@ -216,9 +207,7 @@ def test_dry_run_local_prints_plan_and_writes_nothing(
     assert not root.exists()
 
 
-def test_dry_run_slurm_gpu_profile(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_dry_run_slurm_gpu_profile(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = tmp_path / "runs"
     # The built-in data must fill one step of 4096 (32 GPUs x 128): 10 x 410 images.
     code = sweep("--preset", "paper", "--root", str(root), "--steps", "on-path", "--seeds",
@@ -235,14 +224,10 @@ def test_dry_run_slurm_gpu_profile(
     assert not root.exists()
 
 
-def test_dry_run_uses_a_bench_csv(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_dry_run_uses_a_bench_csv(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bench = tmp_path / "bench.csv"
     lines = ["model,track,step,train_img_s,device,image_size"]
-    lines += [
-        f"resnet50_{n},resnet50,{n},100.0,cpu,32" for n in step_names("resnet50")[:2]
-    ]
+    lines += [f"resnet50_{n},resnet50,{n},100.0,cpu,32" for n in step_names("resnet50")[:2]]
     bench.write_text("\n".join(lines) + "\n")
     root = tmp_path / "runs"
     code = sweep("--preset", "smoke", "--root", str(root), "--steps",
@@ -265,9 +250,7 @@ def test_dry_run_uses_a_bench_csv(
     assert "~50.0 img/s per job" in out
 
 
-def test_steps_take_commas_or_spaces(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_steps_take_commas_or_spaces(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     first, last = step_names("resnet50")[0], step_names("resnet50")[-1]
     outputs = []
     for steps_args in ([f"{first},{last}"], [first, last], [f"{first},", last]):
@@ -305,7 +288,7 @@ def test_sweep_and_train_agree_on_what_makes_a_run(
 
 
 def test_the_sweep_has_an_action_for_every_run_state() -> None:
-    from experiments.runstate import STATUSES
+    from experiments.runs.runstate import STATUSES
     from experiments.sweep.plan import ACTIONS
 
     assert set(ACTIONS) == set(STATUSES)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import records
-from experiments.records import CHECKPOINT_DIR, read_events, read_job
-from experiments.records import list_checkpoints as listing
-from experiments.runstate import sweep_states
+from experiments.runs import records
+from experiments.runs.records import CHECKPOINT_DIR, read_events, read_job
+from experiments.runs.records import list_checkpoints as listing
+from experiments.runs.runstate import sweep_states
 from experiments.sweep import plan
 from roadmap.cli import main
 from roadmap.steps import get_step
@@ -36,9 +36,7 @@ def start_sweep(root: Path, seeds: str) -> subprocess.Popen:
     """`roadmap sweep` (local executor, one job at a time) in the background."""
     cmd = [ROADMAP, "sweep", "--preset", "smoke", "--root", str(root), "--steps", STEP,
            "--seeds", seeds, "--jobs", "1", *TINY]  # fmt: skip
-    return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def run_dir(root: Path, seed: int) -> Path:
@@ -65,11 +63,7 @@ def steps_done(d: Path) -> int:
     except OSError:
         return 0
     found = re.findall(r"epoch (\d+)/\d+ step (\d+)/(\d+)", text)
-    return (
-        0
-        if not found
-        else (int(found[-1][0]) - 1) * int(found[-1][2]) + int(found[-1][1])
-    )
+    return 0 if not found else (int(found[-1][0]) - 1) * int(found[-1][2]) + int(found[-1][1])
 
 
 def task_pids(controller: str) -> list[int]:
@@ -94,9 +88,7 @@ def test_usr2_checkpoints_requeues_and_resumes_bit_exactly(tmp_path: Path) -> No
     saved = int(re.search(r"ckpt_(\d+)\.pt", events[1]["path"]).group(1))
     assert saved >= 2 and events[4]["global_step"] == saved
     assert events[4]["checkpoint"] == events[1]["path"]
-    assert {e["job_id"] for e in events if "job_id" in e} == {
-        controller
-    }  # same local job
+    assert {e["job_id"] for e in events if "job_id" in e} == {controller}  # same local job
 
     # The same run, uninterrupted, in this process (debug executor): identical weights.
     ref = tmp_path / "reference"
@@ -104,9 +96,7 @@ def test_usr2_checkpoints_requeues_and_resumes_bit_exactly(tmp_path: Path) -> No
                  "--seeds", "0", "--executor", "debug", *TINY])  # fmt: skip
     assert code == 0
     a = torch.load(listing(d / CHECKPOINT_DIR)[0], weights_only=True)["model"]
-    b = torch.load(listing(run_dir(ref, 0) / CHECKPOINT_DIR)[0], weights_only=True)[
-        "model"
-    ]
+    b = torch.load(listing(run_dir(ref, 0) / CHECKPOINT_DIR)[0], weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -119,9 +109,7 @@ def test_cancel_stops_the_driver_and_its_jobs(tmp_path: Path) -> None:
     out, _ = sweep.communicate(timeout=60)
     assert sweep.returncode == 1 and "1 stopped" in out, out
     states = {s.seed: s for s in sweep_states(tmp_path)}
-    assert (
-        states[0].status == "failed" and "checkpointed and stopped" in states[0].detail
-    )
+    assert states[0].status == "failed" and "checkpointed and stopped" in states[0].detail
     assert states[0].detail.startswith("cancelled") and states[0].resumable
     assert states[1].status == "failed" and states[1].detail.endswith("never started")
     assert [e["event"] for e in read_events(run_dir(tmp_path, 0))][-2:] == [
@@ -139,9 +127,7 @@ def test_ctrl_c_interrupts_and_the_next_sweep_resumes(tmp_path: Path) -> None:
     out, _ = sweep.communicate(timeout=120)
     assert "interrupted" in out and "checkpointed and stopped" in out, out
     state = sweep_states(tmp_path)[0]
-    assert (
-        state.status == "interrupted" and state.resumable
-    )  # not failed: resubmitted as is
+    assert state.status == "interrupted" and state.resumable  # not failed: resubmitted as is
     rerun = start_sweep(tmp_path, "0")
     out, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0 and "[1/1] done" in out, out

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import records
-from experiments.records import read_events, read_job
+from experiments.runs import records
+from experiments.runs.records import read_events, read_job
 from experiments.sweep.plan import run_dir
 from roadmap.cli import main
 from roadmap.steps import get_step
@@ -44,9 +44,7 @@ def run(root: Path, seed: int) -> Path:
     return run_dir(root, "resnet50", get_step(STEP), seed)
 
 
-def test_debug_sweep_runs_then_skips_done(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_debug_sweep_runs_then_skips_done(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert sweep(tmp_path, "--seeds", "0,1", "--executor", "debug") == 0
     out = capsys.readouterr().out
     assert "to submit: 2" in out and "[2/2] done" in out
@@ -69,11 +67,7 @@ def test_debug_sweep_runs_then_skips_done(
     # The same command again finds both done and submits nothing; a third seed is added alone.
     assert sweep(tmp_path, "--seeds", "0,1", "--executor", "debug") == 0
     out = capsys.readouterr().out
-    assert (
-        "to submit: 0" in out
-        and "skipped: 2 done" in out
-        and "nothing to submit" in out
-    )
+    assert "to submit: 0" in out and "skipped: 2 done" in out and "nothing to submit" in out
     assert sweep(tmp_path, "--seeds", "0,1,2", "--executor", "debug", "--dry-run") == 0
     out = capsys.readouterr().out
     assert "to submit: 1 (1 new" in out
@@ -100,8 +94,7 @@ def test_failed_runs_rerun_only_with_retry_failed(
     d = run(tmp_path, 0)
     result = records.read_json(d / records.RESULT)
     assert (
-        result["status"] == "failed"
-        and "non-finite loss (nan) at iteration 3" in result["reason"]
+        result["status"] == "failed" and "non-finite loss (nan) at iteration 3" in result["reason"]
     )
     capsys.readouterr()
 
@@ -114,9 +107,7 @@ def test_failed_runs_rerun_only_with_retry_failed(
     out = capsys.readouterr().out
     assert "1 failed to retry" in out
     kept = records.read_json(d / "result.failed-1.json")
-    assert (
-        kept["reason"] == result["reason"]
-    )  # the first failure is kept, the run ran again
+    assert kept["reason"] == result["reason"]  # the first failure is kept, the run ran again
     assert records.read_json(d / records.RESULT)["status"] == "failed"
     # The retry resumes from the newest checkpoint (end of epoch 2): README, "The sweep".
     events = [e["event"] for e in read_events(d)]
@@ -130,16 +121,10 @@ def test_local_executor_runs_jobs_as_subprocesses(
 ) -> None:
     assert sweep(tmp_path, "--seeds", "0,1", "--jobs", "2") == 0
     out = capsys.readouterr().out
-    assert (
-        "executor local" in out
-        and "2 job(s) at once, each 1 process with 1 torch thread" in out
-    )
+    assert "executor local" in out and "2 job(s) at once, each 1 process with 1 torch thread" in out
     progress = [x for x in out.splitlines() if x.startswith("[")]
     assert len(progress) == 2 and progress[-1].startswith("[2/2] done")
-    assert (
-        "done 2, failed 0, running 0, queued 0" in progress[-1]
-        and "ETA" in progress[-1]
-    )
+    assert "done 2, failed 0, running 0, queued 0" in progress[-1] and "ETA" in progress[-1]
     assert "local sweep: 2 done, 0 failed, 0 interrupted, 0 stopped" in out
     pids = set()
     for seed in (0, 1):

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from experiments import records
 from experiments.recipe import resolve_recipe
+from experiments.runs import records
 from experiments.train import prepare_run, run
 from experiments.train.report import TENSORBOARD_DIR, record_epoch
 from roadmap.steps import step_names
@@ -21,8 +21,7 @@ def _scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
     events = EventAccumulator(str(logdir))
     events.Reload()
     return {
-        tag: [(e.step, e.value) for e in events.Scalars(tag)]
-        for tag in events.Tags()["scalars"]
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
     }
 
 
@@ -51,9 +50,7 @@ def test_off_by_default_and_an_error_without_the_package(tmp_path, monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "tensorboard" else real(name, *a),
     )
-    with pytest.raises(
-        ValueError, match=r"pip install 'convnext-roadmap\[tensorboard\]'"
-    ):
+    with pytest.raises(ValueError, match=r"pip install 'convnext-roadmap\[tensorboard\]'"):
         resolve_recipe("smoke", ["recipe.tensorboard=true"])
 
 

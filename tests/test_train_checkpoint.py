@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.records import list_checkpoints
+from experiments.runs.records import list_checkpoints
 from experiments.train import checkpoint as ckpt
 from experiments.train.signals import DeferredSignals
 
@@ -107,9 +107,7 @@ def test_seed_step_depends_on_seed_rank_and_step() -> None:
     draws = {}
     for key in [(0, 0, 5), (0, 0, 5), (1, 0, 5), (0, 1, 5), (0, 0, 6)]:
         ckpt.seed_step(*key)
-        draws.setdefault(key, []).append(
-            (random.random(), np.random.rand(), torch.rand(1).item())
-        )
+        draws.setdefault(key, []).append((random.random(), np.random.rand(), torch.rand(1).item()))
     assert draws[(0, 0, 5)][0] == draws[(0, 0, 5)][1]
     assert len({d[0] for d in draws.values()}) == 4
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from train_fixtures import TINY_MODEL, epochs, norm_free_step, tiny_run
 
-from experiments import records
+from experiments.runs import records
 from experiments.train import Trainer
 
 SETS = (

@@ -112,9 +112,7 @@ def test_sampler_resumes_mid_epoch_and_splits_ranks() -> None:
 
 
 def test_seeded_augmentation_depends_only_on_seed_epoch_index() -> None:
-    recipe = resolve_recipe(
-        "paper", ["recipe.image_size=32"]
-    )  # RandAugment, erasing, crops
+    recipe = resolve_recipe("paper", ["recipe.image_size=32"])  # RandAugment, erasing, crops
     train_tf, _ = build_transforms(recipe)
     data = SeededDataset(BuiltinShapes("train", 2, 4, 32, seed=0), train_tf, seed=9)
     before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
@@ -125,6 +123,4 @@ def test_seeded_augmentation_depends_only_on_seed_epoch_index() -> None:
     assert not torch.equal(x1, data[(2, 3)][0])  # another epoch, another augmentation
     after = (random.getstate(), np.random.get_state()[1], torch.get_rng_state())
     assert before[0] == after[0] and np.array_equal(before[1], after[1])
-    assert torch.equal(
-        before[2], after[2]
-    )  # the global generators are left as they were
+    assert torch.equal(before[2], after[2])  # the global generators are left as they were

@@ -17,7 +17,7 @@ import torch
 from conftest import TINY_OVERRIDES
 from train_fixtures import final_weights, torchrun_train
 
-from experiments import records
+from experiments.runs import records
 
 STEP = "depthwise_conv"
 

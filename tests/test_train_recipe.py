@@ -67,9 +67,7 @@ def test_original_preset_is_torchvision_classic() -> None:
         0.1,
         0,
     )
-    assert (
-        not r.mixing and r.auto_augment is None and r.reprob == 0 and r.smoothing == 0
-    )
+    assert not r.mixing and r.auto_augment is None and r.reprob == 0 and r.smoothing == 0
     assert (r.drop_path, r.layer_scale, r.interpolation) == (0.0, 0.0, "bilinear")
 
 
@@ -107,10 +105,7 @@ def test_unknown_set_key_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError) as err:
         resolve_recipe("smoke", ["recipe.epoch=5"])
     message = str(err.value)
-    assert (
-        "unknown key 'recipe.epoch'" in message
-        and "Did you mean 'recipe.epochs'" in message
-    )
+    assert "unknown key 'recipe.epoch'" in message and "Did you mean 'recipe.epochs'" in message
     assert all(key in message for key in valid_keys())
     with pytest.raises(ValueError, match="Valid keys: recipe.epochs"):
         resolve_recipe("smoke", ["spec.kernel_size=7"])
@@ -146,10 +141,7 @@ def test_odd_batch_with_mixup_is_rejected() -> None:
 
 def test_recipe_round_trips_through_json_types() -> None:
     r = resolve_recipe("paper")
-    data = {
-        k: list(v) if isinstance(v, tuple) else v
-        for k, v in dataclasses.asdict(r).items()
-    }
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(r).items()}
     assert recipe_from_dict(data) == r
     with pytest.raises(ValueError, match="unknown fields: bogus"):
         recipe_from_dict({**data, "bogus": 1})
@@ -178,10 +170,7 @@ def test_optimizer_skips_decay_on_norms_and_biases() -> None:
 
 def test_loss_follows_mixup_and_smoothing() -> None:
     mixup, loss = build_loss(resolve_recipe("paper"), 10)
-    assert (
-        type(mixup).__name__ == "Mixup"
-        and type(loss).__name__ == "SoftTargetCrossEntropy"
-    )
+    assert type(mixup).__name__ == "Mixup" and type(loss).__name__ == "SoftTargetCrossEntropy"
     mixup, loss = build_loss(resolve_recipe("smoke"), 10)
     assert mixup is None and type(loss).__name__ == "LabelSmoothingCrossEntropy"
     mixup, loss = build_loss(resolve_recipe("original"), 10)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from train_fixtures import crash_at_training_forward
 
-from experiments import records
+from experiments.runs import records
 from experiments.train import Trainer, prepare_run
 
 # Every source of randomness on: RandAugment, random erasing, Mixup/CutMix, drop path, EMA.
@@ -36,28 +36,20 @@ def _tensors(trainer: Trainer) -> dict[str, torch.Tensor]:
     out = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
     out.update({f"ema.{k}": v for k, v in trainer.ema.state_dict().items()})
     for pid, state in trainer.optimizer.state_dict()["state"].items():
-        out.update(
-            {f"opt.{pid}.{k}": v for k, v in state.items() if torch.is_tensor(v)}
-        )
+        out.update({f"opt.{pid}.{k}": v for k, v in state.items() if torch.is_tensor(v)})
     return out
 
 
 def _log(run_dir: Path) -> list[dict]:
     """log.jsonl without the wall-clock fields."""
     drop = {"time", "seconds", "img_s"}
-    return [
-        {k: v for k, v in r.items() if k not in drop} for r in records.read_log(run_dir)
-    ]
+    return [{k: v for k, v in r.items() if k not in drop} for r in records.read_log(run_dir)]
 
 
-def test_signal_inside_an_epoch_then_resume_is_bit_exact(
-    tmp_path: Path, tiny_overrides
-) -> None:
+def test_signal_inside_an_epoch_then_resume_is_bit_exact(tmp_path: Path, tiny_overrides) -> None:
     sets = (*tiny_overrides, *RANDOM)
     step = "depthwise_conv"
-    whole = prepare_run(
-        "resnet50", step, 0, "smoke", tmp_path / "whole", overrides=sets
-    )
+    whole = prepare_run("resnet50", step, 0, "smoke", tmp_path / "whole", overrides=sets)
     a = Trainer(whole)
     result_a = a.fit()
 
@@ -111,9 +103,7 @@ def test_signal_inside_an_epoch_then_resume_is_bit_exact(
         assert result_a[key] == result_c[key], key
 
 
-def test_crash_after_periodic_checkpoint_resumes_bit_exact(
-    tmp_path: Path, tiny_overrides
-) -> None:
+def test_crash_after_periodic_checkpoint_resumes_bit_exact(tmp_path: Path, tiny_overrides) -> None:
     # A checkpoint after every step (checkpoint_minutes ~ 0), then a crash in iteration 5 (the
     # process dies mid-step: nothing is saved). Resume restarts from iteration 4's checkpoint.
     sets = (
@@ -123,9 +113,7 @@ def test_crash_after_periodic_checkpoint_resumes_bit_exact(
         "recipe.builtin_train_per_class=3",
     )
     step = "depthwise_conv"
-    whole = prepare_run(
-        "resnet50", step, 0, "smoke", tmp_path / "whole", overrides=sets
-    )
+    whole = prepare_run("resnet50", step, 0, "smoke", tmp_path / "whole", overrides=sets)
     a = Trainer(whole)
     a.fit()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import records, runstate
+from experiments.runs import records, runstate
 from experiments.train import Trainer, prepare_run, run
 from experiments.train import config as train_config
 from roadmap.cli import main
@@ -17,13 +17,9 @@ from roadmap.steps import step_names
 
 
 @pytest.mark.parametrize("step", [step_names()[0], step_names()[-1]])
-def test_smoke_training_lowers_the_loss(
-    tmp_path: Path, step: str, tiny_overrides
-) -> None:
+def test_smoke_training_lowers_the_loss(tmp_path: Path, step: str, tiny_overrides) -> None:
     overrides = (*tiny_overrides, "recipe.epochs=3")
-    run_dir = prepare_run(
-        "resnet50", step, 0, "smoke", tmp_path / step, overrides=overrides
-    )
+    run_dir = prepare_run("resnet50", step, 0, "smoke", tmp_path / step, overrides=overrides)
     result = run(run_dir)
     losses = [row["train_loss"] for row in records.read_log(run_dir)]
     assert result["status"] == "done" and len(losses) == 3
@@ -90,9 +86,7 @@ def test_nan_loss_ends_as_a_failed_record(tmp_path: Path, tiny_overrides) -> Non
     def poison(module, inputs, output):
         if module.training:
             calls.append(1)
-            if (
-                len(calls) == 7
-            ):  # iteration 7: the second step of epoch 2 (5 steps an epoch)
+            if len(calls) == 7:  # iteration 7: the second step of epoch 2 (5 steps an epoch)
                 return output * float("nan")
         return output
 
@@ -129,9 +123,7 @@ def test_another_rank_writes_nothing_and_checks_rank_0s_config(
     # Under torchrun every rank prepares the run; only rank 0 writes (a second writer's temp
     # file was deleted by rank 0's clean-up once it held the lock: a race CI hit).
     out = tmp_path / "r"
-    writer = threading.Timer(
-        0.5, prepare_run, ("resnet50", "kernel_7", 0, "smoke", out)
-    )
+    writer = threading.Timer(0.5, prepare_run, ("resnet50", "kernel_7", 0, "smoke", out))
     writer.start()
     assert prepare_run("resnet50", "kernel_7", 0, "smoke", out, write=False) == out
     writer.join()
@@ -160,9 +152,7 @@ def test_another_rank_writes_nothing_and_checks_rank_0s_config(
         ),
     ],
 )
-def test_prepare_run_errors_before_writing(
-    tmp_path: Path, kwargs, error, message
-) -> None:
+def test_prepare_run_errors_before_writing(tmp_path: Path, kwargs, error, message) -> None:
     args = {"track": "resnet50", "step": "kernel_7", "seed": 0, "preset": "smoke"}
     args.update(kwargs)
     with pytest.raises(error, match=message):
@@ -172,24 +162,16 @@ def test_prepare_run_errors_before_writing(
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     out = str(tmp_path / "r")
-    assert (
-        main(["train", "--step", "kernel_7", "--out", out, "--data", str(tmp_path)])
-        == 2
-    )
+    assert main(["train", "--step", "kernel_7", "--out", out, "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("roadmap train: error:") and "has no train/ folder" in err
-    assert (
-        main(["train", "--step", "kernel_7", "--out", out, "--set", "recipe.epoch=1"])
-        == 2
-    )
+    assert main(["train", "--step", "kernel_7", "--out", out, "--set", "recipe.epoch=1"]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'recipe.epoch'" in err and "recipe.builtin_seed" in err
     assert not (tmp_path / "r").exists()
 
 
-def test_cli_trains_and_resumes_done_run(
-    tmp_path: Path, capsys, tiny_overrides
-) -> None:
+def test_cli_trains_and_resumes_done_run(tmp_path: Path, capsys, tiny_overrides) -> None:
     sets = [a for o in tiny_overrides for a in ("--set", o)]
     argv = [
         "train",
@@ -203,9 +185,7 @@ def test_cli_trains_and_resumes_done_run(
     assert main([*argv, *sets, "--set", "recipe.epochs=1"]) == 0
     printed = capsys.readouterr().out
     assert "epoch 1/1: train loss" in printed and "done: top-1" in printed
-    assert (
-        main([*argv, *sets, "--set", "recipe.epochs=1"]) == 0
-    )  # already done: no training
+    assert main([*argv, *sets, "--set", "recipe.epochs=1"]) == 0  # already done: no training
     printed = capsys.readouterr().out
     assert "already done" in printed and "epoch 1/1" not in printed
 
@@ -229,12 +209,8 @@ def test_trains_on_an_image_folder(tmp_path: Path, tiny_overrides) -> None:
         tiny_overrides,
     )
     result = run(run_dir)
-    assert (
-        result["status"] == "done" and result["iterations"] == 4
-    )  # 16 images / 8, 2 epochs
-    assert (
-        result["dataset"]["name"] == "imagefolder" and result["dataset"]["classes"] == 2
-    )
+    assert result["status"] == "done" and result["iterations"] == 4  # 16 images / 8, 2 epochs
+    assert result["dataset"]["name"] == "imagefolder" and result["dataset"]["classes"] == 2
     assert records.read_json(run_dir / records.CONFIG)["data"] == str(tmp_path / "data")
 
 
@@ -263,9 +239,7 @@ def test_progress_bar_only_on_a_terminal_that_has_a_width(monkeypatch):
     assert report.progress_bar(trainer) is None  # a pipe or a log file
 
 
-def test_eval_every_evaluates_those_epochs_and_the_last(
-    tmp_path: Path, tiny_overrides
-) -> None:
+def test_eval_every_evaluates_those_epochs_and_the_last(tmp_path: Path, tiny_overrides) -> None:
     overrides = (*tiny_overrides, "recipe.epochs=3", "recipe.eval_every=2")
     run_dir = prepare_run(
         "resnet50", step_names()[0], 0, "smoke", tmp_path / "r", overrides=overrides

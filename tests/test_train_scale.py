@@ -34,8 +34,8 @@ from train_fixtures import (
     torchrun_train,
 )
 
-from experiments import records
 from experiments.recipe import resolve_recipe
+from experiments.runs import records
 from experiments.train import Trainer
 from experiments.train import data as train_data
 
@@ -58,9 +58,7 @@ BUILTIN = {
     "seed": 0,
     "data": None,
 }  # the config keys the loaders read: seed 0, built-in data
-NO_RUN = Path(
-    "/nonexistent-run"
-)  # loaders read a run's events for skipped files: none here
+NO_RUN = Path("/nonexistent-run")  # loaders read a run's events for skipped files: none here
 
 
 def weight_tolerance(result: dict) -> float:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from train_fixtures import rerun_resumes
 
-from experiments import records
-from experiments.records import CHECKPOINT_DIR
+from experiments.runs import records
+from experiments.runs.records import CHECKPOINT_DIR
 
 
 def test_signal_checkpoints_exits_75_and_the_same_command_resumes(
@@ -20,9 +20,7 @@ def test_signal_checkpoints_exits_75_and_the_same_command_resumes(
     out = tmp_path / "r"
     cmd = [sys.executable, "-m", "roadmap.cli", "train", "--step", "depthwise_conv"]
     cmd += ["--out", str(out), *sets]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     for line in proc.stdout:  # plain progress lines: stdout is not a terminal
         seen.append(line)
@@ -35,8 +33,6 @@ def test_signal_checkpoints_exits_75_and_the_same_command_resumes(
     assert not (out / records.RESULT).exists()
     meta = records.read_json(sorted((out / CHECKPOINT_DIR).glob("*.json"))[-1])
     assert meta["reason"] == "signal SIGUSR2" and meta["epoch"] == 1
-    assert (
-        1 <= meta["step_in_epoch"] <= 5
-    )  # where the step under way when it came ended
+    assert 1 <= meta["step_in_epoch"] <= 5  # where the step under way when it came ended
 
     rerun_resumes(cmd, out, meta)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import records
+from experiments.runs import records
 from experiments.sweep.plan import run_dir
 from experiments.train.config import prepare_run
 from roadmap.cli import main
@@ -52,9 +52,7 @@ def damaged(tmp_path: Path) -> tuple[Path, dict[tuple[str, str], Path], list[Pat
     pairs = [(s, k) for k in range(seeds) for s in chosen]
     broken, intact = {}, []
     for i, (step, seed) in enumerate(pairs):
-        run = prepare_run(
-            TRACK, step.name, seed, "smoke", run_dir(tmp_path, TRACK, step, seed)
-        )
+        run = prepare_run(TRACK, step.name, seed, "smoke", run_dir(tmp_path, TRACK, step, seed))
         if i >= len(cases):
             _done(run, 20.0 + i)
             intact.append(run)
@@ -63,9 +61,7 @@ def damaged(tmp_path: Path) -> tuple[Path, dict[tuple[str, str], Path], list[Pat
         has_result, _ = FILES[name]
         if has_result:
             _done(run, 20.0 + i)
-        records.write_job(
-            run, {"executor": "local", "job_id": "1", "host": "elsewhere"}
-        )
+        records.write_job(run, {"executor": "local", "job_id": "1", "host": "elsewhere"})
         records.append_event(run, "start", job_id="1")
         records.append_event(run, "end", status="done")
         path = run / name
@@ -105,9 +101,7 @@ def test_staircase_leaves_unreadable_runs_out_by_name(
         if FILES[name][1] == "unreadable":
             assert f"unreadable: {path}: " in out, out
     excluded = (out_dir / f"staircase_{TRACK}_excluded.csv").read_text()
-    assert excluded.count("unreadable: ") == sum(
-        FILES[n][1] == "unreadable" for n, _ in broken
-    )
+    assert excluded.count("unreadable: ") == sum(FILES[n][1] == "unreadable" for n, _ in broken)
     assert (out_dir / f"staircase_{TRACK}.png").stat().st_size > 0
 
 

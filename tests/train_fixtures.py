@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from experiments import records
+from experiments.runs import records
 from experiments.train import prepare_run
 from roadmap.layers import NORM_LAYERS
 from roadmap.steps import steps
@@ -47,9 +47,7 @@ def norm_free_step(track: str = "resnet50") -> str:
     raise AssertionError(f"track {track} has no step without BatchNorm")
 
 
-def tiny_run(
-    out: Path, step: str, overrides: Sequence[str], model: dict | None = None
-) -> Path:
+def tiny_run(out: Path, step: str, overrides: Sequence[str], model: dict | None = None) -> Path:
     """A smoke run directory of `step`; with `model`, its spec changed (e.g. TINY_MODEL)."""
     run_dir = prepare_run("resnet50", step, 0, "smoke", out, overrides=tuple(overrides))
     if model:

@@ -21,12 +21,8 @@ def main(root: Path) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 low = Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
-                img = np.asarray(
-                    low.resize((500, 375), Image.BICUBIC), dtype=np.float64
-                )
-                img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(
-                    np.uint8
-                )
+                img = np.asarray(low.resize((500, 375), Image.BICUBIC), dtype=np.float64)
+                img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
                 Image.fromarray(img).save(folder / f"{i:03d}.JPEG", quality=90)
 
 

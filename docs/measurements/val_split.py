@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments import records
+from experiments.runs import records
 from experiments.train.trainer import Trainer
 
 
@@ -46,11 +46,7 @@ def evaluate(run: Path, per_class: int) -> dict:
 
 def main(root: str, sizes: str, out: str) -> None:
     """Evaluate every run under `root` at every size; write the rows, print the stds."""
-    rows = [
-        evaluate(run, int(size))
-        for run in records.run_dirs(root)
-        for size in sizes.split(",")
-    ]
+    rows = [evaluate(run, int(size)) for run in records.run_dirs(root) for size in sizes.split(",")]
     frame = pd.DataFrame(rows)
     frame.to_csv(out, index=False)
     print(frame.groupby(["step", "val_per_class"])["top1"].std().unstack().round(2))

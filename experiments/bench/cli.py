@@ -175,9 +175,7 @@ def _bench(args: argparse.Namespace) -> int:
         resolve_recipe(args.data_preset)
         checked = check_bench_data(args.data)
     groups = plan(args.track, args.steps, references=args.references)
-    rows = run(
-        groups, cfg, progress=lambda msg: print(msg, file=sys.stderr, flush=True)
-    )
+    rows = run(groups, cfg, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     first = rows[0]
     print(f"# {command_line(args)}")
     print(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from experiments import records
+from experiments.runs import records
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = ["--device", "cuda", "--amp", "bf16", "--channels-last", "--steps", "endpoints",
@@ -75,9 +75,7 @@ def _environment() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the GPU check; 0 when both parts passed (or, without CUDA, the suite skipped)."""
-    parser = argparse.ArgumentParser(
-        prog="gpu-check", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="gpu-check", description=__doc__.split("\n")[0])
     today = datetime.date.today().isoformat()
     default = REPO / "docs" / "benchmarks" / f"gpu-check-{today}"
     parser.add_argument("--out", type=Path, default=default, help="results folder")

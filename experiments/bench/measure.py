@@ -59,9 +59,7 @@ class _Runner:
         gen = torch.Generator().manual_seed(cfg.seed)
         size = (cfg.batch, 3, cfg.image_size, cfg.image_size)
         self.x = torch.randn(size, generator=gen).to(device, memory_format=fmt)
-        self.y = torch.randint(0, cfg.num_classes, (cfg.batch,), generator=gen).to(
-            device
-        )
+        self.y = torch.randint(0, cfg.num_classes, (cfg.batch,), generator=gen).to(device)
         self.cfg, self.device = cfg, device
         self.train_s: list[float] = []
         self.infer_s: list[float] = []
@@ -124,9 +122,7 @@ class _Runner:
         del self.model, self.optimizer, self.forward, self.x, self.y
 
 
-def _timed(
-    fn: Callable[[], None], iters: int, device: torch.device, timer: str = "wall"
-) -> float:
+def _timed(fn: Callable[[], None], iters: int, device: torch.device, timer: str = "wall") -> float:
     """Seconds for `iters` calls of `fn`; on CUDA between events after a synchronise.
 
     `timer="cpu"` counts this process's CPU seconds instead of wall-clock ones (CPU device only).
@@ -243,12 +239,8 @@ def _row(
         "infer_img_s_max": infer_max,
         "peak_mem_mb": memory_mb,
         "mfu": mfu,
-        "train_ratio_to_reference": (
-            _paired_ratio(runner.train_s, ref.train_s) if ref else None
-        ),
-        "infer_ratio_to_reference": (
-            _paired_ratio(runner.infer_s, ref.infer_s) if ref else None
-        ),
+        "train_ratio_to_reference": (_paired_ratio(runner.train_s, ref.train_s) if ref else None),
+        "infer_ratio_to_reference": (_paired_ratio(runner.infer_s, ref.infer_s) if ref else None),
     }
 
 
@@ -270,9 +262,7 @@ def run(
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: CUDA is not available on this machine")
-    if cfg.timer not in ("wall", "cpu") or (
-        cfg.timer == "cpu" and device.type != "cpu"
-    ):
+    if cfg.timer not in ("wall", "cpu") or (cfg.timer == "cpu" and device.type != "cpu"):
         raise ValueError(f"--timer {cfg.timer}: wall, or cpu on the CPU device only")
     if cfg.amp not in (None, "bf16"):
         raise ValueError(f"--amp must be bf16 (or omitted), got {cfg.amp!r}")
@@ -280,9 +270,7 @@ def run(
         # CUDA events record on the current device's stream: it must be the measured one.
         if device.index is not None:
             torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = (
-            True  # same for every model: fastest conv algorithms
-        )
+        torch.backends.cudnn.benchmark = True  # same for every model: fastest conv algorithms
     settings = {
         "device": device.type,
         "device_name": device_name(device),

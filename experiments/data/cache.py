@@ -24,7 +24,7 @@ from typing import Any
 import PIL
 
 from experiments.data.listing import ClassFiles
-from experiments.files import atomic_file
+from experiments.runs.files import atomic_file
 
 # Bump when what the check finds changes (new problem kinds, other rules): older entries go.
 CHECK_VERSION = 1
@@ -113,9 +113,7 @@ class CheckCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(self.path.with_suffix(".lock"), "a")  # noqa: SIM115 - closed below
         except OSError as err:
-            self.warning = (
-                f"cache folder {self.path.parent} not usable ({err.strerror})"
-            )
+            self.warning = f"cache folder {self.path.parent} not usable ({err.strerror})"
             self.path = None
             yield
             return

@@ -43,9 +43,7 @@ from experiments.data.listing import (
 )
 
 CHUNK = 64  # images per task of a worker process
-SAVE_EVERY_S = (
-    30.0  # the cache is written this often during a long check, and at its end
-)
+SAVE_EVERY_S = 30.0  # the cache is written this often during a long check, and at its end
 SHOWN = 5  # problems named in an error; `roadmap data check` lists all
 LEAVABLE = (*FIXED_BY_LEAVING_OUT, *images.DECODE_PROBLEMS)
 NOT_DECODED = (
@@ -131,9 +129,7 @@ def _check(
         store = CheckCache(split.folder, folder)
         with store.lock():
             store.load()
-            found += _check_split(
-                split, store, check, workers or default_workers(), out
-            )
+            found += _check_split(split, store, check, workers or default_workers(), out)
         check.warnings += [store.warning] if store.warning else []
     for rel, kind, detail in found:
         if kind in images.DECODE_PROBLEMS:
@@ -170,10 +166,7 @@ def _check_split(
             found += [[f"{split.name}/{rel}", *hit] for rel, *hit in cached]
             check.cached += len(items)
             continue
-        jobs += [
-            (split.name, cls.name, items[i : i + CHUNK])
-            for i in range(0, len(items), CHUNK)
-        ]
+        jobs += [(split.name, cls.name, items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
         jobs += [] if items else [(split.name, cls.name, [])]
     total = sum(len(j[2]) for j in jobs)
     bar = Progress(total, f"data check {split.folder}", out)
@@ -182,9 +175,7 @@ def _check_split(
         store.put(name, digests[name], result)
 
     try:
-        decoded = _decode(
-            jobs, split, workers, bar, done, lambda: store.save(list(digests))
-        )
+        decoded = _decode(jobs, split, workers, bar, done, lambda: store.save(list(digests)))
         found += [[f"{split.name}/{rel}", *hit] for rel, *hit in decoded]
     finally:  # interrupted too: what was decoded is kept
         store.save(list(digests))
@@ -249,9 +240,7 @@ def _in_workers(
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
         queue = iter(jobs)
         running: dict[Future, Job] = {}
-        for (
-            job
-        ) in queue:  # a few tasks per worker in flight, not all of ImageNet's at once
+        for job in queue:  # a few tasks per worker in flight, not all of ImageNet's at once
             running[pool.submit(images.inspect_many, job[2])] = job
             if len(running) >= 4 * workers:
                 break
@@ -270,17 +259,13 @@ def _in_workers(
 class Progress:
     """A tqdm bar on a terminal; elsewhere a line every `every_s` seconds and at the end."""
 
-    def __init__(
-        self, total: int, label: str, out: IO[str] | None, every_s: float = 10.0
-    ) -> None:
+    def __init__(self, total: int, label: str, out: IO[str] | None, every_s: float = 10.0) -> None:
         self.out = out or sys.stderr
         self.total, self.label, self.every_s = total, label, every_s
         self.count, self.t0 = 0, time.perf_counter()
         self.last = self.t0
         tty = total > 0 and getattr(self.out, "isatty", lambda: False)()
-        self.bar = (
-            tqdm(total=total, desc=label, unit="img", file=self.out) if tty else None
-        )
+        self.bar = tqdm(total=total, desc=label, unit="img", file=self.out) if tty else None
 
     def update(self, n: int) -> None:
         """`n` more images done."""
@@ -305,8 +290,7 @@ class Progress:
         return (
             f"{self.label}: {self.count}/{self.total} images decoded "
             f"({100 * self.count / max(self.total, 1):.0f}%), {rate:.0f} img/s, "
-            f"{seconds:.0f} s"
-            + (f", about {eta:.0f} s left" if self.count < self.total else "")
+            f"{seconds:.0f} s" + (f", about {eta:.0f} s left" if self.count < self.total else "")
         )
 
 
@@ -318,9 +302,7 @@ def usable(check: DataCheck, skip: bool) -> Usable:
     """
     listing = check.listing
     bad = [p for p in check.problems if p.kind in LEAVABLE]
-    layout = [
-        p for p in check.problems if p.kind not in LEAVABLE and p.kind != CLASSES_DIFFER
-    ]
+    layout = [p for p in check.problems if p.kind not in LEAVABLE and p.kind != CLASSES_DIFFER]
     layout += class_problems(listing, {p.path for p in bad} if skip else set())
     if layout or (bad and not skip):
         shown = layout + ([] if skip else bad)
@@ -337,9 +319,7 @@ def usable(check: DataCheck, skip: bool) -> Usable:
             )
             counts[name] += kept
             if not kept:
-                after.append(
-                    Problem(f"{name}/{cls.name}", EMPTY_CLASS, "every image left out")
-                )
+                after.append(Problem(f"{name}/{cls.name}", EMPTY_CLASS, "every image left out"))
     if after:
         raise ValueError(refusal(listing.root, after, can_skip=False))
     first = next(iter(listing.splits.values()))

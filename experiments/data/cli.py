@@ -14,12 +14,8 @@ NOTE_EXAMPLES = 3  # paths shown per note
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `data` command and its `check` subcommand."""
-    p = sub.add_parser(
-        "data", help="check an ImageFolder dataset before training on it"
-    )
-    data_sub = p.add_subparsers(
-        dest="data_command", required=True, metavar="SUBCOMMAND"
-    )
+    p = sub.add_parser("data", help="check an ImageFolder dataset before training on it")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     c = data_sub.add_parser(
         "check",
         help="decode every image of ROOT/train and ROOT/val, list every problem",
@@ -45,9 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"where results are cached (default ${ENV}, else $XDG_CACHE_HOME/"
         f"convnext-roadmap, else ~/.cache/convnext-roadmap; here {cache_dir()})",
     )
-    c.add_argument(
-        "--no-cache", action="store_true", help="decode everything, cache nothing"
-    )
+    c.add_argument("--no-cache", action="store_true", help="decode everything, cache nothing")
     c.set_defaults(func=cmd_check)
 
 

@@ -36,9 +36,7 @@ class ListedImages(Dataset):
             if left_out(f"{split.name}/{cls.name}", excluded):
                 continue
             self.samples += [
-                (rel, index)
-                for rel in cls.files
-                if not left_out(f"{split.name}/{rel}", excluded)
+                (rel, index) for rel in cls.files if not left_out(f"{split.name}/{rel}", excluded)
             ]
             index += 1
 

@@ -34,11 +34,7 @@ def left_out(rel: str, excluded: set[str]) -> bool:
 
 def class_names(split: SplitListing, excluded: set[str] = frozenset()) -> list[str]:
     """The split's class names in index order, class folders in `excluded` left out."""
-    return [
-        c.name
-        for c in split.classes
-        if not left_out(f"{split.name}/{c.name}", excluded)
-    ]
+    return [c.name for c in split.classes if not left_out(f"{split.name}/{c.name}", excluded)]
 
 
 def class_problems(listing: RootListing, excluded: set[str]) -> list[Problem]:
@@ -58,16 +54,12 @@ def class_problems(listing: RootListing, excluded: set[str]) -> list[Problem]:
         if unicodedata.normalize("NFC", n) in nfc
     ]
     if twins:
-        pairs = ", ".join(
-            f"train {ascii(a)} vs val {ascii(b)}" for a, b in twins[:SHOWN]
-        )
+        pairs = ", ".join(f"train {ascii(a)} vs val {ascii(b)}" for a, b in twins[:SHOWN])
         detail += f"; differing only by Unicode normalisation: {pairs}"
     return [Problem("", CLASSES_DIFFER, detail)]
 
 
-def fingerprint(
-    split: SplitListing, excluded: set[str] = frozenset()
-) -> dict[str, Any]:
+def fingerprint(split: SplitListing, excluded: set[str] = frozenset()) -> dict[str, Any]:
     """Images, SHA-256 of the listing, and per class (in index order) its images and hash.
 
     Class folders in `excluded` are left out; files are all counted, left out or not.
@@ -77,9 +69,7 @@ def fingerprint(
     for cls in split.classes:
         if left_out(f"{split.name}/{cls.name}", excluded):
             continue
-        lines = "".join(
-            f"{rel}\t{size}\n" for rel, size in zip(cls.files, cls.sizes, strict=True)
-        )
+        lines = "".join(f"{rel}\t{size}\n" for rel, size in zip(cls.files, cls.sizes, strict=True))
         digest = hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()
         total.update(f"{cls.name}\t{digest}\n".encode("utf-8", "surrogateescape"))
         class_sha.append(digest[:12])
@@ -134,14 +124,9 @@ def _classes_change(old: list[str], new: list[str]) -> str:
     added = [n for n in new if n not in old]
     removed = [n for n in old if n not in new]
     if added or removed:
-        return (
-            f"classes {len(old)} -> {len(new)} (added: {_few(added)}; "
-            f"removed: {_few(removed)})"
-        )
+        return f"classes {len(old)} -> {len(new)} (added: {_few(added)}; removed: {_few(removed)})"
     moved = [
-        f"{i}: {a!r} -> {b!r}"
-        for i, (a, b) in enumerate(zip(old, new, strict=True))
-        if a != b
+        f"{i}: {a!r} -> {b!r}" for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b
     ]
     return f"class indices moved ({_few(moved)})"
 

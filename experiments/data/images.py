@@ -122,9 +122,7 @@ def _notes(path: str, image: Image.Image) -> list[str]:
         notes.append(NOTE_FRAMES)
     expected = _EXTENSION_FORMATS.get(os.path.splitext(path)[1].lower())
     if expected and image.format and image.format != expected:
-        notes.append(
-            f"{NOTE_FORMAT} ({image.format} named {os.path.splitext(path)[1]})"
-        )
+        notes.append(f"{NOTE_FORMAT} ({image.format} named {os.path.splitext(path)[1]})")
     return notes
 
 
@@ -150,6 +148,4 @@ def _classify(path: str, err: Exception) -> tuple[str, str]:
         return NOT_AN_IMAGE, f"PIL cannot identify it; it starts with {head!r}"
     if "truncated" in message.lower():
         return TRUNCATED, message
-    return CORRUPT, f"{type(err).__name__}: {message}" if message else type(
-        err
-    ).__name__
+    return CORRUPT, f"{type(err).__name__}: {message}" if message else type(err).__name__

@@ -143,9 +143,7 @@ def list_split(folder: str | os.PathLike, name: str | None = None) -> SplitListi
         cls = ClassFiles(entry.name)
         _walk_class(entry.path, cls, split)
         if not cls.files:
-            split.problems.append(
-                Problem(f"{name}/{entry.name}", EMPTY_CLASS, "no image files")
-            )
+            split.problems.append(Problem(f"{name}/{entry.name}", EMPTY_CLASS, "no image files"))
         split.classes.append(cls)
     return split
 
@@ -193,15 +191,11 @@ def _check_class_names(entries: list[os.DirEntry], split: SplitListing) -> None:
             split.problems.append(
                 Problem(rel, HIDDEN, "hidden folder: ImageFolder makes it a class")
             )
-        by_nfc.setdefault(unicodedata.normalize("NFC", entry.name), []).append(
-            entry.name
-        )
+        by_nfc.setdefault(unicodedata.normalize("NFC", entry.name), []).append(entry.name)
         st = entry.stat()
         first = by_inode.setdefault((st.st_dev, st.st_ino), entry.name)
         if first != entry.name:
-            split.problems.append(
-                Problem(rel, SAME_FOLDER, f"the folder of class {first!r} again")
-            )
+            split.problems.append(Problem(rel, SAME_FOLDER, f"the folder of class {first!r} again"))
     for names in by_nfc.values():
         if len(names) > 1:
             split.problems.append(
@@ -225,9 +219,7 @@ def _walk_class(top: str, cls: ClassFiles, split: SplitListing) -> None:
             _nested(folder[start:], listed, cls.name, split)
 
 
-def _folders(
-    top: str, start: int, split: SplitListing
-) -> list[tuple[str, list[os.DirEntry]]]:
+def _folders(top: str, start: int, split: SplitListing) -> list[tuple[str, list[os.DirEntry]]]:
     """Every folder under `top` (symlinks followed, loops cut) with its non-folder entries."""
     folders = []
     pending = [(top, frozenset([_inode(top)]))]
@@ -254,9 +246,7 @@ def _folders(
     return sorted(folders, key=lambda item: item[0])
 
 
-def _list_file(
-    entry: os.DirEntry, start: int, cls: ClassFiles, split: SplitListing
-) -> bool:
+def _list_file(entry: os.DirEntry, start: int, cls: ClassFiles, split: SplitListing) -> bool:
     """Add one file of a class folder if ImageFolder would list it; whether it did."""
     rel = entry.path[start:]
     if not entry.name.lower().endswith(IMAGE_EXTENSIONS):

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from experiments.recipe import PRESETS
-from experiments.runstate import sweep_states, totals
+from experiments.runs.runstate import sweep_states, totals
 from experiments.sweep.estimate import estimate
 from experiments.sweep.launch import cancel, launch
 from experiments.sweep.local import local_slots
@@ -21,9 +21,7 @@ from roadmap.steps import DEFAULT_TRACK, TRACKS
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `sweep`, `status` and `cancel` subcommands."""
     _add_sweep(sub)
-    p = sub.add_parser(
-        "status", help="a sweep's runs, step x seed: done, running, pending, ..."
-    )
+    p = sub.add_parser("status", help="a sweep's runs, step x seed: done, running, pending, ...")
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--track", default=None, choices=list(TRACKS))
     p.add_argument("--format", default="table", choices=["table", "json"])
@@ -32,9 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cancel", help="stop a sweep's pending and running jobs")
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--track", default=None, choices=list(TRACKS))
-    p.add_argument(
-        "--now", action="store_true", help="do not ask running jobs to checkpoint first"
-    )
+    p.add_argument("--now", action="store_true", help="do not ask running jobs to checkpoint first")
     p.set_defaults(func=cmd_cancel)
 
 
@@ -42,8 +38,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     """The `sweep` subcommand and its options."""
     p = sub.add_parser(
         "sweep",
-        help="train steps x seeds: one run each, through submitit "
-        f"({', '.join(EXECUTORS)})",
+        help=f"train steps x seeds: one run each, through submitit ({', '.join(EXECUTORS)})",
         description="Plan one run per (step, seed) under ROOT/TRACK/STEP/seedK (runs already "
         "under ROOT are found by their config, whatever their folder), validate everything, "
         "write each config, then submit. Done runs are skipped; interrupted ones resume from "
@@ -52,12 +47,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
     p.add_argument("--steps", nargs="+", default=["all"], help=STEPS_HELP)
-    p.add_argument(
-        "--seeds", default="0,1,2", help="comma list or range (default 0,1,2)"
-    )
-    p.add_argument(
-        "--preset", required=True, help=f"recipe preset: {', '.join(PRESETS)}"
-    )
+    p.add_argument("--seeds", default="0,1,2", help="comma list or range (default 0,1,2)")
+    p.add_argument("--preset", required=True, help=f"recipe preset: {', '.join(PRESETS)}")
     add_recipe_overrides(p)
     p.add_argument(
         "--data",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 
-from experiments import records
 from experiments.bench.report import load_measured_throughput
+from experiments.runs import records
 from experiments.sweep.plan import Plan
 
 # Stated when nothing measured is at hand. GPU: training images/s of one A100-class GPU at
@@ -37,9 +37,7 @@ class Estimate:
     wall_hours: float | None = None  # local: with the planned concurrency
 
 
-def estimate(
-    plan: Plan, train_images: int, slots: int = 1, threads: int = 1
-) -> Estimate:
+def estimate(plan: Plan, train_images: int, slots: int = 1, threads: int = 1) -> Estimate:
     """Device-hours of the plan's runs from epochs x dataset size over a throughput figure."""
     recipe, request, profile = plan.recipe, plan.request, plan.profile
     gpu = request.executor == "slurm" and profile.gpus_per_node > 0
@@ -63,9 +61,7 @@ def estimate(
         )
     images = recipe.epochs * train_images
     job_hours = sum(
-        images / img_s[r.step.name] / 3600
-        for r in plan.to_run
-        if img_s.get(r.step.name)
+        images / img_s[r.step.name] / 3600 for r in plan.to_run if img_s.get(r.step.name)
     )
     wall = job_hours / slots if request.executor == "local" else None
     return Estimate(
@@ -84,11 +80,7 @@ def _measured_runs(plan: Plan, names: set[str]) -> tuple[dict[str, float], str]:
     """Mean img/s of this sweep's finished runs, by step (same preset and executor)."""
     seen: dict[str, list[float]] = {}
     for r in plan.runs:
-        result = (
-            records.read_json(r.run_dir / records.RESULT)
-            if r.state.status == "done"
-            else None
-        )
+        result = records.read_json(r.run_dir / records.RESULT) if r.state.status == "done" else None
         if result and result.get("img_s"):
             seen.setdefault(r.step.name, []).append(float(result["img_s"]))
     if not seen:
@@ -99,9 +91,7 @@ def _measured_runs(plan: Plan, names: set[str]) -> tuple[dict[str, float], str]:
     return img_s, f"measured: mean img/s of {count} finished run(s) of this sweep"
 
 
-def _bench(
-    path: str, track: str, names: set[str], size: int, gpu: bool
-) -> tuple[dict, str]:
+def _bench(path: str, track: str, names: set[str], size: int, gpu: bool) -> tuple[dict, str]:
     """Training img/s per GPU, or per CPU core, and step from `roadmap bench --out`.
 
     Scaled to `size` px by pixel count; on the CPU divided by the benchmark's torch threads

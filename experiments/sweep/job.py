@@ -28,14 +28,12 @@ import submitit
 import torch
 from submitit.core.utils import UncompletedJobError
 
-from experiments import records, runlock, runstate
+from experiments.runs import records, runlock, runstate
 from experiments.train.distributed import peer_lost
 from experiments.train.signals import StopRequested
 from experiments.train.trainer import Trainer
 
-EXIT_STOPPED = (
-    75  # rank 0 stopped on a signal without requeueing (EX_TEMPFAIL, as the CLI)
-)
+EXIT_STOPPED = 75  # rank 0 stopped on a signal without requeueing (EX_TEMPFAIL, as the CLI)
 
 STOP_WAIT_S = 90  # how long a job may take to checkpoint and exit after USR2
 
@@ -117,9 +115,7 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __getstate__(self) -> dict[str, Any]:
         # Only the path and the settings travel: never the trainer, model or lock.
-        return {
-            k: v for k, v in self.__dict__.items() if k not in ("_trainer", "_lock")
-        }
+        return {k: v for k, v in self.__dict__.items() if k not in ("_trainer", "_lock")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -212,9 +208,7 @@ class RunJob(submitit.helpers.Checkpointable):
             runstate.write_failure(self.run_dir, reason)
             records.append_event(self.run_dir, "end", status="failed", reason=reason)
         except OSError as unrecorded:  # a full disk: the run reads as interrupted
-            print(
-                f"failure not recorded: {failure_reason(unrecorded)}", file=sys.stderr
-            )
+            print(f"failure not recorded: {failure_reason(unrecorded)}", file=sys.stderr)
         if self._lock is not None:
             self._lock.release()
         if self.raise_errors:
@@ -222,9 +216,7 @@ class RunJob(submitit.helpers.Checkpointable):
         result = records.readable(records.read_result, self.run_dir)[0]
         return result or {"status": "failed", "reason": reason}
 
-    def checkpoint(
-        self, *args: Any, **kwargs: Any
-    ) -> submitit.helpers.DelayedSubmission | None:
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
         """Save the trainer's state; the job to requeue, or None to stop without requeueing."""
         run_dir = self.run_dir
         path = None
@@ -235,9 +227,7 @@ class RunJob(submitit.helpers.Checkpointable):
             e.get("event") == "requeue" and e.get("job_id") == job_id
             for e in records.read_events(run_dir)
         )
-        stop = (records.readable(records.read_job, run_dir)[0] or {}).get(
-            "stop_requested"
-        )
+        stop = (records.readable(records.read_job, run_dir)[0] or {}).get("stop_requested")
         records.append_event(
             run_dir,
             "checkpoint",
@@ -278,9 +268,7 @@ def _count(run_dir: Path, event: str) -> int:
 
 def failure_reason(err: BaseException) -> str:
     """A one-line reason for a failure (`runstate.failure_reason`; submitit's requeue limit)."""
-    if isinstance(
-        err, UncompletedJobError
-    ) and "checkpoint function returned None" in str(err):
+    if isinstance(err, UncompletedJobError) and "checkpoint function returned None" in str(err):
         return "requeue limit reached (max_requeues)"
     return runstate.failure_reason(err)
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import submitit
 
-from experiments import records, runstate
-from experiments.runstate import sweep_states
-from experiments.scheduler import process_alive, process_start
+from experiments.runs import records, runstate
+from experiments.runs.runstate import sweep_states
+from experiments.runs.scheduler import process_alive, process_start
 from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
 from experiments.sweep.local import LocalDriver, local_slots, stop_local_job
 from experiments.sweep.plan import Plan
@@ -160,9 +160,7 @@ def _launch_debug(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> in
     failed = 0
     for i, config in enumerate(configs, 1):
         executor = submitit.DebugExecutor(folder=folder)
-        job = executor.submit(
-            RunJob(str(config), 0, plan.profile.max_requeues, raise_errors=False)
-        )
+        job = executor.submit(RunJob(str(config), 0, plan.profile.max_requeues, raise_errors=False))
         me = {
             "pid": os.getpid(),
             "start": process_start(os.getpid()),
@@ -213,17 +211,13 @@ def cancel(
     for track_dir in tracks:
         if track is None or track_dir.name == track:
             _stop_driver(track_dir, out)
-    states = [
-        s for s in sweep_states(root, track) if s.status in ("pending", "running")
-    ]
+    states = [s for s in sweep_states(root, track) if s.status in ("pending", "running")]
     slurm = [s for s in states if s.executor == "slurm" and s.job_id]
     local = [s for s in states if s.executor == "local"]
     if slurm:
         cancel_slurm(slurm, reason, graceful=not now_, out=out)
     for s in local:
-        how = stop_local_job(
-            s.run_dir, reason, cancelled=True, wait_s=0 if now_ else STOP_WAIT_S
-        )
+        how = stop_local_job(s.run_dir, reason, cancelled=True, wait_s=0 if now_ else STOP_WAIT_S)
         out(f"{s.run_dir}: local job {s.job_id} {how}")
     if not states:
         out(f"nothing to cancel under {root}: no pending or running job")
@@ -237,17 +231,13 @@ def _stop_driver(track_dir: Path, out: Out) -> None:
         driver = entry.get("driver") or {}
         if entry.get("executor") != "local" or driver.get("pid") == os.getpid():
             continue
-        if not process_alive(
-            driver.get("pid"), driver.get("start"), driver.get("host")
-        ):
+        if not process_alive(driver.get("pid"), driver.get("start"), driver.get("host")):
             continue
         out(f"stopping the local sweep (pid {driver['pid']}) of {track_dir}")
         os.kill(int(driver["pid"]), signal.SIGTERM)
         deadline = time.time() + STOP_WAIT_S + 30
         while process_alive(driver["pid"], driver.get("start"), driver.get("host")):
             if time.time() > deadline:
-                out(
-                    f"  the sweep (pid {driver['pid']}) did not stop; stopping its jobs directly"
-                )
+                out(f"  the sweep (pid {driver['pid']}) did not stop; stopping its jobs directly")
                 break
             time.sleep(0.5)

@@ -22,8 +22,8 @@ from typing import Any
 import submitit
 import torch
 
-from experiments import records, runstate
-from experiments.scheduler import process_alive, process_start
+from experiments.runs import records, runstate
+from experiments.runs.scheduler import process_alive, process_start
 from experiments.submitit_private import SessionLocalExecutor
 from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
 
@@ -72,9 +72,7 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
-def stop_local_job(
-    run_dir: Path, reason: str, cancelled: bool, wait_s: float = STOP_WAIT_S
-) -> str:
+def stop_local_job(run_dir: Path, reason: str, cancelled: bool, wait_s: float = STOP_WAIT_S) -> str:
     """Ask a running local job to checkpoint and exit; kill it if it does not; record it."""
     job = records.read_job(run_dir) or {}
     pid = job.get("job_id")
@@ -87,10 +85,7 @@ def stop_local_job(
             _signal(task, signal.SIGUSR2)
         how = "checkpointed and stopped"
         deadline = time.time() + wait_s
-        while (
-            process_alive(pid, job.get("proc_start"), job.get("host"))
-            and time.time() < deadline
-        ):
+        while process_alive(pid, job.get("proc_start"), job.get("host")) and time.time() < deadline:
             time.sleep(POLL_S)
         for sig in (signal.SIGINT, signal.SIGKILL):
             if process_alive(pid, job.get("proc_start"), job.get("host")):
@@ -163,10 +158,7 @@ class LocalDriver:
         }
         for config in configs:
             new_job(config.parent, executor="local", job_id=None, queued_by=me)
-        old = {
-            s: signal.signal(s, self._on_signal)
-            for s in (signal.SIGINT, signal.SIGTERM)
-        }
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             return self._loop(list(configs))
         finally:
@@ -213,9 +205,7 @@ class LocalDriver:
 
     def _start(self, config: Path, slot: Slot) -> submitit.LocalJob:
         """Start one local job on `slot`; record its controller in job.json."""
-        executor = SessionLocalExecutor(
-            folder=self.folder, max_num_timeout=self.max_requeues
-        )
+        executor = SessionLocalExecutor(folder=self.folder, max_num_timeout=self.max_requeues)
         executor.update_parameters(
             timeout_min=60 * 24 * 365,
             visible_gpus=slot.gpus,

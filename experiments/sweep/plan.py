@@ -3,7 +3,7 @@
 A new run lives in `<root>/<track>/<step>/seed<k>/`; a run already under the root is found by
 its config's identity wherever its folder is (`runstate.find_runs`: roots of the old
 `<NN>_<step>` layout keep their folders, and inserting or moving steps renames nothing).
-Planning reads each run's state (experiments/runstate.py) and `ACTIONS` says what to do with
+Planning reads each run's state (experiments/runs/runstate.py) and `ACTIONS` says what to do with
 it: done runs are skipped, so relaunching the same command never repeats finished work;
 interrupted ones are submitted again and resume from their newest valid checkpoint; failed
 ones rerun only with `retry_failed` (their failed result.json is kept as
@@ -22,12 +22,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments import records
 from experiments.data.identity import describe_change
-from experiments.files import check_writable
 from experiments.recipe import Recipe, resolve_recipe
-from experiments.runstate import RunState, find_runs, run_state
-from experiments.scheduler import sacct_states
+from experiments.runs import records
+from experiments.runs.files import check_writable
+from experiments.runs.runstate import RunState, find_runs, run_state
+from experiments.runs.scheduler import sacct_states
 from experiments.sweep.profile import Profile, load_profile
 from experiments.sweep.slurm import check_slurm
 from experiments.train.config import (
@@ -65,9 +65,7 @@ def parse_seeds(spec: str) -> list[int]:
             else:
                 seeds.append(int(part))
         except ValueError:
-            raise ValueError(
-                f"--seeds {spec!r}: expected integers like 0,1,2 or 0-2"
-            ) from None
+            raise ValueError(f"--seeds {spec!r}: expected integers like 0,1,2 or 0-2") from None
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {spec!r}: need distinct integers >= 0")
     return seeds
@@ -94,9 +92,7 @@ class Request:
     retry_failed: bool = False
     jobs: int | None = None  # local: jobs at once (default: what the machine holds)
     bench: str | None = None  # `roadmap bench --out` CSV for the estimate
-    dry_run: bool = (
-        False  # without sbatch here, a dry run skips the cluster's own check
-    )
+    dry_run: bool = False  # without sbatch here, a dry run skips the cluster's own check
 
 
 @dataclass
@@ -165,13 +161,9 @@ def _profile(request: Request) -> Profile:
             f"unknown executor {request.executor!r}; executors: {', '.join(EXECUTORS)}"
         )
     if request.profile and request.executor != "slurm":
-        raise ValueError(
-            "--profile describes a Slurm cluster; use it with --executor slurm"
-        )
+        raise ValueError("--profile describes a Slurm cluster; use it with --executor slurm")
     if request.executor == "slurm" and not request.profile:
-        raise ValueError(
-            "--executor slurm needs --profile slurm/NAME.toml (see slurm/README.md)"
-        )
+        raise ValueError("--executor slurm needs --profile slurm/NAME.toml (see slurm/README.md)")
     return load_profile(request.profile) if request.profile else Profile()
 
 
@@ -184,8 +176,7 @@ def _plan_runs(
         (
             step,
             seed,
-            found.get((step.name, seed))
-            or run_dir(request.root, request.track, step, seed),
+            found.get((step.name, seed)) or run_dir(request.root, request.track, step, seed),
         )
         for step in chosen
         for seed in seeds
@@ -202,20 +193,14 @@ def _plan_runs(
         )
         check_config(directory, wanted)
     jobs = [records.readable(records.read_job, d)[0] or {} for _, _, d in dirs]
-    ids = [
-        str(j["job_id"])
-        for j in jobs
-        if j.get("executor") == "slurm" and j.get("job_id")
-    ]
+    ids = [str(j["job_id"]) for j in jobs if j.get("executor") == "slurm" and j.get("job_id")]
     sacct = sacct_states(ids)
     runs = []
     for step, seed, directory in dirs:
         state = (
             run_state(directory, sacct)
             if directory.is_dir()
-            else RunState(
-                directory, request.track, step.name, step.index, seed, "missing"
-            )
+            else RunState(directory, request.track, step.name, step.index, seed, "missing")
         )
         action = _action(state, request.retry_failed)
         runs.append(PlannedRun(step, seed, directory, state, action))

@@ -118,9 +118,7 @@ class Profile:
                 params[key] = getattr(self, key)
         if self.setup:
             params["setup"] = list(self.setup)
-        if (
-            self.world_size > 1
-        ):  # a rank that dies ends the others (NCCL would wait on it)
+        if self.world_size > 1:  # a rank that dies ends the others (NCCL would wait on it)
             params["srun_args"] = ["--kill-on-bad-exit=1"]
         return params
 
@@ -130,9 +128,7 @@ def load_profile(path: str | os.PathLike) -> Profile:
     path = Path(path)
     if not path.is_file():
         known = (
-            sorted(p.name for p in Path("slurm").glob("*.toml"))
-            if Path("slurm").is_dir()
-            else []
+            sorted(p.name for p in Path("slurm").glob("*.toml")) if Path("slurm").is_dir() else []
         )
         hint = f" (profiles in slurm/: {', '.join(known)})" if known else ""
         raise FileNotFoundError(f"profile {path} does not exist{hint}")

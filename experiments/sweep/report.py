@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from experiments.runstate import STATUSES, RunState, totals
+from experiments.runs.runstate import STATUSES, RunState, totals
 from experiments.sweep.estimate import Estimate
 from experiments.sweep.local import Slot
 from experiments.sweep.plan import Plan
 from roadmap.table import align_columns
 
 
-def format_plan(
-    plan: Plan, est: Estimate, slots: list[Slot], verbose: bool = False
-) -> str:
+def format_plan(plan: Plan, est: Estimate, slots: list[Slot], verbose: bool = False) -> str:
     """The plan in words: runs, what is skipped, resources per job, the estimate."""
     req, runs = plan.request, plan.runs
     steps = list(dict.fromkeys(r.step.name for r in runs))
@@ -36,8 +34,7 @@ def format_plan(
     ]
     lines.extend(f"  {note}" for note in plan.notes)
     lines.extend(
-        f"  unreadable, left as it is (fix or remove the file, then run again): "
-        f"{r.state.detail}"
+        f"  unreadable, left as it is (fix or remove the file, then run again): {r.state.detail}"
         for r in runs
         if r.state.status == "unreadable"
     )
@@ -122,9 +119,7 @@ def format_status(states: list[RunState], root: Path) -> str:
     count = totals(states)
     out.append(f"{len(states)} runs: " + ", ".join(f"{count[k]} {k}" for k in STATUSES))
     requeues = sum(s.requeues for s in states)
-    arrays = sorted(
-        {s.job_id.split("_")[0] for s in states if s.executor == "slurm" and s.job_id}
-    )
+    arrays = sorted({s.job_id.split("_")[0] for s in states if s.executor == "slurm" and s.job_id})
     extra = [f"requeues: {requeues}"] if requeues else []
     extra += [f"Slurm jobs: {', '.join(arrays)}"] if arrays else []
     if extra:

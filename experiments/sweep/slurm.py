@@ -15,9 +15,9 @@ from typing import Any
 
 import submitit
 
-from experiments import records
-from experiments.runstate import RunState
-from experiments.scheduler import sacct_states
+from experiments.runs import records
+from experiments.runs.runstate import RunState
+from experiments.runs.scheduler import sacct_states
 from experiments.submitit_private import sbatch_script
 from experiments.sweep.job import STOP_WAIT_S, RunJob, failure_reason, new_job
 from experiments.sweep.profile import Profile
@@ -25,13 +25,9 @@ from experiments.sweep.profile import Profile
 SLURM_DEFAULTS: dict[str, Any] = {"job_name": "roadmap"}
 
 
-def submit_slurm(
-    configs: list[Path], profile: Profile, folder: Path, job_name: str
-) -> list[str]:
+def submit_slurm(configs: list[Path], profile: Profile, folder: Path, job_name: str) -> list[str]:
     """Submit one Slurm job array (one task per config); write each run's job.json; job ids."""
-    executor = submitit.SlurmExecutor(
-        folder=folder, max_num_timeout=profile.max_requeues
-    )
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile.max_requeues)
     executor.update_parameters(job_name=job_name, **profile.slurm_parameters())
     jobs = []
     try:
@@ -40,9 +36,7 @@ def submit_slurm(
                 job = RunJob(str(config), profile.threads, profile.max_requeues)
                 jobs.append(executor.submit(job))
     except Exception as err:  # sbatch refused: nothing was submitted
-        raise ValueError(
-            f"sbatch refused the job array: {failure_reason(err)}"
-        ) from err
+        raise ValueError(f"sbatch refused the job array: {failure_reason(err)}") from err
     for config, job in zip(configs, jobs, strict=True):
         new_job(
             config.parent,
@@ -62,9 +56,7 @@ def check_slurm(profile: Profile, tasks: int, folder: Path) -> str:
     """
     params = SLURM_DEFAULTS | profile.slurm_parameters()
     script = sbatch_script("true", folder, max(tasks, 1), **params)
-    with tempfile.NamedTemporaryFile(
-        "w", suffix=".sh", prefix="roadmap-test-only-"
-    ) as f:
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="roadmap-test-only-") as f:
         f.write(script)
         f.flush()
         command = ["sbatch", "--test-only", f.name]
@@ -84,9 +76,7 @@ def cancel_slurm(
 ) -> None:
     """Cancel Slurm jobs; running ones first get USR2 + stop_requested (checkpoint, no requeue)."""
     if shutil.which("scancel") is None:
-        raise FileNotFoundError(
-            "scancel is not on PATH: run roadmap cancel where Slurm is"
-        )
+        raise FileNotFoundError("scancel is not on PATH: run roadmap cancel where Slurm is")
     running = [s for s in states if s.status == "running"]
     if graceful and running:
         for s in running:
@@ -113,8 +103,7 @@ def _wait_until_stopped(ids: list[str]) -> None:
     while time.time() < deadline:
         info = sacct_states(ids)
         if all(
-            info.get(i, {}).get("State", "").split(" ")[0]
-            not in ("RUNNING", "COMPLETING")
+            info.get(i, {}).get("State", "").split(" ")[0] not in ("RUNNING", "COMPLETING")
             for i in ids
         ):
             return

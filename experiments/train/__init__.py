@@ -2,7 +2,7 @@
 
 `prepare_run` checks everything and writes `<out>/config.json` (experiments/train/config.py);
 `run(run_dir)`, or `Trainer(run_dir).fit()`, trains from it, resuming from the newest valid
-checkpoint, and writes `log.jsonl` and `result.json` (experiments/records.py).
+checkpoint, and writes `log.jsonl` and `result.json` (experiments/runs/records.py).
 
 Modules: `config` (the run's identity, its data check and config.json), `data` (the run's
 datasets, seeded and resumable loaders), `shapes` (the built-in dataset), `parts` (timm's

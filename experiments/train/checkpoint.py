@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from experiments.files import atomic_file, atomic_write_json, named_error
-from experiments.records import LOG, checkpoint_record, list_checkpoints, read_log
+from experiments.runs.files import atomic_file, atomic_write_json, named_error
+from experiments.runs.records import LOG, checkpoint_record, list_checkpoints, read_log
 
 TMP_PREFIX = ".ckpt."  # temporary files of checkpoint writes: `.ckpt.<random>.tmp`
 
@@ -36,9 +36,7 @@ class _HashingFile:
 
     def __init__(self, f: Any) -> None:
         self.f, self.sha, self.size = f, hashlib.sha256(), 0
-        self.error: OSError | None = (
-            None  # torch reports a failed write in its own words
-        )
+        self.error: OSError | None = None  # torch reports a failed write in its own words
 
     def write(self, data: bytes) -> int:
         self.sha.update(data)
@@ -53,9 +51,7 @@ class _HashingFile:
         self.f.flush()
 
 
-def save(
-    folder: str | os.PathLike, step: int, payload: dict[str, Any], meta: dict
-) -> Path:
+def save(folder: str | os.PathLike, step: int, payload: dict[str, Any], meta: dict) -> Path:
     """Write checkpoint `step` atomically (temporary file, fsync, rename) and return its path.
 
     A write the file system refuses (no space, read-only) is an OSError naming the path.

@@ -8,9 +8,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from experiments import records, runstate
 from experiments.data.images import BadImageError
 from experiments.recipe import PRESETS
+from experiments.runs import records, runstate
 from experiments.train.config import prepare_run
 from experiments.train.distributed import launch_rank
 from experiments.train.report import pct
@@ -72,9 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     done = runstate.done_result(run_dir)
     if done is not None:
-        print(
-            f"{run_dir} is already done: top-1 {pct(done['top1'])} ({records.RESULT})"
-        )
+        print(f"{run_dir} is already done: top-1 {pct(done['top1'])} ({records.RESULT})")
         return 0
     try:
         result = run(run_dir, checkpoint_signals=(signal.SIGUSR2, signal.SIGTERM))

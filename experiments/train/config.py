@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from experiments import records
 from experiments.data.check import check_root, usable
 from experiments.data.identity import describe_change, imagefolder_identity
-from experiments.files import check_writable
 from experiments.recipe import (
     Recipe,
     completed_recipe_dict,
@@ -25,6 +23,8 @@ from experiments.recipe import (
     recipe_dict,
     resolve_recipe,
 )
+from experiments.runs import records
+from experiments.runs.files import check_writable
 from experiments.train.data import builtin_dataset
 from experiments.train.parts import check_parts
 from roadmap.spec import ArchSpec
@@ -44,9 +44,7 @@ class RunData:
     summary: str  # one line saying so
 
 
-def run_data(
-    recipe: Recipe, data: str | Path | None, out: IO[str] | None = None
-) -> RunData:
+def run_data(recipe: Recipe, data: str | Path | None, out: IO[str] | None = None) -> RunData:
     """Check the run's dataset; one ValueError for its problems, unless the recipe skips them.
 
     An ImageFolder root is checked by `roadmap data check` (every image not in the check's
@@ -55,9 +53,7 @@ def run_data(
     if data is None:
         identity = builtin_dataset(recipe)
         images = identity["train"]["images"]
-        return RunData(
-            None, identity, [], images, f"data: built-in Shapes, {images} train images"
-        )
+        return RunData(None, identity, [], images, f"data: built-in Shapes, {images} train images")
     check = check_root(data, out=out)
     ok = usable(check, recipe.skip_bad_images)
     identity = imagefolder_identity(check.listing, {p.path for p in ok.excluded})
@@ -76,9 +72,7 @@ def run_data(
 def check_fills_a_step(recipe: Recipe, images: int, world: int, builtin: bool) -> None:
     """The training images must fill one optimizer step on `world` devices."""
     per_step = (
-        world * recipe.batch_size * recipe.accum_steps
-        if recipe.accum_steps
-        else recipe.base_batch
+        world * recipe.batch_size * recipe.accum_steps if recipe.accum_steps else recipe.base_batch
     )
     if images >= per_step:
         return
@@ -189,9 +183,7 @@ def prepare_run(
     check_seed(seed)
     recipe = resolve_recipe(preset, tuple(overrides))
     checked = checked or run_data(recipe, data)
-    identity = run_identity(
-        track, step, seed, preset, checked.root, overrides, checked.identity
-    )
+    identity = run_identity(track, step, seed, preset, checked.root, overrides, checked.identity)
     check_fills_a_step(recipe, checked.train_images, 1, checked.root is None)
     check_parts(recipe, len(checked.identity["classes"]))
     out = Path(out_dir).expanduser().absolute()
@@ -206,9 +198,7 @@ def prepare_run(
         return out
     diff = identity_diff(existing, identity)
     if diff:
-        raise ValueError(
-            f"{out} already holds a different run ({diff}); choose another --out"
-        )
+        raise ValueError(f"{out} already holds a different run ({diff}); choose another --out")
     if write:
         record_dataset(out, existing, checked)
     return out
@@ -220,9 +210,7 @@ def _written_by_rank0(out: Path) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while (config := records.read_config(out)) is None:
         if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"rank 0 wrote no {out / records.CONFIG} in {timeout_s:.0f} s"
-            )
+            raise TimeoutError(f"rank 0 wrote no {out / records.CONFIG} in {timeout_s:.0f} s")
         time.sleep(0.2)
     return config
 
@@ -267,7 +255,5 @@ def _describe_diff(key: str, old: Any, new: Any) -> str:
     if isinstance(old, dict) and isinstance(new, dict):
         fields = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         parts = [f"{key}.{f} {old.get(f)!r} -> {new.get(f)!r}" for f in fields[:4]]
-        return ", ".join(parts) + (
-            f" and {len(fields) - 4} more" if len(fields) > 4 else ""
-        )
+        return ", ".join(parts) + (f" and {len(fields) - 4} more" if len(fields) > 4 else "")
     return f"{key} {old!r} -> {new!r}"

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from experiments import records
 from experiments.data.check import LEAVABLE, refusal
 from experiments.data.dataset import ListedImages
 from experiments.data.identity import (
@@ -40,6 +39,7 @@ from experiments.data.identity import (
 from experiments.data.images import BadImageError
 from experiments.data.listing import list_root
 from experiments.recipe import Recipe
+from experiments.runs import records
 from experiments.train.parts import build_transforms
 from experiments.train.shapes import SHAPES, BuiltinShapes
 
@@ -101,9 +101,7 @@ class SeededDataset(Dataset):
     worker's traceback.
     """
 
-    def __init__(
-        self, base: Dataset, transform: Callable[[Any], Any], seed: int
-    ) -> None:
+    def __init__(self, base: Dataset, transform: Callable[[Any], Any], seed: int) -> None:
         self.base, self.transform, self.seed = base, transform, seed
 
     def __len__(self) -> int:
@@ -182,9 +180,7 @@ class EpochSampler(Sampler):
         if not self.shuffle:
             return list(range(self.rank, self.size, self.world))
         g = torch.Generator()
-        g.manual_seed(
-            int(np.random.SeedSequence([self.seed, self.epoch, 7]).generate_state(1)[0])
-        )
+        g.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, 7]).generate_state(1)[0]))
         order = torch.randperm(self.size, generator=g).tolist()
         per_rank = self.size // self.world
         mine = order[self.rank :: self.world][:per_rank]
@@ -237,9 +233,7 @@ def datasets(recipe: Recipe, config: dict[str, Any]) -> tuple[Dataset, Dataset, 
         listing = list_root(config["data"])
         left = [e["path"] for e in config.get("excluded_images") or []]
         found = imagefolder_identity(listing, set(left))
-        train, val = (
-            ListedImages(listing.splits[s], set(left)) for s in ("train", "val")
-        )
+        train, val = (ListedImages(listing.splits[s], set(left)) for s in ("train", "val"))
         info = {"name": "imagefolder", "root": config["data"], "excluded": left}
     if "dataset" in config and found != config["dataset"]:  # absent: an older config
         where = config["data"] or "the built-in dataset"
@@ -247,19 +241,13 @@ def datasets(recipe: Recipe, config: dict[str, Any]) -> tuple[Dataset, Dataset, 
             f"{where}: {describe_change(config.get('dataset'), found)}, since this run was "
             "configured; train it on the data it started with, or start a new run"
         )
-    info.update(
-        classes=len(train.classes), train_images=len(train), val_images=len(val)
-    )
+    info.update(classes=len(train.classes), train_images=len(train), val_images=len(val))
     return train, val, info
 
 
 def _builtin(recipe: Recipe, split: str) -> BuiltinShapes:
     """One split of the built-in dataset as the recipe sizes it."""
-    per_class = (
-        recipe.builtin_train_per_class
-        if split == "train"
-        else recipe.builtin_val_per_class
-    )
+    per_class = recipe.builtin_train_per_class if split == "train" else recipe.builtin_val_per_class
     return BuiltinShapes(
         split, recipe.builtin_classes, per_class, recipe.image_size, recipe.builtin_seed
     )
@@ -317,9 +305,7 @@ def build_loaders(
     )
     report = _skip_reporter(run_dir, info, rank)
     skip = recipe.skip_bad_images
-    return Loaders(
-        Batches(train, skip, report), Batches(val, skip, report), sampler, info, steps
-    )
+    return Loaders(Batches(train, skip, report), Batches(val, skip, report), sampler, info, steps)
 
 
 def _skip_reporter(

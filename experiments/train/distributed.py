@@ -138,9 +138,7 @@ class Placement:
         """
         if self.world == 1:
             return value, stop
-        both = torch.tensor(
-            [value, float(stop)], dtype=torch.float64, device=self.device
-        )
+        both = torch.tensor([value, float(stop)], dtype=torch.float64, device=self.device)
         dist.all_reduce(both)
         total, stops = both.tolist()
         return total / self.world, stops > 0

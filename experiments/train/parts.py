@@ -36,11 +36,7 @@ def _keep_zero_bit_posterize(transform: Any) -> None:
     object changes; timm's module tables are untouched.
     """
     name = getattr(transform, "name", None)
-    if (
-        isinstance(name, str)
-        and name.startswith("Posterize")
-        and hasattr(transform, "aug_fn")
-    ):
+    if isinstance(name, str) and name.startswith("Posterize") and hasattr(transform, "aug_fn"):
         transform.aug_fn = _posterize
         return
     for attr in ("transforms", "ops", "policy"):
@@ -63,9 +59,7 @@ def build_transforms(recipe: Recipe) -> tuple[Any, Any]:
         **common,
     )
     _keep_zero_bit_posterize(train)
-    return train, create_transform(
-        is_training=False, crop_pct=recipe.eval_crop_pct, **common
-    )
+    return train, create_transform(is_training=False, crop_pct=recipe.eval_crop_pct, **common)
 
 
 def check_parts(recipe: Recipe, num_classes: int) -> None:

@@ -11,8 +11,8 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
-from experiments import records
 from experiments.recipe import Recipe
+from experiments.runs import records
 from experiments.train.data import Loaders
 
 
@@ -46,11 +46,7 @@ def describe(trainer: TrainerView) -> str:
     """What a trainer is about to train, in three lines."""
     config, recipe, state = trainer.config, trainer.recipe, trainer.state
     info = trainer.data.info
-    where = (
-        f"resuming {trainer.resumed_from.name}"
-        if trainer.resumed_from
-        else "from scratch"
-    )
+    where = f"resuming {trainer.resumed_from.name}" if trainer.resumed_from else "from scratch"
     return (
         f"train {config['track']}/{config['step']} seed {config['seed']} preset "
         f"{config['preset']} -> {trainer.run_dir}\n"
@@ -100,9 +96,7 @@ def show_step(trainer: TrainerView, bar: tqdm | None) -> None:
     if bar is not None:
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{state['last_lr']:.2e}", refresh=False)
         bar.update(1)
-    elif trainer.main and (
-        step % trainer.recipe.log_every == 0 or step == trainer.steps_per_epoch
-    ):
+    elif trainer.main and (step % trainer.recipe.log_every == 0 or step == trainer.steps_per_epoch):
         rate = state["epoch_images"] * trainer.world / max(state["epoch_train_s"], 1e-9)
         print(
             f"  epoch {state['epoch'] + 1}/{trainer.recipe.epochs} "
@@ -149,9 +143,7 @@ def record_epoch(trainer: TrainerView, row: dict[str, Any]) -> str:
     return epoch_line(row, trainer.recipe.epochs)
 
 
-def result_record(
-    trainer: TrainerView, status: str, reason: str | None
-) -> dict[str, Any]:
+def result_record(trainer: TrainerView, status: str, reason: str | None) -> dict[str, Any]:
     """result.json of a trainer that ends now: `records.RESULT_KEYS`, then more context."""
     state = trainer.state
     last = state["last_eval"] or {}

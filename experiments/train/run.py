@@ -1,7 +1,7 @@
 """One run's life: done returns at once, the run's lock, a failure set aside and resumed.
 
 `run(run_dir)` is what `roadmap train` calls after `prepare_run`. It first takes the run's lock
-(experiments/runlock.py: `RunBusy` names another trainer at work on it; an OSError there, such
+(experiments/runs/runlock.py: `RunBusy` names another trainer at work on it; an OSError there, such
 as a read-only folder, comes before any work). Anything that goes wrong after that is the run
 failing: it is recorded in result.json when that can still be written and raised as `RunFailed`
 (its `reason` is one line). On any of its `checkpoint_signals` the run saves a checkpoint and
@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from experiments import records, runlock, runstate
+from experiments.runs import records, runlock, runstate
 from experiments.train.distributed import launch_rank
 from experiments.train.signals import StopRequested
 from experiments.train.trainer import Trainer

@@ -20,9 +20,7 @@ SHAPES = tuple("disk ring square frame triangle cross bar ell tee pair".split())
 MAX_ANGLE = np.pi / 8  # shapes turn by up to 22.5 degrees either way
 
 
-def _box(
-    u: np.ndarray, v: np.ndarray, cu: float, cv: float, hu: float, hv: float
-) -> np.ndarray:
+def _box(u: np.ndarray, v: np.ndarray, cu: float, cv: float, hu: float, hv: float) -> np.ndarray:
     """Signed distance (approximate outside corners) to an axis-aligned box."""
     return np.maximum(np.abs(u - cu) - hu, np.abs(v - cv) - hv)
 
@@ -42,9 +40,7 @@ _SDF: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "square": lambda u, v: _box(u, v, 0, 0, 0.8, 0.8),
     "frame": lambda u, v: np.abs(_box(u, v, 0, 0, 0.7, 0.7)) - 0.22,
     "triangle": lambda u, v: _triangle(u * 0.9, v * 0.9 - 0.15),
-    "cross": lambda u, v: np.minimum(
-        _box(u, v, 0, 0, 0.95, 0.27), _box(u, v, 0, 0, 0.27, 0.95)
-    ),
+    "cross": lambda u, v: np.minimum(_box(u, v, 0, 0, 0.95, 0.27), _box(u, v, 0, 0, 0.27, 0.95)),
     "bar": lambda u, v: _box(u, v, 0, 0, 0.95, 0.3),
     "ell": lambda u, v: np.minimum(
         _box(u, v, -0.6, 0, 0.28, 0.95), _box(u, v, 0, 0.67, 0.88, 0.28)
@@ -61,9 +57,7 @@ def render_shapes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images (count, size, size, 3) uint8 and balanced labels (count,) of the Shapes dataset."""
     if not 2 <= classes <= len(SHAPES):
-        raise ValueError(
-            f"the built-in dataset has 2 to {len(SHAPES)} classes, not {classes}"
-        )
+        raise ValueError(f"the built-in dataset has 2 to {len(SHAPES)} classes, not {classes}")
     rs = np.random.RandomState(seed)
     labels = np.arange(count) % classes
     rs.shuffle(labels)
@@ -140,24 +134,18 @@ def _segment_distance(grid: np.ndarray, ends: np.ndarray) -> np.ndarray:
     x0, y0, x1, y1 = (ends[:, i, None, None] for i in range(4))
     px, py = grid[None, None, :], grid[None, :, None]
     vx, vy = x1 - x0, y1 - y0
-    t = np.clip(
-        ((px - x0) * vx + (py - y0) * vy) / np.maximum(vx * vx + vy * vy, 1e-9), 0, 1
-    )
+    t = np.clip(((px - x0) * vx + (py - y0) * vy) / np.maximum(vx * vx + vy * vy, 1e-9), 0, 1)
     return np.hypot(px - x0 - t * vx, py - y0 - t * vy)
 
 
 class BuiltinShapes(Dataset):
     """One split of the built-in Shapes dataset: (PIL image, label) pairs, held in memory."""
 
-    def __init__(
-        self, split: str, classes: int, per_class: int, size: int, seed: int
-    ) -> None:
+    def __init__(self, split: str, classes: int, per_class: int, size: int, seed: int) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         stream = [seed, 0 if split == "train" else 1]
-        self.images, self.targets = render_shapes(
-            classes * per_class, classes, size, stream
-        )
+        self.images, self.targets = render_shapes(classes * per_class, classes, size, stream)
         self.classes = list(SHAPES[:classes])
 
     def __len__(self) -> int:

@@ -26,13 +26,9 @@ class DeferredSignals:
     `hold=True`: only when `release()` is called (several ranks stop at an agreed step).
     """
 
-    def __init__(
-        self, signums: tuple[int, ...] | None = None, hold: bool = False
-    ) -> None:
+    def __init__(self, signums: tuple[int, ...] | None = None, hold: bool = False) -> None:
         default = (
-            (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
-            if hasattr(signal, "SIGUSR1")
-            else ()
+            (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM) if hasattr(signal, "SIGUSR1") else ()
         )
         self.signums = default if signums is None else signums
         self.hold = hold

@@ -1,7 +1,7 @@
 """The training loop: `Trainer(run_dir)` builds a run from its config.json, `fit()` trains it.
 
 It resumes from the newest valid checkpoint and writes `log.jsonl` and `result.json`
-(experiments/records.py; README, "The run record"). On the CPU a run stopped anywhere and
+(experiments/runs/records.py; README, "The run record"). On the CPU a run stopped anywhere and
 resumed ends bit-identical to an uninterrupted one: data order and augmentation are functions of
 (seed, epoch, position) (experiments/train/data.py), and every generator is reseeded from
 (seed, rank, step) before each optimizer step.
@@ -22,8 +22,8 @@ from timm.utils import ModelEmaV3
 from torch import nn
 
 import roadmap
-from experiments import records, runstate
 from experiments.recipe import recipe_from_dict
+from experiments.runs import records, runstate
 from experiments.train import checkpoint as ckpt
 from experiments.train.data import build_loaders
 from experiments.train.distributed import Placement
@@ -47,9 +47,7 @@ class Trainer:
         self.run_dir = Path(run_dir).absolute()
         config = records.read_config(self.run_dir)
         if config is None:
-            raise FileNotFoundError(
-                f"{self.run_dir} has no {records.CONFIG} (see prepare_run)"
-            )
+            raise FileNotFoundError(f"{self.run_dir} has no {records.CONFIG} (see prepare_run)")
         self.config, self.seed = config, int(config["seed"])
         self.recipe = recipe_from_dict(config["recipe"])
         self.place = place = Placement.start(self.recipe)
@@ -85,9 +83,7 @@ class Trainer:
         model.to(self.device)
         if self.place.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.ema = (
-            ModelEmaV3(model, decay=self.recipe.ema_decay) if self.recipe.ema else None
-        )
+        self.ema = ModelEmaV3(model, decay=self.recipe.ema_decay) if self.recipe.ema else None
 
     def _setup_optimization(self) -> None:
         """Learning rate, optimizer and schedule, grad scaler, Mixup and loss, DDP, compile."""
@@ -139,9 +135,7 @@ class Trainer:
         if not self.main or self._finished:
             return None
         if self.signals.busy and threading.current_thread() is threading.main_thread():
-            self._say(
-                f"save_checkpoint({reason!r}) inside a step: keeping the last checkpoint"
-            )
+            self._say(f"save_checkpoint({reason!r}) inside a step: keeping the last checkpoint")
             newest = records.list_checkpoints(self.ckpt_dir)
             return newest[0] if newest else None
         with self._critical():
@@ -310,9 +304,7 @@ class Trainer:
             "lr": state["last_lr"],
             "train_loss": state["loss_sum"] / max(state["loss_count"], 1),
             **metrics,
-            "img_s": state["epoch_images"]
-            * self.world
-            / max(state["epoch_train_s"], 1e-9),
+            "img_s": state["epoch_images"] * self.world / max(state["epoch_train_s"], 1e-9),
             "seconds": state["epoch_seconds"],
             "time": records.now(),
         }

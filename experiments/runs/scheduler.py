@@ -5,8 +5,8 @@ sacct cannot be asked every job gets the state `SACCT_UNAVAILABLE`, so that nobo
 it cannot see for a job that has ended; a job that sacct shows as ended but that slurmctld holds
 again (requeued) gets the controller's state (`queued_states`, squeue). `process_alive` tells a
 live process from a dead or a recycled pid (its start time), on this host only.
-experiments/runstate.py turns these into run states; experiments/runlock.py uses them to tell
-whether a lock's holder is gone.
+runstate.py turns these into run states; runlock.py uses them to tell whether a lock's holder
+is gone.
 """
 
 from __future__ import annotations
@@ -52,9 +52,7 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
     cmd = ["sacct", "-X", "--parsable2", "-o", "JobID,State,ExitCode,Reason,NodeList"]
     cmd += ["-j", ",".join(mains)]
     try:
-        out = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=60, check=True
-        ).stdout
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
     except (OSError, subprocess.SubprocessError) as err:
         return dict.fromkeys(job_ids, _unavailable(f"sacct failed: {err}"))
     states = parse_sacct(out)
@@ -95,9 +93,7 @@ def queued_states(job_ids: list[str]) -> dict[str, str]:
         ",".join(mains),
     ]
     try:
-        out = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=60, check=False
-        ).stdout
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
     live = (line.strip().partition("|") for line in out.splitlines())
@@ -120,9 +116,7 @@ def process_start(pid: int | str) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
-def process_alive(
-    pid: int | str | None, start: str | None, host: str | None
-) -> bool | None:
+def process_alive(pid: int | str | None, start: str | None, host: str | None) -> bool | None:
     """Whether the recorded process still runs (None: it ran on another host)."""
     if host not in (None, socket.gethostname()):
         return None

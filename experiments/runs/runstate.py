@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments import records
-from experiments.scheduler import (
+from experiments.runs import records
+from experiments.runs.scheduler import (
     SACCT_GRACE_S,
     SACCT_UNAVAILABLE,
     SLURM_CANCELLED,
@@ -72,9 +72,7 @@ class RunState:
     requeues: int = 0
     checkpoint: int | None = None  # optimizer step of the newest usable checkpoint
     resumable: bool = False  # not done, with a checkpoint to resume from
-    notes: list[str] = field(
-        default_factory=list
-    )  # lines of its records that were skipped
+    notes: list[str] = field(default_factory=list)  # lines of its records that were skipped
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -164,9 +162,7 @@ def _index(track: str, step: str) -> int:
     return names.index(step) + 1 if step in names else 0
 
 
-def run_state(
-    run_dir: Path, sacct: dict[str, dict[str, str]] | None = None
-) -> RunState:
+def run_state(run_dir: Path, sacct: dict[str, dict[str, str]] | None = None) -> RunState:
     """The state of the run in `run_dir` (sacct: `sacct_states` of its job; None: ask)."""
     state = identify(run_dir)
     if state.status == "unreadable":
@@ -209,9 +205,7 @@ def _job_state(
     stop = job.get("stopped")
     if not job:
         _not_started(state, "its trainer ended without a result" if holder else "")
-    elif (
-        stop
-    ):  # stopped on purpose: the local sweep was interrupted, or `roadmap cancel`
+    elif stop:  # stopped on purpose: the local sweep was interrupted, or `roadmap cancel`
         state.status = "failed" if stop.get("cancelled") else "interrupted"
         state.detail = stop.get("reason", "stopped")
     elif state.executor == "slurm":
@@ -256,9 +250,7 @@ def _slurm_state(
     elif word in SLURM_PENDING:
         state.status = "pending"
         reason = info.get("Reason", "")
-        state.detail = word.lower() + (
-            f" ({reason})" if reason and reason != "None" else ""
-        )
+        state.detail = word.lower() + (f" ({reason})" if reason and reason != "None" else "")
     elif word in SLURM_RUNNING:
         state.status, state.detail = "running", info.get("NodeList", "")
     else:
@@ -279,9 +271,7 @@ def _local_state(state: RunState, job: dict[str, Any]) -> None:
             state.status, state.detail = "pending", "queued by the sweep"
         else:
             _not_started(state, "")
-            state.detail = f"queued by a sweep that has ended; {state.detail}".rstrip(
-                "; "
-            )
+            state.detail = f"queued by a sweep that has ended; {state.detail}".rstrip("; ")
         return
     alive = process_alive(state.job_id, job.get("proc_start"), job.get("host"))
     if alive is None:
@@ -332,15 +322,9 @@ def sweep_states(root: str | os.PathLike, track: str | None = None) -> list[RunS
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no sweep under {root}: not a directory")
-    dirs = [
-        d for d in records.run_dirs(root) if track is None or identify(d).track == track
-    ]
+    dirs = [d for d in records.run_dirs(root) if track is None or identify(d).track == track]
     jobs = [records.readable(records.read_job, d)[0] or {} for d in dirs]
-    slurm_ids = [
-        str(j["job_id"])
-        for j in jobs
-        if j.get("executor") == "slurm" and j.get("job_id")
-    ]
+    slurm_ids = [str(j["job_id"]) for j in jobs if j.get("executor") == "slurm" and j.get("job_id")]
     sacct = sacct_states(slurm_ids)
     states = [run_state(d, sacct) for d in dirs]
     return sorted(states, key=lambda s: (s.track, s.index or 1e9, s.step, s.seed))

@@ -13,7 +13,7 @@ A run directory holds
 - `checkpoints/ckpt_<step>.pt` (+ `.json`): the trainer's checkpoints (experiments/train).
 A run is named by its config's track, step and seed, wherever its folder is. The readers here
 say None for a file that is not there and raise `UnreadableRecord` (path and reason) for one
-that is there but cannot be used (experiments/files.py); `readable` turns that into a reason.
+that is there but cannot be used (experiments/runs/files.py); `readable` turns that into a reason.
 Time stamps are ISO 8601 in UTC with their offset (`now`); `age_s` reads any offset.
 """
 
@@ -32,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from experiments.files import (
+from experiments.runs.files import (
     UnreadableRecord,
     append_jsonl,
     atomic_write_json,
@@ -59,9 +59,7 @@ IDENTITY_KEYS = (
     "spec",
     "recipe",
 )
-CHECKPOINT_NAME = re.compile(
-    r"^ckpt_(\d{9})\.pt$"
-)  # ckpt_<optimizer step, 9 digits>.pt
+CHECKPOINT_NAME = re.compile(r"^ckpt_(\d{9})\.pt$")  # ckpt_<optimizer step, 9 digits>.pt
 
 # Keys every result.json has, a failed run's too (None where unknown or not applicable).
 RESULT_KEYS = (
@@ -213,9 +211,7 @@ def write_result(run_dir: str | os.PathLike, result: dict[str, Any]) -> None:
     if missing:
         raise ValueError(f"result is missing keys: {', '.join(missing)}")
     if result["status"] not in STATUSES:
-        raise ValueError(
-            f"result status must be one of {STATUSES}, got {result['status']!r}"
-        )
+        raise ValueError(f"result status must be one of {STATUSES}, got {result['status']!r}")
     atomic_write_json(Path(run_dir) / RESULT, result)
 
 

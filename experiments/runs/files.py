@@ -5,7 +5,7 @@ or, for JSON lines, one more whole line or nothing (`append_jsonl`); an OSError 
 file (a full disk) is raised naming the file it was writing (`named_error`). A record that is
 there but unusable raises `UnreadableRecord` with its path and reason (`read_json`), or is
 skipped and described (`read_jsonl`). `check_writable` tests an output folder before any work.
-The run directory's own files and their shapes are in experiments/records.py.
+The run directory's own files and their shapes are in experiments/runs/records.py.
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ def atomic_file(
     except OSError as err:
         raise named_error(err, path) from None
     try:
-        os.fchmod(
-            fd, 0o666 & ~_umask()
-        )  # mkstemp makes 0600; records are for colleagues
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; records are for colleagues
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -154,9 +152,7 @@ def read_json(
     return obj
 
 
-def read_jsonl(
-    path: str | os.PathLike, problems: list[str] | None = None
-) -> list[dict[str, Any]]:
+def read_jsonl(path: str | os.PathLike, problems: list[str] | None = None) -> list[dict[str, Any]]:
     """Rows of a JSON-lines file, [] if it is missing.
 
     A line that is not a JSON object (torn by a crash mid-write, or edited) is skipped and,

@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from experiments import records
-from experiments.files import named_error
-from experiments.scheduler import (
+from experiments.runs import records
+from experiments.runs.files import named_error
+from experiments.runs.scheduler import (
     NOT_KNOWN_ENDED,
     process_alive,
     process_start,
@@ -46,12 +46,9 @@ def describe(holder: dict[str, Any] | None) -> str:
 class RunBusy(OSError):
     """Another trainer holds the run: one line (and the lock file) naming it."""
 
-    def __init__(
-        self, run_dir: Path, holder: dict[str, Any] | None, why: str = ""
-    ) -> None:
+    def __init__(self, run_dir: Path, holder: dict[str, Any] | None, why: str = "") -> None:
         text = (
-            f"{run_dir} is being trained by {describe(holder)}{why}; "
-            "not starting a second trainer"
+            f"{run_dir} is being trained by {describe(holder)}{why}; not starting a second trainer"
         )
         super().__init__(errno.EBUSY, text, str(run_dir / records.LOCK))
         self.holder = holder

@@ -1,0 +1,1 @@
+"""A run on disk: its records, states, lock, file writes and the scheduler's word on its job."""
