@@ -61,7 +61,7 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     df = runstate.collect(root)
     if df.empty:
         raise ValueError(f"no run records ({records.CONFIG}) under {root}")
-    configs = [records.readable(records.read_config, d)[0] or {} for d in df["run_dir"]]
+    configs = [records.read_or_reason(records.read_config, d)[0] or {} for d in df["run_dir"]]
     df["variant"] = [variant(c) for c in configs]
     df["run"] = [os.path.relpath(d, root) for d in df["run_dir"]]
     for col in ("track", "step", "seed", "preset", "created", "reason"):
@@ -81,7 +81,7 @@ def _listing(counts: pd.Series, word: str = "run") -> str:
     return ", ".join(f"{k} ({count(int(v), word)})" for k, v in counts.items())
 
 
-def _pick(counts: pd.Series, what: str, how: str) -> str:
+def _most_frequent(counts: pd.Series, what: str, how: str) -> str:
     """The most frequent value of `counts`; a tie is an error saying `how` to choose."""
     top = counts[counts == counts.max()]
     if len(top) > 1:
@@ -136,11 +136,11 @@ def select_runs(
         notes += note
     is_ref = baseline & (chosen != ORIGINAL_PRESET)
     if not allow_mixed:
-        reasons = _first(reasons, _other_preset(runs, reasons.isna() & ~is_ref, chosen))
+        reasons = _keep_first_reason(reasons, _other_preset(runs, reasons.isna() & ~is_ref, chosen))
         for pool in (is_ref, ~is_ref):
             found, note = _other_recipe(runs, reasons.isna() & pool, chosen)
-            reasons, notes = _first(reasons, found), notes + note
-    reasons = _first(reasons, _duplicates(runs, reasons.isna(), is_ref))
+            reasons, notes = _keep_first_reason(reasons, found), notes + note
+    reasons = _keep_first_reason(reasons, _duplicates(runs, reasons.isna(), is_ref))
     drawn = runs[reasons.isna() & ~is_ref]
     return Selection(
         track=track,
@@ -164,12 +164,12 @@ def draw_only(sel: Selection, names: Sequence[str]) -> Selection:
     )
 
 
-def _said(where: pd.Series, reason: str | pd.Series) -> pd.Series:
+def _reason_where(where: pd.Series, reason: str | pd.Series) -> pd.Series:
     """`reason` (one for all, or one per run) for the runs `where` is true, NaN elsewhere."""
     return pd.Series(reason, index=where.index, dtype=object).where(where)
 
 
-def _first(reasons: pd.Series, more: pd.Series) -> pd.Series:
+def _keep_first_reason(reasons: pd.Series, more: pd.Series) -> pd.Series:
     """`reasons`, with `more` where a run has no reason yet: the first reason wins."""
     return reasons.where(reasons.notna(), more)
 
@@ -209,7 +209,7 @@ def _most_runs_preset(
     pool = runs[usable & ~baseline] if (usable & ~baseline).any() else runs[usable]
     counts = (pool if len(pool) else runs)["preset"].value_counts()
     how = "choose one with --preset, or pool them with --allow-mixed"
-    chosen = _pick(counts, f"presets on {track}", how)
+    chosen = _most_frequent(counts, f"presets on {track}", how)
     note = f"preset {chosen!r} drawn (most runs); choose with --preset"
     return chosen, [note] if len(counts) > 1 else []
 
@@ -217,19 +217,19 @@ def _most_runs_preset(
 def _other_preset(runs: pd.DataFrame, pool: pd.Series, preset: str) -> pd.Series:
     """`other preset 'x'` for the runs in `pool` not of `preset`."""
     other = pool & (runs["preset"] != preset)
-    return _said(other, runs["preset"].map(lambda name: f"other preset {name!r}"))
+    return _reason_where(other, runs["preset"].map(lambda name: f"other preset {name!r}"))
 
 
 def _other_recipe(runs: pd.DataFrame, pool: pd.Series, preset: str) -> tuple[pd.Series, list[str]]:
     """`other recipe` for runs in `pool` not of its commonest variant; a note on the keys."""
     counts = runs.loc[pool, "variant"].value_counts()
     if len(counts) < 2:  # one recipe or none: nothing to leave out
-        return _said(pool & False, "other recipe"), []
+        return _reason_where(pool & False, "other recipe"), []
     how = "pass --allow-mixed to pool them"
-    keep = _pick(counts, f"recipes in preset {preset!r}", how)
+    keep = _most_frequent(counts, f"recipes in preset {preset!r}", how)
     diff = variant_diff([keep, *[v for v in counts.index if v != keep]])
     note = f"recipes differ ({diff}); the first, with most runs, is drawn"
-    return _said(pool & (runs["variant"] != keep), "other recipe"), [note]
+    return _reason_where(pool & (runs["variant"] != keep), "other recipe"), [note]
 
 
 def _duplicates(runs: pd.DataFrame, pool: pd.Series, is_ref: pd.Series) -> pd.Series:
@@ -238,7 +238,7 @@ def _duplicates(runs: pd.DataFrame, pool: pd.Series, is_ref: pd.Series) -> pd.Se
     done = done.sort_values(["created", "run_dir"], na_position="first")
     dup = done.duplicated(["is_ref", "preset", "variant", "step", "seed"], keep="last")
     older = dup.reindex(runs.index, fill_value=False)
-    return _said(older, "duplicate seed (a newer run is drawn)")
+    return _reason_where(older, "duplicate seed (a newer run is drawn)")
 
 
 def _excluded(runs: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:

@@ -39,7 +39,7 @@ def _block_conv_shapes(
     The spatial conv carries the block's stride and, with `depthwise`, one group per channel.
     """
     kernel = spec.kernel_size
-    if spec.spatial_first:
+    if spec.dwconv_first:
         groups = in_chs if spec.depthwise else 1
         return (
             ConvShape(in_chs, in_chs, kernel, stride, groups),
@@ -106,7 +106,7 @@ class Block(nn.Module):
         # Speed only (same parameters, same maths): ConvNeXt-shaped blocks (two norm-free 1x1
         # convs last, from fewer_norms on) run their 1x1 convs on channels-last memory, see
         # `forward` and docs/benchmarks.md.
-        self.channels_last_mlp = spec.spatial_first and not any(with_norm[1:])
+        self.channels_last_mlp = spec.dwconv_first and not any(with_norm[1:])
 
     def _init_layer_scale(
         self, out_chs: int, layer_scale_init: float | None

@@ -40,7 +40,7 @@ class ArchSpec:
     # the ResNet bottleneck and the Transformer MLP).
     expansion: int = 4
     # move_up_dwconv: the spatial conv comes first in the block (like MSA before the MLP).
-    spatial_first: bool = False
+    dwconv_first: bool = False
     # kernel_5 / kernel_7 / kernel_9 / kernel_11: side of the block's spatial conv.
     kernel_size: int = 3
     # relu_to_gelu: the activation function, a key of `roadmap.layers.ACT_LAYERS`.

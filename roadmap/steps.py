@@ -69,7 +69,7 @@ STEP_TABLE: tuple[Row, ...] = (
         {"inverted_bottleneck": True},
         BOTH,
     ),
-    Row("move_up_dwconv", "large kernel", True, {"spatial_first": True}, BOTH),
+    Row("move_up_dwconv", "large kernel", True, {"dwconv_first": True}, BOTH),
     Row("kernel_5", "large kernel", False, {"kernel_size": 5}, BOTH),
     Row("kernel_7", "large kernel", True, {"kernel_size": 7}, BOTH),
     Row("kernel_9", "large kernel", False, {"kernel_size": 9}, BOTH),

@@ -79,7 +79,7 @@ def test_readers_name_the_file_and_what_is_wrong(
     with pytest.raises(records.UnreadableRecord) as err:
         read(tmp_path)
     assert str(err.value).startswith(f"{tmp_path / name}: {reason}"), err.value
-    assert records.readable(read, tmp_path) == (None, str(err.value))
+    assert records.read_or_reason(read, tmp_path) == (None, str(err.value))
     assert read(tmp_path / "absent") is None
 
 

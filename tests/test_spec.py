@@ -68,7 +68,7 @@ def test_diff_names_changed_fields():
 
 def test_bool_fields_are_derived_from_the_defaults():
     assert {
-        "depthwise", "inverted_bottleneck", "spatial_first", "fewer_activations",
+        "depthwise", "inverted_bottleneck", "dwconv_first", "fewer_activations",
         "fewer_norms", "separate_downsampling",
     } <= set(BOOL_FIELDS)  # fmt: skip
     assert all(

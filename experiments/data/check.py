@@ -51,7 +51,7 @@ NOT_DECODED = (
     HIDDEN,
 )  # already a problem from the walk: not decoded as well
 
-Job = tuple[str, str, list[tuple[str, int]]]  # split, class, [(absolute path, size)]
+DecodeChunk = tuple[str, str, list[tuple[str, int]]]  # split, class, [(absolute path, size)]
 
 
 @dataclass
@@ -152,7 +152,7 @@ def _check_split(
     """What decoding found in one split (cached classes from `store`, others decoded now)."""
     skip = {p.path for p in split.problems if p.kind in NOT_DECODED}
     found: list[list[str]] = []
-    jobs: list[Job] = []
+    jobs: list[DecodeChunk] = []
     digests = {}
     for cls in split.classes:
         digests[cls.name] = digest = class_digest(cls)
@@ -185,7 +185,7 @@ def _check_split(
 
 
 def _decode(
-    jobs: list[Job],
+    jobs: list[DecodeChunk],
     split: SplitListing,
     workers: int,
     bar: Progress,
@@ -202,7 +202,7 @@ def _decode(
     per_class: dict[str, Found] = {name: [] for name in left}
     cut = len(str(split.folder)) + 1
 
-    def finish(job: Job, result: list[list[tuple[str, str]]]) -> None:
+    def finish(job: DecodeChunk, result: list[list[tuple[str, str]]]) -> None:
         _, name, items = job
         for (path, _), hits in zip(items, result, strict=True):
             per_class[name] += [[path[cut:], kind, detail] for kind, detail in hits]
@@ -224,9 +224,9 @@ def _decode(
 
 
 def _in_workers(
-    jobs: list[Job],
+    jobs: list[DecodeChunk],
     workers: int,
-    finish: Callable[[Job, list[list[tuple[str, str]]]], None],
+    finish: Callable[[DecodeChunk, list[list[tuple[str, str]]]], None],
     save: Callable[[], None],
 ) -> None:
     """`images.inspect_many` over `jobs` in a pool of processes, the cache saved now and then.
@@ -239,7 +239,7 @@ def _in_workers(
     last_save = time.perf_counter()
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
         queue = iter(jobs)
-        running: dict[Future, Job] = {}
+        running: dict[Future, DecodeChunk] = {}
         for job in queue:  # a few tasks per worker in flight, not all of ImageNet's at once
             running[pool.submit(images.inspect_many, job[2])] = job
             if len(running) >= 4 * workers:

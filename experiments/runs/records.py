@@ -13,7 +13,7 @@ A run directory holds
 - `checkpoints/ckpt_<step>.pt` (+ `.json`): the trainer's checkpoints (experiments/train).
 A run is named by its config's track, step and seed, wherever its folder is. The readers here
 say None for a file that is not there and raise `UnreadableRecord` (path and reason) for one
-that is there but cannot be used (experiments/runs/files.py); `readable` turns that into a reason.
+that is there but cannot be used (files.py); `read_or_reason` turns that into a reason.
 Time stamps are ISO 8601 in UTC with their offset (`now`); `age_s` reads any offset.
 """
 
@@ -130,7 +130,7 @@ def age_s(stamp: str | None) -> float:
         return float("inf")
 
 
-def readable(
+def read_or_reason(
     read: Callable[[Path], dict[str, Any] | None], run_dir: str | os.PathLike
 ) -> tuple[dict[str, Any] | None, str | None]:
     """`read(run_dir)` as (record, None), or (None, what is wrong) for an unreadable one."""

@@ -126,9 +126,9 @@ def failure_reason(err: BaseException) -> str:
 # ---- one run ----------------------------------------------------------------------------------
 
 
-def identify(run_dir: Path) -> RunState:
+def named_state(run_dir: Path) -> RunState:
     """A `missing` RunState named by the run's config, or by its path (then `unreadable`)."""
-    config, problem = records.readable(records.read_config, run_dir)
+    config, problem = records.read_or_reason(records.read_config, run_dir)
     if config is not None:
         track, step, seed = config["track"], config["step"], config["seed"]
     else:
@@ -164,16 +164,16 @@ def _index(track: str, step: str) -> int:
 
 def run_state(run_dir: Path, sacct: dict[str, dict[str, str]] | None = None) -> RunState:
     """The state of the run in `run_dir` (sacct: `sacct_states` of its job; None: ask)."""
-    state = identify(run_dir)
+    state = named_state(run_dir)
     if state.status == "unreadable":
         return state
-    job, job_problem = records.readable(records.read_job, run_dir)
+    job, job_problem = records.read_or_reason(records.read_job, run_dir)
     job = job or {}
     state.job_id = None if job.get("job_id") is None else str(job["job_id"])
     state.executor = job.get("executor")
     events = records.read_events(run_dir, state.notes)
     state.requeues = sum(e.get("event") == "requeue" for e in events)
-    result, problem = records.readable(records.read_result, run_dir)
+    result, problem = records.read_or_reason(records.read_result, run_dir)
     if problem:
         state.status, state.detail = "unreadable", problem
         return state
@@ -304,7 +304,7 @@ def find_runs(root: str | os.PathLike, track: str) -> dict[tuple[str, int], Path
     """
     found: dict[tuple[str, int], Path] = {}
     for run_dir in records.run_dirs(root):
-        state = identify(run_dir)
+        state = named_state(run_dir)
         key = (state.step, state.seed)
         if state.track != track:
             continue
@@ -322,8 +322,8 @@ def sweep_states(root: str | os.PathLike, track: str | None = None) -> list[RunS
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no sweep under {root}: not a directory")
-    dirs = [d for d in records.run_dirs(root) if track is None or identify(d).track == track]
-    jobs = [records.readable(records.read_job, d)[0] or {} for d in dirs]
+    dirs = [d for d in records.run_dirs(root) if track is None or named_state(d).track == track]
+    jobs = [records.read_or_reason(records.read_job, d)[0] or {} for d in dirs]
     slurm_ids = [str(j["job_id"]) for j in jobs if j.get("executor") == "slurm" and j.get("job_id")]
     sacct = sacct_states(slurm_ids)
     states = [run_state(d, sacct) for d in dirs]
@@ -346,7 +346,7 @@ def collect(root: str | os.PathLike) -> Any:
 
     rows = []
     for state in sweep_states(root):
-        config = records.readable(records.read_config, state.run_dir)[0]
+        config = records.read_or_reason(records.read_config, state.run_dir)[0]
         config = config or {
             "track": state.track,
             "step": state.step,
@@ -356,7 +356,7 @@ def collect(root: str | os.PathLike) -> Any:
         row.update(pd.json_normalize(config, sep=".").iloc[0].to_dict())
         result = None
         if state.status in ("done", "failed"):
-            result = records.readable(records.read_result, state.run_dir)[0]
+            result = records.read_or_reason(records.read_result, state.run_dir)[0]
         if result is None:
             result = dict.fromkeys(records.RESULT_KEYS)
             result.update(status=state.status, reason=state.detail or None)

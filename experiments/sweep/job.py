@@ -213,7 +213,7 @@ class RunJob(submitit.helpers.Checkpointable):
             self._lock.release()
         if self.raise_errors:
             raise err
-        result = records.readable(records.read_result, self.run_dir)[0]
+        result = records.read_or_reason(records.read_result, self.run_dir)[0]
         return result or {"status": "failed", "reason": reason}
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
@@ -227,7 +227,7 @@ class RunJob(submitit.helpers.Checkpointable):
             e.get("event") == "requeue" and e.get("job_id") == job_id
             for e in records.read_events(run_dir)
         )
-        stop = (records.readable(records.read_job, run_dir)[0] or {}).get("stop_requested")
+        stop = (records.read_or_reason(records.read_job, run_dir)[0] or {}).get("stop_requested")
         records.append_event(
             run_dir,
             "checkpoint",
@@ -275,7 +275,7 @@ def failure_reason(err: BaseException) -> str:
 
 def new_job(run_dir: Path, **fields_: Any) -> dict[str, Any]:
     """Write a fresh job manifest for `run_dir`; a previous submitted job moves into history."""
-    old = records.readable(records.read_job, run_dir)[0] or {}
+    old = records.read_or_reason(records.read_job, run_dir)[0] or {}
     history = list(old.pop("history", []))
     if old.get("job_id"):
         history.append(old)

@@ -92,7 +92,7 @@ def prepare(plan: Plan) -> list[Path]:
 
 def _needs_config(config: Path) -> bool:
     """Whether `prepare_run` must write the config: none yet, or one without its dataset."""
-    existing, _ = records.readable(records.read_config, config.parent)
+    existing, _ = records.read_or_reason(records.read_config, config.parent)
     return existing is None or "dataset" not in existing
 
 

@@ -192,7 +192,7 @@ def _plan_runs(
             data.identity,
         )
         check_config(directory, wanted)
-    jobs = [records.readable(records.read_job, d)[0] or {} for _, _, d in dirs]
+    jobs = [records.read_or_reason(records.read_job, d)[0] or {} for _, _, d in dirs]
     ids = [str(j["job_id"]) for j in jobs if j.get("executor") == "slurm" and j.get("job_id")]
     sacct = sacct_states(ids)
     runs = []
@@ -250,7 +250,7 @@ def check_config(directory: Path, wanted: dict[str, object]) -> None:
 
     An unreadable config is left to the run's state (`unreadable`, skipped and named).
     """
-    existing, _ = records.readable(records.read_config, directory)
+    existing, _ = records.read_or_reason(records.read_config, directory)
     if existing is None:
         return
     diff = identity_diff(existing, wanted)
@@ -274,7 +274,7 @@ def check_other_runs(request: Request, runs: list[PlannedRun], data: RunData) ->
     for directory in found.values():
         if directory.absolute() in planned:
             continue
-        config, _ = records.readable(records.read_config, directory)
+        config, _ = records.read_or_reason(records.read_config, directory)
         if config and config.get("data") == data.root and "dataset" in config:
             if config.get("dataset") != data.identity:
                 change = describe_change(config.get("dataset"), data.identity)

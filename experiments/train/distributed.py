@@ -2,7 +2,7 @@
 
 A run starts several ranks under `torchrun` (its `RANK` / `WORLD_SIZE` environment) or as a
 multi-task Slurm job through submitit (`TorchDistributedEnvironment`: MASTER_ADDR is the job's
-first node). `Placement` is every device-dependent decision of a rank: the CUDA device is set
+first node). `RankContext` is every device-dependent decision of a rank: the CUDA device is set
 before NCCL starts, bf16 is refused on a GPU without it, and the collectives the loop needs (a
 loss mean that also carries the ranks' stop requests, summed evaluation counts, rank 0's
 buffers, the ranks' hosts) live here.
@@ -74,7 +74,7 @@ def init_distributed() -> tuple[int, int, int]:
 
 
 @dataclass
-class Placement:
+class RankContext:
     """One rank of a run: rank, world size, device, autocast dtype and memory format."""
 
     rank: int
@@ -85,7 +85,7 @@ class Placement:
     owns_group: bool  # this placement started the process group (and ends it)
 
     @classmethod
-    def start(cls, recipe: Recipe) -> Placement:
+    def start(cls, recipe: Recipe) -> RankContext:
         """Join (or start) the run's process group and choose this rank's device."""
         owns = dist.is_available() and not dist.is_initialized()
         rank, world, local = init_distributed()
@@ -130,7 +130,7 @@ class Placement:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    def mean_and_stop(self, value: float, stop: bool) -> tuple[float, bool]:
+    def mean_loss_and_any_stop(self, value: float, stop: bool) -> tuple[float, bool]:
         """`value` averaged over ranks (non-finite if it is on any), and whether any rank stops.
 
         One all-reduce per micro-batch: every rank logs the same loss, fails on the same

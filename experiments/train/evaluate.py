@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from experiments.train.distributed import Placement
+from experiments.train.distributed import RankContext
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, batches: Iterable[Any], place: Placement, num_classes: int
+    model: nn.Module, batches: Iterable[Any], place: RankContext, num_classes: int
 ) -> dict[str, float]:
     """Top-1, top-5 (%) and mean loss of `model` on the validation batches of all ranks."""
     was_training = model.training

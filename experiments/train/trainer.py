@@ -26,7 +26,7 @@ from experiments.recipe import recipe_from_dict
 from experiments.runs import records, runstate
 from experiments.train import checkpoint as ckpt
 from experiments.train.data import build_loaders
-from experiments.train.distributed import Placement
+from experiments.train.distributed import RankContext
 from experiments.train.evaluate import evaluate
 from experiments.train.parts import build_loss, build_optimization
 from experiments.train.report import (
@@ -50,7 +50,7 @@ class Trainer:
             raise FileNotFoundError(f"{self.run_dir} has no {records.CONFIG} (see prepare_run)")
         self.config, self.seed = config, int(config["seed"])
         self.recipe = recipe_from_dict(config["recipe"])
-        self.place = place = Placement.start(self.recipe)
+        self.place = place = RankContext.start(self.recipe)
         self.rank, self.world, self.main = place.rank, place.world, place.main
         self.device, self.hosts = place.device, place.hosts()
         self.accum = self.recipe.accum_for(self.world)
@@ -247,7 +247,7 @@ class Trainer:
                 with self.place.autocast():
                     loss = self.criterion(self.train_model(x), y)
                 held = self.signals.hold and self.signals.pending
-                value, self._stop_agreed = self.place.mean_and_stop(loss.item(), held)
+                value, self._stop_agreed = self.place.mean_loss_and_any_stop(loss.item(), held)
                 if not math.isfinite(value):
                     state["failed_iteration"] = state["global_step"] + 1
                     return (
