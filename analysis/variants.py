@@ -1,7 +1,8 @@
 """A run's recipe variant: what decides whether two runs of a step trained the same way.
 
-A variant is the run's recipe plus its spec's departures from the step's spec (a preset may set
-spec fields, e.g. drop path), as one canonical JSON string: equal strings, equal training.
+A variant is the run's recipe as recorded (drop path, layer scale and init included) plus its
+spec's departures from the step's spec as the step table now gives it (none, unless the step
+changed since the run), as one canonical JSON string: equal strings, equal training.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.recipe import completed_recipe_dict
 from roadmap.steps import Step, steps
 
 
@@ -22,21 +22,13 @@ def _json(obj: Any) -> Any:
 
 
 def variant(config: dict[str, Any]) -> str:
-    """A run's recipe as a canonical string: recipe plus its spec's departures from the step's.
-
-    A preset may set spec fields (e.g. drop path), so equal strings mean equal training.
-    """
+    """A run's recipe as a canonical string: recipe plus its spec's departures from the step's."""
     delta: dict[str, Any] = {}
     step = find_step(config.get("track"), config.get("step"))
     if step is not None and isinstance(config.get("spec"), dict):
         ref = _json(asdict(step.spec))
         delta = {k: v for k, v in config["spec"].items() if k in ref and _json(v) != ref[k]}
-    recipe = config.get("recipe")
-    try:  # fields added since the run was configured at their defaults (its training)
-        recipe = completed_recipe_dict(recipe) if isinstance(recipe, dict) else recipe
-    except (ValueError, TypeError):
-        pass
-    return json.dumps({"recipe": recipe, "spec": delta}, sort_keys=True)
+    return json.dumps({"recipe": config.get("recipe"), "spec": delta}, sort_keys=True)
 
 
 def find_step(track: Any, name: Any) -> Step | None:

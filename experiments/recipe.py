@@ -1,11 +1,13 @@
-"""The training recipe: a frozen dataclass kept apart from the architecture, and its presets.
+"""The training recipe (`Recipe`, kept apart from the architecture), its presets and overrides.
 
-A run is (track, step, seed, preset, overrides). The preset names a `Recipe`; overrides are
-`recipe.<field>=value` strings (`roadmap train --set recipe.epochs=5`), parsed by the field's type.
-`paper` follows "A ConvNet for the 2020s" (Table 5, Appendix A.1), `original` torchvision's
-classic ResNet-50 recipe (the 76.1% bar), `proxy` a small-compute ImageNet-100-style setting and
-`smoke` a seconds-long CPU run on the built-in dataset. README.md ("Presets") explains every field.
-experiments/train/parts.py turns a recipe into timm's parts (transforms, optimizer, Mixup).
+A run is (track, step, seed, preset, overrides). `resolve_recipe` gives a preset's `Recipe` with
+`recipe.<field>=value` overrides (`roadmap train --set recipe.epochs=5`) parsed by the field's
+type and checked; `run_recipe` decides what depends on the run's track (the paper's drop path);
+`build_arguments` is what the recipe sets in `roadmap.build_model` (drop path, layer scale,
+init). `paper` follows "A ConvNet for the 2020s" (Table 5, Appendix A.1), `original`
+torchvision's classic ResNet-50 recipe (the 76.1% bar), `proxy` a small-compute
+ImageNet-100-style setting and `smoke` a seconds-long CPU run on the built-in dataset.
+docs/recipe.md explains them; experiments/train/parts.py turns a recipe into timm's parts.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from experiments.timm_names import (
     INTERPOLATIONS,
     augment_policy_problem,
 )
+from roadmap.endpoints import paper_drop_path
+from roadmap.model import INITS
 
 OPTIMIZERS = ("adamw", "momentum")  # timm: AdamW; SGD with (non-Nesterov) momentum
 SCHEDULES = ("cosine", "step")
 AMP_DTYPES = ("bfloat16", "float16", "float32")
-OPTIONAL = ("auto_augment",)  # fields that may be None
+# The fields that may be None, each with a value of the type that a value given for it has.
+OPTIONAL: dict[str, Any] = {"auto_augment": "", "drop_path": 0.0}
 
 
 Rule = tuple[Callable[[Any], bool], str]
@@ -85,6 +90,7 @@ RULES: dict[str, Rule] = {
     "smoothing": _within(0, 1, high_open=True),
     "drop_path": _within(0, 1, high_open=True),
     "layer_scale": ((lambda v: v >= 0), ">= 0 (0: off)"),
+    "init": _one_of(tuple(INITS)),
     "ema_decay": _within(0, 1, low_open=True, high_open=True),
     "workers": _at_least(0),
     "threads": _at_least(0),
@@ -144,10 +150,12 @@ class Recipe:
     # Leave out the files `roadmap data check` finds bad (listed in config.json) and skip a file
     # that breaks during training (listed in result.json); false: refuse the dataset instead.
     skip_bad_images: bool = False
-    # -- model regularization (written into the run's spec)
-    drop_path: float = 0.1  # spec.drop_path_rate
-    # spec.layer_scale_init: Table 5 says 1e-6; 0 turns it off (the authors' pre-release code).
-    layer_scale: float = 1e-6
+    # -- the model's training arguments (roadmap.build_model; the spec stays the step's)
+    # Stochastic depth rate of the last block (drop_path_rate); none: the paper's for the run's
+    # track, that of the ConvNeXt it ends at (roadmap.endpoints.paper_drop_path, see run_recipe).
+    drop_path: float | None = None
+    layer_scale: float = 1e-6  # initial residual scale (layer_scale_init), Table 5; 0: off
+    init: str = "trunc_normal"  # roadmap.model.INITS: trunc-normal 0.02 (Table 5) or torchvision
     ema: bool = False  # off for roadmap steps (the paper: EMA hurts BatchNorm models)
     ema_decay: float = 0.9999
     # -- system
@@ -173,15 +181,15 @@ class Recipe:
     def __post_init__(self) -> None:
         """Check every field, so a bad recipe fails before any work starts."""
         for f in fields(self):
-            value = getattr(self, f.name)
-            if not (value is None and f.name in OPTIONAL or _fits(value, f.default)):
-                kind = _kind_name(f.default) + (" or none" if f.name in OPTIONAL else "")
+            value, sample = getattr(self, f.name), _sample(f.name, f.default)
+            if not (value is None and f.name in OPTIONAL or _fits(value, sample)):
+                kind = _kind_name(sample) + (" or none" if f.name in OPTIONAL else "")
                 raise ValueError(f"recipe.{f.name} must be {kind}, got {value!r}")
-            if isinstance(f.default, float) and isinstance(value, int):
+            if isinstance(sample, float) and isinstance(value, int):
                 object.__setattr__(self, f.name, float(value))
         for name, (ok, rule) in RULES.items():
             value = getattr(self, name)
-            if not ok(value):
+            if value is not None and not ok(value):
                 raise ValueError(f"recipe.{name} must be {rule}, got {value!r}")
         if self.auto_augment is not None:
             problem = augment_policy_problem(self.auto_augment)
@@ -226,6 +234,11 @@ class Recipe:
         return self.base_lr * effective_batch / self.base_batch
 
 
+def _sample(name: str, default: Any) -> Any:
+    """A value of field `name`'s type: its default, or OPTIONAL's where the default is None."""
+    return OPTIONAL[name] if default is None else default
+
+
 def _fits(value: Any, default: Any) -> bool:
     """Whether `value` has the type of the field's default (ints pass as floats)."""
     if isinstance(default, bool) or isinstance(value, bool):
@@ -260,7 +273,7 @@ ORIGINAL = dataclasses.replace(
     PAPER, epochs=90, warmup_epochs=0.0, batch_size=32, base_lr=0.1, base_batch=256, min_lr=0.0,
     opt="momentum", weight_decay=1e-4, decay_norms_biases=True, sched="step", decay_epochs=30.0,
     interpolation="bilinear", color_jitter=0.0, auto_augment=None, mixup=0.0, cutmix=0.0,
-    reprob=0.0, smoothing=0.0, drop_path=0.0, layer_scale=0.0, workers=16,
+    reprob=0.0, smoothing=0.0, drop_path=0.0, layer_scale=0.0, init="torchvision", workers=16,
 )
 
 # The paper's recipe for an ImageNet-100-style subset (100 classes, ~1300 train images each) at
@@ -299,7 +312,7 @@ def valid_keys() -> list[str]:
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     """Parse `recipe.<field>=value` strings into {key: typed value}; errors list valid keys."""
-    defaults = {f"recipe.{f.name}": f.default for f in fields(Recipe)}
+    defaults = {f"recipe.{f.name}": _sample(f.name, f.default) for f in fields(Recipe)}
     parsed: dict[str, Any] = {}
     for item in overrides:
         key, sep, text = str(item).partition("=")
@@ -354,20 +367,35 @@ def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
     return recipe
 
 
+def run_recipe(recipe: Recipe, track: str) -> Recipe:
+    """The recipe of one run on `track`: the one place that decides its drop path.
+
+    A recipe without a drop path (`paper`, `proxy`) takes the paper's for the track, the same
+    for every step (`roadmap.endpoints.paper_drop_path` says why); a preset's or a `--set`
+    value wins. Layer scale and init are the recipe's on every track. An unknown track is a
+    ValueError naming it.
+    """
+    if recipe.drop_path is not None:
+        return recipe
+    return dataclasses.replace(recipe, drop_path=paper_drop_path(track))
+
+
+def build_arguments(recipe: Recipe) -> dict[str, Any]:
+    """The arguments of `roadmap.build_model` that a run's recipe (`run_recipe`) sets."""
+    if recipe.drop_path is None:
+        raise ValueError("recipe.drop_path is none: take the run's recipe from run_recipe")
+    return {
+        "drop_path_rate": recipe.drop_path,
+        "layer_scale_init": recipe.layer_scale or None,
+        "init": recipe.init,
+    }
+
+
 def recipe_dict(recipe: Recipe) -> dict[str, Any]:
     """The recipe as config.json holds it: every field, tuples as lists."""
     return {
         k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(recipe).items()
     }
-
-
-def completed_recipe_dict(data: dict[str, Any]) -> dict[str, Any]:
-    """A recorded recipe as this version writes it: fields added since at their defaults.
-
-    A new field's default keeps what runs did before it existed (as a spec field's does), so a
-    config written before it describes the same training. Invalid data is a ValueError.
-    """
-    return recipe_dict(recipe_from_dict(data))
 
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:

@@ -1,6 +1,7 @@
-"""Weight-level equivalence of each track's endpoints with the reference implementations.
+"""Each track's endpoints: the reference models they equal, and the paper's recipe for them.
 
-For each pair: build the reference with random weights (norm affines, running statistics and
+`paper_drop_path` is the stochastic depth the paper trains a track's model with. Equivalence:
+for each pair, build the reference with random weights (norm affines, running statistics and
 layer scales randomised too, so that no block is a near no-op), convert its state dict into the
 roadmap step, run one random batch through both in eval mode and compare logits.
 """
@@ -17,7 +18,7 @@ from torch import nn
 
 from roadmap.convert import load_reference
 from roadmap.model import build_model
-from roadmap.steps import get_step
+from roadmap.steps import get_step, steps
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class Endpoint:
     step: str
     reference: str  # "<library>.<model>"
     source: str  # converter name in roadmap.convert.SOURCES
+    # Stochastic depth the paper trains this model with (Table 5: ConvNeXt-T 0.1, -B 0.5; the
+    # official code also S 0.4, L 0.5); None where the paper gives none (its ResNets).
+    drop_path: float | None = None
 
     def build_reference(self, num_classes: int = 1000) -> nn.Module:
         """The reference model, randomly initialised (nothing is downloaded)."""
@@ -48,10 +52,28 @@ ENDPOINTS = (
         "torchvision.resnet50",
         "torchvision_resnet",
     ),
-    Endpoint("resnet50", "separate_downsampling", "timm.convnext_tiny", "timm_convnext"),
+    Endpoint("resnet50", "separate_downsampling", "timm.convnext_tiny", "timm_convnext", 0.1),
     Endpoint("resnet200", "resnet200_modern_recipe", "timm.resnet200", "timm_resnet"),
-    Endpoint("resnet200", "separate_downsampling", "timm.convnext_base", "timm_convnext"),
+    Endpoint("resnet200", "separate_downsampling", "timm.convnext_base", "timm_convnext", 0.5),
 )
+
+
+def paper_drop_path(track: str) -> float:
+    """The paper's stochastic depth for every step of `track`: that of the model it ends at.
+
+    The paper trains every step of its roadmap with one recipe and gives a drop path only for
+    the ConvNeXt each track ends at (Table 5), so each step of a track takes its endpoint's
+    value: a step's change in accuracy is then its design change alone, never a change of
+    regularization (ResNet-50 -> ConvNeXt-T: 0.1; ResNet-200 -> ConvNeXt-B: 0.5).
+    """
+    last = steps(track)[-1].name
+    for endpoint in ENDPOINTS:
+        if (endpoint.track, endpoint.step) == (track, last) and endpoint.drop_path is not None:
+            return endpoint.drop_path
+    raise ValueError(
+        f"track {track!r}: no endpoint of its last step {last!r} gives the paper's drop path "
+        "(roadmap.endpoints.ENDPOINTS)"
+    )
 
 
 @torch.no_grad()

@@ -1,13 +1,16 @@
 """The builder: one generic network whose every design decision is read from an `ArchSpec`.
 
-Names are resolved to layer types once, by `roadmap.layers.resolve_layers`, and passed down;
-blocks never read the spec for anything but their own shape. Module names follow the data flow
-(stem, stages.i.downsample, stages.i.blocks.j.conv1..3, head) so that `roadmap.convert` can map
-torchvision and timm weights.
+How the network starts training (stochastic depth, layer scale, initialisation) is not design:
+those are `build_model`'s arguments, which a run's recipe sets. Names are resolved to layer
+types once, by `roadmap.layers.resolve_layers`, and passed down; blocks never read the spec for
+anything but their own shape. Module names follow the data flow (stem, stages.i.downsample,
+stages.i.blocks.j.conv1..3, head) so that `roadmap.convert` can map torchvision and timm
+weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -168,8 +171,11 @@ class RoadmapNet(nn.Module):
         spec: the design.
         num_classes: classifier outputs (0 for none: `forward` returns pooled features).
         in_chans: input image channels.
-        drop_path_rate: overrides `spec.drop_path_rate` when given.
-        layer_scale_init: overrides `spec.layer_scale_init` when given; 0 turns it off.
+        drop_path_rate: stochastic depth rate of the last block, rising linearly from 0 at the
+            first (Table 5); 0 for none.
+        layer_scale_init: initial value of the per-channel scale that ends every residual
+            branch (Table 5: 1e-6, as timm's ConvNeXt `ls_init_value`); None or 0 for none.
+        init: how convs and linears are initialised, a key of `INITS`.
     """
 
     def __init__(
@@ -177,19 +183,21 @@ class RoadmapNet(nn.Module):
         spec: ArchSpec,
         num_classes: int = 1000,
         in_chans: int = 3,
-        drop_path_rate: float | None = None,
-        layer_scale_init: float | None = None,
+        drop_path_rate: float = 0.0,
+        layer_scale_init: float | None = 1e-6,
+        init: str = "trunc_normal",
     ) -> None:
         super().__init__()
-        spec = _with_overrides(spec, drop_path_rate, layer_scale_init)
+        _check_build_args(drop_path_rate, layer_scale_init, init)
         self.spec = spec
         layers = resolve_layers(spec.norm, spec.act, spec.norm_eps)
         self.stem = _make_stem(spec, in_chans, layers)
-        rates = _drop_path_rates(spec)
+        rates = _drop_path_rates(spec, drop_path_rate)
         stages, in_chs, first_block = [], spec.width, 0
         for index, depth in enumerate(spec.depths):
             block_rates = rates[first_block : first_block + depth]
-            stages.append(_make_stage(spec, layers, index, in_chs, block_rates))
+            stage = _make_stage(spec, layers, index, in_chs, block_rates, layer_scale_init)
+            stages.append(stage)
             in_chs = _stage_channels(spec, index).out_chs
             first_block += depth
         self.stages = nn.Sequential(*stages)
@@ -197,7 +205,7 @@ class RoadmapNet(nn.Module):
         self.num_classes = num_classes
         self.head = _make_head(in_chs, num_classes, layers, spec.separate_downsampling)
         self.pretrained_cfg = dict(PRETRAINED_CFG, num_classes=num_classes)
-        self.apply(_init_weights)
+        self.apply(INITS[init])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and stages: the last feature map."""
@@ -225,24 +233,20 @@ class RoadmapNet(nn.Module):
         self.head.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
 
-def _with_overrides(
-    spec: ArchSpec, drop_path_rate: float | None, layer_scale_init: float | None
-) -> ArchSpec:
-    """`spec` with the training-recipe overrides that are given (layer scale 0 means off)."""
-    if drop_path_rate is None and layer_scale_init is None:
-        return spec
-    return spec.replace(
-        drop_path_rate=spec.drop_path_rate if drop_path_rate is None else drop_path_rate,
-        layer_scale_init=(
-            spec.layer_scale_init if layer_scale_init is None else layer_scale_init or None
-        ),
-    )
+def _check_build_args(drop_path_rate: float, layer_scale_init: float | None, init: str) -> None:
+    """A ValueError naming the builder argument that is out of its range."""
+    if not 0.0 <= float(drop_path_rate) < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+    if layer_scale_init is not None and float(layer_scale_init) < 0:
+        raise ValueError(f"layer_scale_init must be None, 0 (off) or > 0, got {layer_scale_init!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {tuple(INITS)}, got {init!r}")
 
 
-def _drop_path_rates(spec: ArchSpec) -> list[float]:
-    """Stochastic depth rate of every block, rising linearly from 0 to the spec's rate."""
+def _drop_path_rates(spec: ArchSpec, rate: float) -> list[float]:
+    """Stochastic depth rate of every block, rising linearly from 0 to `rate`."""
     total = sum(spec.depths)
-    return [spec.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+    return [rate * i / max(total - 1, 1) for i in range(total)]
 
 
 class StageChannels(NamedTuple):
@@ -287,6 +291,7 @@ def _make_stage(
     index: int,
     in_chs: int,
     drop_path_rates: list[float],
+    layer_scale_init: float | None,
 ) -> Stage:
     """Stage `index` (one block per rate in `drop_path_rates`), taking `in_chs` channels.
 
@@ -311,7 +316,7 @@ def _make_stage(
             spec,
             layers,
             drop_path=rate,
-            layer_scale_init=spec.layer_scale_init,
+            layer_scale_init=layer_scale_init,
         )
         blocks.append(block)
         in_chs, stride = out_chs, 1
@@ -329,7 +334,7 @@ def _make_head(in_chs: int, num_classes: int, layers: Layers, with_norm: bool) -
     return head
 
 
-def _init_weights(module: nn.Module) -> None:
+def _init_trunc_normal(module: nn.Module) -> None:
     """Truncated-normal (std 0.02) convs and linears with zero bias, as ConvNeXt (Table 5)."""
     if isinstance(module, nn.Conv2d | nn.Linear):
         trunc_normal_(module.weight, std=0.02)
@@ -337,12 +342,33 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
+def _init_torchvision(module: nn.Module) -> None:
+    """Torchvision's ResNet: Kaiming-normal convs (fan_out, ReLU gain), the rest as built.
+
+    Norms keep weight 1 and bias 0 (or the layer scale) and linears PyTorch's default, as in
+    `torchvision.models.ResNet`; the only biased convs (separate downsampling, which no ResNet
+    has) start at zero bias, as torchvision's VGG and MobileNets.
+    """
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+# The builder's `init` choices: a function applied to every module once the network is built.
+INITS: dict[str, Callable[[nn.Module], None]] = {
+    "trunc_normal": _init_trunc_normal,
+    "torchvision": _init_torchvision,
+}
+
+
 def build_model(
     spec: ArchSpec,
     num_classes: int = 1000,
     in_chans: int = 3,
-    drop_path_rate: float | None = None,
-    layer_scale_init: float | None = None,
+    drop_path_rate: float = 0.0,
+    layer_scale_init: float | None = 1e-6,
+    init: str = "trunc_normal",
 ) -> RoadmapNet:
     """Build the network of `spec` (see `RoadmapNet` for the arguments)."""
-    return RoadmapNet(spec, num_classes, in_chans, drop_path_rate, layer_scale_init)
+    return RoadmapNet(spec, num_classes, in_chans, drop_path_rate, layer_scale_init, init)

@@ -1,8 +1,11 @@
 """The architecture spec: one frozen dataclass holding every design toggle of the roadmap.
 
-Every field names the step of "A ConvNet for the 2020s" (Liu et al., CVPR 2022, Section 2 and
-Appendix C) that changes it. Defaults describe torchvision's ResNet-50 (same layers, same
-parameters), so a field that no step touches is neutral: adding one changes no existing model.
+`ArchSpec` says what network a step is, and nothing of how it is trained: stochastic depth,
+layer scale and initialisation are arguments of `roadmap.build_model`, which the training recipe
+decides (experiments/recipe.py). Every field names the step of "A ConvNet for the 2020s" (Liu et
+al., CVPR 2022, Section 2 and Appendix C) that changes it. Defaults describe torchvision's
+ResNet-50 (same layers, same parameters), so a field that no step touches is neutral. A bad
+value is a ValueError naming the field, raised where the spec is made.
 """
 
 from __future__ import annotations
@@ -52,15 +55,9 @@ class ArchSpec:
     # bn_to_ln: the normalization layer, "bn" (BatchNorm) or "ln" (LayerNorm over channels), a
     # key of `roadmap.layers.NORM_LAYERS`.
     norm: str = "bn"
-    # separate_downsampling: norm + 2x2/s2 conv between stages instead of strided blocks, a norm
-    # after the stem and one before the classifier.
+    # separate_downsampling: norm + 2x2/s2 conv between stages instead of strided blocks, and a
+    # norm before the classifier (the norm after the stem comes with patchify_stem's stem).
     separate_downsampling: bool = False
-    # Training recipe (Table 5, applied to every step): initial value of the per-channel scale
-    # that ends each residual branch, or None for none (the authors' pre-release code). Where the
-    # branch ends with a norm, that norm's weight is the scale (see roadmap.model.Block).
-    layer_scale_init: float | None = 1e-6
-    # Training recipe (Table 5): stochastic depth rate, rising linearly over the blocks.
-    drop_path_rate: float = 0.0
     # Not a paper step: epsilon of the norm layers; None takes the norm's default in
     # `roadmap.layers.NORM_LAYERS` (1e-5 for BN, 1e-6 for LN as ConvNeXt).
     norm_eps: float | None = field(default=None)
@@ -95,16 +92,6 @@ class ArchSpec:
             _is_int(self.kernel_size) and self.kernel_size >= 1 and self.kernel_size % 2 == 1,
             "kernel_size",
             f"must be an odd int >= 1 (same padding), got {self.kernel_size!r}",
-        )
-        _check(
-            self.layer_scale_init is None or float(self.layer_scale_init) > 0,
-            "layer_scale_init",
-            f"must be None (off) or > 0, got {self.layer_scale_init!r}",
-        )
-        _check(
-            0.0 <= float(self.drop_path_rate) < 1.0,
-            "drop_path_rate",
-            f"must be in [0, 1), got {self.drop_path_rate!r}",
         )
         _check(
             self.norm_eps is None or float(self.norm_eps) > 0,

@@ -64,10 +64,8 @@ def test_unused_fields_have_neutral_defaults_and_still_build():
     """Fields that no step changes build at non-default values; defaults change nothing."""
     used = {k for t in TRACKS for s in steps(t) for k in s.changes}
     unused = [f.name for f in dataclasses.fields(ArchSpec) if f.name not in used]
-    assert {"expansion", "norm_eps", "layer_scale_init", "drop_path_rate"} <= set(unused)
-    other = {
-        "expansion": 2, "norm_eps": 1e-3, "layer_scale_init": 0.1, "drop_path_rate": 0.2,
-    }  # fmt: skip
+    assert {"expansion", "norm_eps"} <= set(unused)
+    other = {"expansion": 2, "norm_eps": 1e-3}
     assert set(unused) <= set(other), f"give the new field a test value: {set(unused) - set(other)}"
     for step in (steps("resnet50")[0], steps("resnet50")[-1]):
         for name in unused:
@@ -82,7 +80,7 @@ def test_unused_fields_have_neutral_defaults_and_still_build():
 
 
 def test_layer_scale_is_the_last_norm_weight_or_a_gamma():
-    resnet = build_model(ArchSpec(layer_scale_init=1e-3))
+    resnet = build_model(ArchSpec(), layer_scale_init=1e-3)
     block = resnet.stages[0].blocks[0]
     assert block.gamma is None
     assert torch.all(block.conv3.norm.weight == 1e-3)
@@ -91,6 +89,47 @@ def test_layer_scale_is_the_last_norm_weight_or_a_gamma():
     off = create_step_model("separate_downsampling", layer_scale_init=0)
     assert off.stages[0].blocks[0].gamma is None
     assert count_params(convnext) - count_params(off) == 96 * 3 + 192 * 3 + 384 * 9 + 768 * 3
+
+
+def test_training_arguments_out_of_range_are_an_error_naming_them():
+    for kwargs, name in (
+        ({"drop_path_rate": 1.0}, "drop_path_rate"),
+        ({"drop_path_rate": -0.1}, "drop_path_rate"),
+        ({"layer_scale_init": -1e-6}, "layer_scale_init"),
+        ({"init": "xavier"}, "init"),
+    ):
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            build_model(ArchSpec(), **kwargs)
+
+
+def test_torchvision_init_is_torchvisions_resnet50_tensor_for_tensor():
+    # Same seed, same modules in the same order: the same random draws, so the same tensors.
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet50(weights=None)
+    torch.manual_seed(0)
+    ours = build_model(ArchSpec(), layer_scale_init=None, init="torchvision")
+    pairs = list(zip(tv.state_dict().values(), ours.state_dict().values(), strict=True))
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_torchvision_init_has_torchvisions_statistics_on_the_convnext_steps():
+    """Convs: Kaiming normal, std sqrt(2 / fan_out) within 10%; norms 1 and 0; linears default."""
+    for step in [s for s in steps("resnet50") if s.spec.dwconv_first][-2:]:
+        torch.manual_seed(0)
+        model = build_model(step.spec, layer_scale_init=None, init="torchvision")
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        for conv in convs:
+            fan_out = conv.weight.shape[0] * conv.weight[0, 0].numel()
+            if conv.weight.numel() >= 10_000:  # enough draws for a 10% bound (~0.7% std error)
+                assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.1)
+            assert conv.bias is None or not conv.bias.any()
+        fc = model.head.fc
+        bound = 1 / fc.in_features**0.5  # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
+        assert fc.weight.abs().max() <= bound and fc.weight.std() > bound / 2
+        norms = [m for m in model.modules() if hasattr(m, "weight") and m.weight.ndim == 1]
+        assert all(torch.all(m.weight == 1) and not m.bias.any() for m in norms)
+    trunc = build_model(steps("resnet50")[-1].spec)  # the default: trunc-normal 0.02
+    assert trunc.stem.conv.weight.std().item() == pytest.approx(0.02, rel=0.1)
 
 
 def test_drop_path_rises_linearly_to_the_rate():
@@ -107,7 +146,8 @@ def test_timm_create_model_builds_every_step():
             assert step.model_name in MODEL_NAMES
             assert timm.models.is_model(step.model_name)
     model = timm.create_model("resnet50_kernel_7", num_classes=7, drop_path_rate=0.1)
-    assert model.spec == get_spec("kernel_7").replace(drop_path_rate=0.1)
+    assert model.spec == get_spec("kernel_7")
+    assert model.stages[-1].blocks[-1].drop_path.drop_prob == pytest.approx(0.1)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
     cfg = timm.data.resolve_data_config({}, model=model)
     assert cfg["interpolation"] == "bicubic" and cfg["crop_pct"] == 0.875

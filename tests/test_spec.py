@@ -25,8 +25,6 @@ from roadmap.steps import TRACKS
         ({"depths": ()}, "depths"),
         ({"depths": (3, 0, 9, 3)}, "depths"),
         ({"expansion": 0}, "expansion"),
-        ({"drop_path_rate": 1.0}, "drop_path_rate"),
-        ({"layer_scale_init": -1e-6}, "layer_scale_init"),
         ({"depthwise": "yes"}, "depthwise"),
     ],
 )

@@ -13,7 +13,7 @@
   the detail names the file and the reason. Nothing writes over it.
 
 A run is named by its config (track, step, seed) wherever its folder is; a folder whose config
-is unreadable is named from its path (`<track>/<NN>_<step>/seed<k>` or `<track>/<step>/...`).
+is unreadable is named from its path (`<track>/<step>/seed<k>`).
 Training, the sweep and analysis all ask this module: `done_result`, `write_failure` and
 `set_aside_failure`, `failure_reason`, `run_state` / `sweep_states` / `find_runs` (one run, a
 root, a track's folders by identity) and `collect` (a root as one DataFrame). It starts nothing.
@@ -22,7 +22,6 @@ root, a track's folders by identity) and `collect` (a root as one DataFrame). It
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +132,7 @@ def named_state(run_dir: Path) -> RunState:
         track, step, seed = config["track"], config["step"], config["seed"]
     else:
         track = run_dir.parent.parent.name
-        step = _folder_step(run_dir.parent.name, track)
+        step = run_dir.parent.name
         number = run_dir.name.removeprefix("seed")
         seed = int(number) if number.isdigit() else -1
     state = RunState(run_dir, track, step, _index(track, step), seed, "missing")
@@ -148,12 +147,6 @@ def _known_steps(track: str) -> list[str]:
         return step_names(track)
     except ValueError:
         return []
-
-
-def _folder_step(name: str, track: str) -> str:
-    """The step a run folder is named for: `<step>`, or `<NN>_<step>` in the old layout."""
-    legacy = re.fullmatch(r"\d+_(.+)", name)
-    return legacy.group(1) if legacy and name not in _known_steps(track) else name
 
 
 def _index(track: str, step: str) -> int:
@@ -299,8 +292,8 @@ def _debug_state(state: RunState, job: dict[str, Any]) -> None:
 def find_runs(root: str | os.PathLike, track: str) -> dict[tuple[str, int], Path]:
     """The folder of each (step, seed) of `track` under `root`, by the runs' own identity.
 
-    So a root keeps working whatever its folders are called (the `<NN>_<step>` layout of old
-    roots, steps inserted or moved since); two folders of one run are an error naming both.
+    So a root keeps working whatever its folders are called (steps inserted or moved since);
+    two folders of one run are an error naming both.
     """
     found: dict[tuple[str, int], Path] = {}
     for run_dir in records.run_dirs(root):

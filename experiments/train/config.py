@@ -1,9 +1,11 @@
 """A run's `config.json`: what defines the run, checked before anything is written, written once.
 
-`run_identity` is the one definition of what makes two configs the same run
-(`records.IDENTITY_KEYS`); `roadmap train` (`prepare_run`) and `roadmap sweep` (its plan) both
-compare an existing config with it through `identity_diff`. `run_data` is the one check of a
-run's dataset that both run first: `roadmap data check` (cached), the class map and fingerprint
+`run_config` is the config a run gets (everything but when and where it was written): its
+identity (`run_identity`, the keys `records.IDENTITY_KEYS` compares) and the files its dataset
+leaves out. `roadmap train` (`prepare_run`) writes it, `roadmap recipe` prints it, and both
+`prepare_run` and `roadmap sweep` (its plan) compare an existing config with it through
+`identity_diff`, which refuses any difference, in one line naming it. `run_data` is the one
+check of a run's dataset: `roadmap data check` (cached), the class map and fingerprint
 (experiments/data/identity.py), and the files `recipe.skip_bad_images` leaves out.
 """
 
@@ -18,16 +20,15 @@ from experiments.data.check import check_root, usable
 from experiments.data.identity import describe_change, imagefolder_identity
 from experiments.recipe import (
     Recipe,
-    completed_recipe_dict,
     parse_overrides,
     recipe_dict,
     resolve_recipe,
+    run_recipe,
 )
 from experiments.runs import records
 from experiments.runs.files import check_writable
 from experiments.train.data import builtin_dataset
 from experiments.train.parts import check_parts
-from roadmap.spec import ArchSpec
 from roadmap.steps import get_step
 
 RANK0_CONFIG_WAIT_S = 300.0  # how long another rank waits for rank 0's config.json
@@ -87,15 +88,6 @@ def check_fills_a_step(recipe: Recipe, images: int, world: int, builtin: bool) -
     )
 
 
-def run_spec(track: str, step: str, recipe: Recipe) -> dict[str, Any]:
-    """The step's spec with the recipe's drop path and layer scale, as a dict."""
-    spec = get_step(step, track).spec.replace(
-        drop_path_rate=recipe.drop_path,
-        layer_scale_init=recipe.layer_scale or None,
-    )
-    return spec.to_dict()
-
-
 def check_seed(seed: Any) -> None:
     """A seed is a non-negative int."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -117,9 +109,9 @@ def run_identity(
     or None for the built-in dataset. An unknown track, step (with the nearest name), preset
     or `--set` key, or a bad seed is one ValueError.
     """
-    get_step(step, track)
+    spec = get_step(step, track).spec
     check_seed(seed)
-    recipe = resolve_recipe(preset, tuple(overrides))
+    recipe = run_recipe(resolve_recipe(preset, tuple(overrides)), track)
     if dataset is None:
         if data_root is not None:
             raise ValueError(f"{data_root}: check it first (run_data) for its identity")
@@ -132,7 +124,7 @@ def run_identity(
         "overrides": parse_overrides(overrides),
         "data": data_root,
         "dataset": dataset,
-        "spec": run_spec(track, step, recipe),
+        "spec": spec.to_dict(),  # the step's, unchanged
         "recipe": recipe_dict(recipe),
     }
 
@@ -140,13 +132,10 @@ def run_identity(
 def identity_diff(existing: dict[str, Any], wanted: dict[str, Any]) -> str | None:
     """How an existing config differs from `wanted` in its identity (None: the same run).
 
-    A config written before the dataset was part of a run's identity (no `dataset` key) is
-    compared on the rest: there is nothing recorded to compare the data with, and its runs
-    must keep working (`record_dataset` then records it).
+    Every key is compared as written: a config of another layout (a key missing, a field
+    added or removed) differs, and the line names what.
     """
-    keys = [k for k in records.IDENTITY_KEYS if k != "dataset" or "dataset" in existing]
-    existing = _completed(existing)
-    diff = [k for k in keys if existing.get(k) != wanted[k]]
+    diff = [k for k in records.IDENTITY_KEYS if existing.get(k) != wanted[k]]
     if not diff:
         return None
     return "; ".join(
@@ -155,6 +144,23 @@ def identity_diff(existing: dict[str, Any], wanted: dict[str, Any]) -> str | Non
         else _describe_diff(k, existing.get(k), wanted[k])
         for k in diff
     )
+
+
+def run_config(
+    track: str,
+    step: str,
+    seed: int,
+    preset: str,
+    checked: RunData,
+    overrides: tuple[str, ...] | list[str] = (),
+) -> dict[str, Any]:
+    """The config.json of a run on the `checked` data, less when and where it is written.
+
+    Its identity (`run_identity`) and the files the data check leaves out; `prepare_run`
+    writes it with its provenance, time and folder, and `roadmap recipe` prints it.
+    """
+    identity = run_identity(track, step, seed, preset, checked.root, overrides, checked.identity)
+    return {**identity, "excluded_images": checked.excluded}
 
 
 def prepare_run(
@@ -181,9 +187,9 @@ def prepare_run(
     """
     get_step(step, track)
     check_seed(seed)
-    recipe = resolve_recipe(preset, tuple(overrides))
+    recipe = run_recipe(resolve_recipe(preset, tuple(overrides)), track)
     checked = checked or run_data(recipe, data)
-    identity = run_identity(track, step, seed, preset, checked.root, overrides, checked.identity)
+    config = run_config(track, step, seed, preset, checked, overrides)
     check_fills_a_step(recipe, checked.train_images, 1, checked.root is None)
     check_parts(recipe, len(checked.identity["classes"]))
     out = Path(out_dir).expanduser().absolute()
@@ -192,15 +198,12 @@ def prepare_run(
     existing = records.read_config(out) if write else _written_by_rank0(out)
     if existing is None:
         check_writable(out, "--out")
-        config = {**identity, "excluded_images": checked.excluded}
         config |= {"provenance": records.provenance(), "created": records.now()}
         records.atomic_write_json(out / records.CONFIG, config | {"out_dir": str(out)})
         return out
-    diff = identity_diff(existing, identity)
+    diff = identity_diff(existing, config)
     if diff:
         raise ValueError(f"{out} already holds a different run ({diff}); choose another --out")
-    if write:
-        record_dataset(out, existing, checked)
     return out
 
 
@@ -213,41 +216,6 @@ def _written_by_rank0(out: Path) -> dict[str, Any]:
             raise TimeoutError(f"rank 0 wrote no {out / records.CONFIG} in {timeout_s:.0f} s")
         time.sleep(0.2)
     return config
-
-
-def _completed(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` with its recipe and spec as this version writes them.
-
-    Fields added since are at their defaults, which keep the old behaviour; a recipe or spec
-    that does not parse stays as written.
-    """
-    out = dict(config)
-    try:
-        if isinstance(config.get("recipe"), dict):
-            out["recipe"] = completed_recipe_dict(config["recipe"])
-        if isinstance(config.get("spec"), dict):
-            out["spec"] = ArchSpec.from_dict(config["spec"]).to_dict()
-    except (ValueError, TypeError):
-        pass  # compared as written: the difference is then shown
-    return out
-
-
-def record_dataset(out: Path, existing: dict[str, Any], checked: RunData) -> None:
-    """Record the dataset in a config written before it was part of a run's identity.
-
-    From then on the run checks its data like any other; `dataset_recorded` says when the
-    record was added (the data the run trained on before that was not checked).
-    """
-    if "dataset" in existing:
-        return
-    check_writable(out, "--out")
-    upgraded = {
-        **existing,
-        "dataset": checked.identity,
-        "excluded_images": checked.excluded,
-        "dataset_recorded": records.now(),
-    }
-    records.atomic_write_json(out / records.CONFIG, upgraded)
 
 
 def _describe_diff(key: str, old: Any, new: Any) -> str:

@@ -22,7 +22,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 
 import roadmap
-from experiments.recipe import recipe_from_dict
+from experiments.recipe import build_arguments, recipe_from_dict
 from experiments.runs import records, runstate
 from experiments.train import checkpoint as ckpt
 from experiments.train.data import build_loaders
@@ -77,7 +77,8 @@ class Trainer:
         """The step's model (the same initial weights on every rank and restart), its EMA."""
         torch.manual_seed(self.seed)
         spec = roadmap.ArchSpec.from_dict(self.config["spec"])
-        self.model = model = roadmap.build_model(spec, num_classes=self.num_classes)
+        args = build_arguments(self.recipe)
+        self.model = model = roadmap.build_model(spec, num_classes=self.num_classes, **args)
         self.params = roadmap.count_params(model)
         self.gflops = roadmap.count_gflops(model, image_size=self.recipe.image_size)
         model.to(self.device)
