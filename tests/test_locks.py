@@ -49,3 +49,27 @@ def test_a_wait_runs_out_naming_the_holder(tmp_path: Path) -> None:
     assert busy.value.holder is not None and busy.value.holder["pid"] == os.getpid()
     with HolderLock(path).acquire(0, "the x lock"):  # released: free again
         pass
+
+
+def test_a_busy_data_check_cache_is_waited_for_then_left_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from experiments.data import cache
+
+    monkeypatch.setattr(cache, "LOCK_WAIT_S", 0.3, raising=False)
+    store = cache.CheckCache(tmp_path, tmp_path / "cache")
+    assert store.path is not None
+    store.path.parent.mkdir(parents=True)
+    entered: list[bool] = []
+
+    def check() -> None:
+        with store.lock():
+            entered.append(True)
+
+    with HolderLock(store.path.with_suffix(".lock")).acquire(0, "the cache lock"):
+        thread = threading.Thread(target=check, daemon=True)
+        thread.start()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the cache lock waited past its timeout"
+    assert entered == [True] and store.path is None
+    assert store.warning is not None and f"pid {os.getpid()}" in store.warning
