@@ -13,7 +13,6 @@ second one finds the first one's results instead of decoding everything again.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -22,13 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import PIL
+import platformdirs
 
 from experiments.data.listing import ClassFiles
 from experiments.runs.files import atomic_file
+from experiments.runs.locks import HolderLock, LockBusy
 
 # Bump when what the check finds changes (new problem kinds, other rules): older entries go.
 CHECK_VERSION = 1
 ENV = "ROADMAP_CACHE_DIR"
+LOCK_WAIT_S = 600.0  # another check of the folder decodes meanwhile; then go on uncached
 
 Found = list[list[str]]  # [path relative to the split folder, problem or note, detail]
 
@@ -37,8 +39,7 @@ def cache_dir() -> Path:
     """Where the project caches: $ROADMAP_CACHE_DIR, $XDG_CACHE_HOME/convnext-roadmap, ~/.cache."""
     if os.environ.get(ENV):
         return Path(os.environ[ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(base).expanduser() / "convnext-roadmap"
+    return Path(platformdirs.user_cache_dir("convnext-roadmap", appauthor=False))
 
 
 def class_digest(cls: ClassFiles) -> str:
@@ -104,21 +105,27 @@ class CheckCache:
             self.warning = f"could not write the cache {self.path} ({err.strerror})"
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the folder's cache lock (another check of the same folder waits)."""
+    def lock(self, wait_s: float | None = None) -> Iterator[None]:
+        """Hold the folder's cache lock (another check is waited for, `LOCK_WAIT_S` by default).
+
+        A wait that runs out leaves the cache aside (a warning naming the holder).
+        """
         if self.path is None:
             yield
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path.with_suffix(".lock"), "a")  # noqa: SIM115 - closed below
+            lock = HolderLock(self.path.with_suffix(".lock")).acquire(
+                LOCK_WAIT_S if wait_s is None else wait_s, f"the cache lock of {self.path}"
+            )
+        except LockBusy as busy:
+            self.warning, self.path = f"cache not used: {busy.strerror}", None
+            yield
+            return
         except OSError as err:
             self.warning = f"cache folder {self.path.parent} not usable ({err.strerror})"
             self.path = None
             yield
             return
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with lock:
             yield
-        finally:
-            handle.close()

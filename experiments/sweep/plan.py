@@ -28,6 +28,7 @@ from experiments.runs import records
 from experiments.runs.files import check_writable
 from experiments.runs.runstate import RunState, find_runs, run_state
 from experiments.runs.scheduler import sacct_states
+from experiments.submitit_private import job_outcome_error
 from experiments.sweep.profile import Profile, load_profile
 from experiments.sweep.slurm import check_slurm
 from experiments.train.config import (
@@ -198,7 +199,7 @@ def _plan_runs(
     runs = []
     for step, seed, directory in dirs:
         state = (
-            run_state(directory, sacct)
+            run_state(directory, sacct, job_outcome_error)
             if directory.is_dir()
             else RunState(directory, request.track, step.name, step.index, seed, "missing")
         )
