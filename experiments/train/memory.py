@@ -7,7 +7,7 @@ trim threshold is free (at most 64 MiB, by its own dynamic rule), and serves blo
 threshold with fresh mappings: each step then touches its memory again page by page, as minor
 page faults zero-filled by the kernel. A smoke run of `resnet50_modern_recipe` took about
 1,000,000 of them and 2.5 s of system time in training, 6% of its CPU time
-(docs/make-run-profile.md); with the thresholds below, about 75,000 and 0.6 s, the same numbers
+(docs/make-run-profile.md); with the thresholds below, about 75,000 and 0.4 s, the same numbers
 and the same peak memory.
 
 `keep_freed_memory` fixes the mmap threshold at glibc's largest (32 MiB) and the trim threshold
