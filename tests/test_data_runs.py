@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from data_fixtures import add_bad_files, clean_root, symlinked_subset, write_image
+from data_fixtures import add_bad_files, bmp_root, clean_root, symlinked_subset, write_image
 from train_fixtures import crash_at_training_forward
 
 from experiments.bench import cli as bench_cli
@@ -118,6 +118,37 @@ def test_swapped_class_folders_refuse_the_resume(
     assert "resuming ckpt_" in capsys.readouterr().out
 
 
+def _bmp_sizes(root: Path) -> set[tuple[str, int]]:
+    """(file name, size) of every image: one pair per name when only the content differs."""
+    return {(p.name, p.stat().st_size) for p in root.rglob("*.bmp")}
+
+
+def test_swapped_classes_of_equal_size_bmps_are_another_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = bmp_root(tmp_path / "bmps")  # same names, same sizes in both classes
+    assert len(_bmp_sizes(root)) == 8  # names 0..7, one size: only the content tells them apart
+    done, killed = tmp_path / "done", tmp_path / "killed"
+    assert _train(root, done) == 0
+    sets = (*SETS, "recipe.epochs=2")
+    prepare_run("resnet50", STEP, 0, "smoke", killed, root, sets)
+    trainer = Trainer(killed)
+    crash_at_training_forward(trainer.model, 5, _Stop)  # in epoch 2, after epoch 1's checkpoint
+    with pytest.raises(_Stop):
+        trainer.fit()
+    capsys.readouterr()
+    _swap(root, "cat", "dog")
+    assert _train(root, done) == 2  # finished: not "already done" on other labels
+    err = capsys.readouterr().err
+    assert "dataset changed: train/ 16 -> 16 images, the files of 2 class(es) changed" in err
+    command = ["train", "--step", STEP, "--data", str(root), "--out", str(killed)]
+    assert main([*command, *(a for s in sets for a in ("--set", s))]) == 2  # before the resume
+    assert "dataset changed: train/ 16 -> 16 images" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="dataset changed.*since this run was configured"):
+        Trainer(killed)  # a sweep's job resumes here: refused the same way
+    assert not (killed / records.RESULT).exists()
+
+
 def test_adding_seeds_to_a_sweep_on_changed_data_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -146,6 +177,14 @@ def test_dry_run_counts_a_fully_symlinked_class_tree(
     assert "1 epochs x 10 images" in out
 
 
+def _break_behind_the_cache(victim: Path) -> None:
+    """Zero `victim`, its size and time kept: the check's cache does not see it, as with a file
+    that breaks while the run trains (a changed time would make it another dataset)."""
+    st = victim.stat()
+    victim.write_bytes(b"\0" * st.st_size)
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_file_that_breaks_during_training_fails_the_run_with_its_path(
     tmp_path: Path, workers: int
@@ -154,7 +193,7 @@ def test_a_file_that_breaks_during_training_fails_the_run_with_its_path(
     out = prepare_run("resnet50", STEP, 0, "smoke", tmp_path / "run", root,
                       (*SETS, f"recipe.workers={workers}"))  # fmt: skip
     victim = root / "train" / "dog" / "5.jpg"  # checked, then overwritten: same size
-    victim.write_bytes(b"\0" * victim.stat().st_size)
+    _break_behind_the_cache(victim)
     with pytest.raises(RunFailed) as failed:
         run(out)
     reason = (
@@ -173,7 +212,7 @@ def test_a_file_that_breaks_during_training_is_skipped_with_the_option(
     sets = (*SETS, "recipe.skip_bad_images=true", "recipe.workers=2")
     out = prepare_run("resnet50", STEP, 0, "smoke", tmp_path / "run", root, sets)
     victim = root / "train" / "dog" / "5.jpg"
-    victim.write_bytes(b"\0" * victim.stat().st_size)
+    _break_behind_the_cache(victim)
     result = run(out)
     assert result["status"] == "done"
     assert result["dataset"]["skipped"] == [str(victim)]

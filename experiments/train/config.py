@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from experiments.data.check import check_root, usable
-from experiments.data.identity import describe_change, imagefolder_identity
+from experiments.data.check import check_root, dataset_identity, usable
+from experiments.data.identity import describe_change
 from experiments.recipe import (
     Recipe,
     completed_recipe_dict,
@@ -56,7 +56,7 @@ def run_data(recipe: Recipe, data: str | Path | None, out: IO[str] | None = None
         return RunData(None, identity, [], images, f"data: built-in Shapes, {images} train images")
     check = check_root(data, out=out)
     ok = usable(check, recipe.skip_bad_images)
-    identity = imagefolder_identity(check.listing, {p.path for p in ok.excluded})
+    identity = dataset_identity(check, {p.path for p in ok.excluded})
     excluded = [{"path": p.path, "problem": p.line()} for p in ok.excluded]
     summary = (
         f"data: {check.listing.root}, {len(ok.classes)} classes, {ok.images['train']} train / "
