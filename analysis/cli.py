@@ -36,7 +36,8 @@ def track_label(track: str) -> str:
 
 def summary(sel: Selection, frame: pd.DataFrame) -> str:
     """A short text account of a staircase: steps, seeds, exclusions, warnings."""
-    from analysis.collect import ORIGINAL_PRESET, count
+    from analysis.bars import count
+    from analysis.collect import ORIGINAL_PRESET
 
     staircase = frame[~frame["reference"]]
     drawn = staircase[staircase["n"] > 0]
@@ -249,7 +250,8 @@ def register_curves(sub: argparse._SubParsersAction) -> None:
 
 def cmd_curves(args: argparse.Namespace) -> int:
     """Write the curves figure; print what it holds."""
-    from analysis.collect import count, load_runs
+    from analysis.bars import count
+    from analysis.collect import load_runs
     from analysis.curves import curve_runs, draw_curves, read_curves
     from analysis.figure import COLUMN_WIDTH_IN
     from roadmap.select import select_steps

@@ -299,7 +299,7 @@ def test_a_config_from_before_a_field_existed_is_the_same_run(tmp_path: Path) ->
     # A field added to the recipe or the spec gets a default that keeps what runs did before
     # it existed; a config written without it therefore names the same run, and the same
     # recipe variant for the staircase.
-    from analysis.variants import variant
+    from analysis.variants import recipe_json
     from experiments.recipe import Recipe, resolve_recipe
 
     step = get_step("stage_ratio")
@@ -317,4 +317,4 @@ def test_a_config_from_before_a_field_existed_is_the_same_run(tmp_path: Path) ->
     request = Request(root=tmp_path, preset="smoke", steps=step.name, seeds="0")
     assert [r.action for r in make_plan(request).runs] == ["submit"]
     assert prepare_run("resnet50", step.name, 0, "smoke", out) == out
-    assert variant(old) == variant(now)
+    assert recipe_json(old) == recipe_json(now)

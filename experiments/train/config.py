@@ -152,7 +152,7 @@ def identity_diff(existing: dict[str, Any], wanted: dict[str, Any]) -> str | Non
     return "; ".join(
         describe_change(existing.get(k), wanted[k])
         if k == "dataset"
-        else _describe_diff(k, existing.get(k), wanted[k])
+        else describe_diff(k, existing.get(k), wanted[k])
         for k in diff
     )
 
@@ -250,7 +250,7 @@ def record_dataset(out: Path, existing: dict[str, Any], checked: RunData) -> Non
     records.atomic_write_json(out / records.CONFIG, upgraded)
 
 
-def _describe_diff(key: str, old: Any, new: Any) -> str:
+def describe_diff(key: str, old: Any, new: Any) -> str:
     """`key old -> new`, naming the differing fields of dict values."""
     if isinstance(old, dict) and isinstance(new, dict):
         fields = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
