@@ -160,7 +160,9 @@ def test_adding_seeds_to_a_sweep_on_changed_data_is_refused(
     _swap(root, "cat", "dog")
     assert _sweep(root, runs, "1", "--dry-run") == 2
     err = capsys.readouterr().err
-    assert f"{seed0} was configured on {root} as it was then; now: dataset changed" in err
+    rel = seed0.relative_to(runs)
+    assert f"1 run(s) under {runs} were configured on other data than {root}: {rel}; " in err
+    assert f"the first: on {root}: dataset changed: train/ 16 -> 16 images" in err
     assert "use another --root" in err
     assert _sweep(root, runs, "0,1", "--dry-run", "--set", "recipe.skip_bad_images=true") == 2
     assert "dataset changed" in capsys.readouterr().err
@@ -292,3 +294,34 @@ def test_the_record_holds_the_class_map_and_an_old_config_records_it_late(
     builtin = prepare_run("resnet50", STEP, 0, "smoke", out)
     shapes = records.read_json(builtin / records.CONFIG)["dataset"]
     assert shapes["name"] == "builtin-shapes" and len(shapes["classes"]) == 10
+
+
+def test_the_sweep_refuses_a_second_dataset_into_a_root_naming_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    first, second = clean_root(tmp_path / "a"), bmp_root(tmp_path / "b")
+    runs = tmp_path / "runs"
+    for seed in range(5):
+        folder = run_dir(runs, "resnet50", get_step(STEP), seed)
+        prepare_run("resnet50", STEP, seed, "smoke", folder, first, SETS)
+    assert _sweep(second, runs, "5", "--dry-run") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"5 run(s) under {runs} were configured on other data than {second}: " in err
+    assert f"the first: on {first}: 2 classes, fingerprint " in err
+    assert " vs 2 classes, fingerprint " in err and err.endswith("use another --root")
+    assert "and 3 more" in err  # counted, the first two named
+    assert len(err.replace(str(tmp_path), "T")) < 300  # one line, short but for the paths
+    assert _sweep(second, tmp_path / "runs-b", "5", "--dry-run") == 0
+
+
+def test_a_refusal_of_different_runs_counts_them_all_in_one_short_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root, runs = clean_root(tmp_path / "a"), tmp_path / "runs"
+    assert _sweep(root, runs, "0-4") == 0
+    capsys.readouterr()
+    assert _sweep(root, runs, "0-4", "--set", "recipe.epochs=3") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"5 run(s) under {runs} already hold a different run: resnet50/{STEP}/seed0, " in err
+    assert "recipe.epochs 1 -> 3" in err and "and 3 more" in err
+    assert len(err.replace(str(tmp_path), "T")) < 300

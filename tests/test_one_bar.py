@@ -92,3 +92,17 @@ def test_a_tie_of_recipes_names_the_keys_in_one_short_line(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="recipe.epochs=2 .1 run.*recipe.epochs=9") as err:
         select_runs(load_runs(tmp_path), TRACK)
     assert len(str(err.value)) < LONGEST
+
+
+def test_train_names_the_keys_of_a_different_run_in_one_short_line(tmp_path: Path) -> None:
+    from experiments.train import prepare_run
+
+    out = tmp_path / "run"
+    prepare_run(TRACK, steps(TRACK)[1].name, 0, "smoke", out)
+    other = ("recipe.epochs=7", "recipe.mixup=0.1", "recipe.cutmix=0.2", "recipe.smoothing=0.3",
+             "recipe.reprob=0.4", "recipe.betas=0.8,0.9")  # fmt: skip
+    with pytest.raises(ValueError, match="already holds a different run") as err:
+        prepare_run(TRACK, steps(TRACK)[2].name, 0, "smoke", out, overrides=other)
+    message = str(err.value).replace(str(out), "OUT")
+    assert "step " in message and "recipe.epochs " in message and " more" in message
+    assert len(message) < LONGEST and "\n" not in message

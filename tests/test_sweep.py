@@ -187,7 +187,11 @@ def test_existing_run_of_another_preset_is_an_error(tmp_path: Path) -> None:
                                                    "seed": 0, "preset": "paper",
                                                    "overrides": {}, "data": None})  # fmt: skip
     request = Request(root=tmp_path, preset="smoke", steps="stage_ratio", seeds="0")
-    with pytest.raises(ValueError, match="already holds a different run: preset 'paper'"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 run\(s\) under .* already hold a different run: "
+        r"resnet50/stage_ratio/seed0; the first: preset 'paper' -> 'smoke'",
+    ):
         make_plan(request)
 
 

@@ -110,6 +110,18 @@ def builtin_identity(classes: list[str], train: int, val: int) -> dict[str, Any]
     }
 
 
+def brief(dataset: dict[str, Any] | None) -> str:
+    """A dataset in a few words: `2 classes, fingerprint 3f2a9c1e` (of train/ and val/)."""
+    if not dataset:
+        return "a dataset not recorded"
+    digest = hashlib.sha256(
+        "".join(str((dataset.get(s) or {}).get("sha256")) for s in SPLITS).encode()
+    ).hexdigest()[:8]
+    if dataset.get("name") != "imagefolder":
+        return f"{dataset.get('name')}, {len(dataset.get('classes') or [])} classes"
+    return f"{len(dataset.get('classes') or [])} classes, fingerprint {digest}"
+
+
 def describe_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     """What differs between the recorded dataset `old` and `new`, in one line."""
     if not old:
