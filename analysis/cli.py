@@ -158,13 +158,13 @@ def _runs(args: argparse.Namespace, width: float) -> int:
         sel = draw_only(sel, chosen)
     frame = aggregate(sel, with_paper=True if args.paper_overlay else None)
     print(summary(sel, frame))
+    if frame["n"].fillna(0).sum() == 0:  # before anything is written: --out stays as it was
+        raise ValueError(f"no runs to draw on {track} (see above for what was left out)")
     stem = args.out / f"staircase_{track}"
     caption = f"{track} staircase, preset {sel.preset}, {args.metric}, runs under {args.root}"
     paths = write_tables(frame, stem, caption)
     excluded = args.out / f"staircase_{track}_excluded.csv"
     sel.excluded.to_csv(excluded, index=False, lineterminator="\n")
-    if frame["n"].fillna(0).sum() == 0:
-        raise ValueError(f"no runs to draw on {track} (see above for what was left out)")
     paths += draw_staircase(
         frame,
         stem,

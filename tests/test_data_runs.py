@@ -69,11 +69,17 @@ def test_train_and_sweep_refuse_bad_data_before_writing(
     assert not runs.exists()
 
 
-def test_skip_bad_images_trains_and_records_what_it_left_out(tmp_path: Path) -> None:
+def test_skip_bad_images_trains_and_records_what_it_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     root = clean_root(tmp_path / "photos")
     bad = add_bad_files(root)
     out = tmp_path / "run"
     assert _train(root, out, "recipe.skip_bad_images=true") == 0
+    said = capsys.readouterr().out
+    first = sorted(bad)[0]
+    assert f"recipe.skip_bad_images: {len(bad)} bad file(s) or folder(s) left out" in said
+    assert f"{first}: {bad[first]}" in said and f"and {len(bad) - 3} more" in said
     config = records.read_json(out / records.CONFIG)
     left = {e["path"]: e["problem"] for e in config["excluded_images"]}
     assert set(left) == set(bad)

@@ -106,3 +106,13 @@ def test_train_names_the_keys_of_a_different_run_in_one_short_line(tmp_path: Pat
     message = str(err.value).replace(str(out), "OUT")
     assert "step " in message and "recipe.epochs " in message and " more" in message
     assert len(message) < LONGEST and "\n" not in message
+
+
+def test_a_staircase_that_fails_writes_nothing_into_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root, out = tmp_path / "runs", tmp_path / "out"
+    write_run(root, TRACK, steps(TRACK)[1].name, 0, status="failed", reason="loss is NaN")
+    assert main(["staircase", "--root", str(root), "--out", str(out)]) == 2
+    assert "no runs to draw" in capsys.readouterr().err
+    assert not out.exists()
