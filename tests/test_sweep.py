@@ -187,7 +187,11 @@ def test_existing_run_of_another_preset_is_an_error(tmp_path: Path) -> None:
                                                    "seed": 0, "preset": "paper",
                                                    "overrides": {}, "data": None})  # fmt: skip
     request = Request(root=tmp_path, preset="smoke", steps="stage_ratio", seeds="0")
-    with pytest.raises(ValueError, match="already holds a different run: preset 'paper'"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 run\(s\) under .* already hold a different run: "
+        r"resnet50/stage_ratio/seed0; the first: preset 'paper' -> 'smoke'",
+    ):
         make_plan(request)
 
 
@@ -299,7 +303,7 @@ def test_a_config_from_before_a_field_existed_is_the_same_run(tmp_path: Path) ->
     # A field added to the recipe or the spec gets a default that keeps what runs did before
     # it existed; a config written without it therefore names the same run, and the same
     # recipe variant for the staircase.
-    from analysis.variants import variant
+    from analysis.variants import recipe_json
     from experiments.recipe import Recipe, resolve_recipe
 
     step = get_step("stage_ratio")
@@ -317,4 +321,4 @@ def test_a_config_from_before_a_field_existed_is_the_same_run(tmp_path: Path) ->
     request = Request(root=tmp_path, preset="smoke", steps=step.name, seeds="0")
     assert [r.action for r in make_plan(request).runs] == ["submit"]
     assert prepare_run("resnet50", step.name, 0, "smoke", out) == out
-    assert variant(old) == variant(now)
+    assert recipe_json(old) == recipe_json(now)
