@@ -36,7 +36,8 @@ def track_label(track: str) -> str:
 
 def summary(sel: Selection, frame: pd.DataFrame) -> str:
     """A short text account of a staircase: steps, seeds, exclusions, warnings."""
-    from analysis.collect import ORIGINAL_PRESET, count
+    from analysis.bars import count
+    from analysis.collect import ORIGINAL_PRESET
 
     staircase = frame[~frame["reference"]]
     drawn = staircase[staircase["n"] > 0]
@@ -157,13 +158,13 @@ def _runs(args: argparse.Namespace, width: float) -> int:
         sel = draw_only(sel, chosen)
     frame = aggregate(sel, with_paper=True if args.paper_overlay else None)
     print(summary(sel, frame))
+    if frame["n"].fillna(0).sum() == 0:  # before anything is written: --out stays as it was
+        raise ValueError(f"no runs to draw on {track} (see above for what was left out)")
     stem = args.out / f"staircase_{track}"
     caption = f"{track} staircase, preset {sel.preset}, {args.metric}, runs under {args.root}"
     paths = write_tables(frame, stem, caption)
     excluded = args.out / f"staircase_{track}_excluded.csv"
     sel.excluded.to_csv(excluded, index=False, lineterminator="\n")
-    if frame["n"].fillna(0).sum() == 0:
-        raise ValueError(f"no runs to draw on {track} (see above for what was left out)")
     paths += draw_staircase(
         frame,
         stem,
@@ -249,7 +250,8 @@ def register_curves(sub: argparse._SubParsersAction) -> None:
 
 def cmd_curves(args: argparse.Namespace) -> int:
     """Write the curves figure; print what it holds."""
-    from analysis.collect import count, load_runs
+    from analysis.bars import count
+    from analysis.collect import load_runs
     from analysis.curves import curve_runs, draw_curves, read_curves
     from analysis.figure import COLUMN_WIDTH_IN
     from roadmap.select import select_steps

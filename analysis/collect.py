@@ -4,6 +4,8 @@ The staircase of a track is one row per roadmap step (from `roadmap.steps`, in o
 reference row for the original (torchvision) recipe where there is one. A step's `change` is
 its mean top-1 minus that of its `parent` (the previous on-path step; side branches compare
 with the on-path step they start from); the first step compares with the reference row.
+A bar is one step's current spec, one recipe and one dataset (`analysis.bars`): runs of
+another dataset or of a spec the step no longer has are left out, each with its reason.
 Nothing here names a design toggle: steps, groups and parents all come from `roadmap.steps`.
 """
 
@@ -18,9 +20,19 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.bars import (
+    dataset_key,
+    dataset_label,
+    listing,
+    most_frequent,
+    other_dataset,
+    other_recipe,
+    reason_where,
+    spec_change,
+)
 from analysis.paper import PAPER_SEEDS, paper_by_step, reference_name
 from analysis.stats import CHANGE_COLUMNS, change_columns
-from analysis.variants import find_step, variant, variant_diff
+from analysis.variants import find_step, recipe_json
 from experiments.runs import records, runstate
 from roadmap.steps import Step, steps
 
@@ -54,7 +66,12 @@ class Selection:
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
-    """Every run under `root` (`experiments.runs.runstate.collect`) plus a `variant` column."""
+    """Every run under `root` (`experiments.runs.runstate.collect`) and what makes its bar.
+
+    Added columns: `recipe_json` (`analysis.variants`), `spec_change` (None, or how its spec
+    differs from its step's now), `dataset` (a short fingerprint, "" if not recorded) and
+    `dataset_label` (`analysis.bars`).
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such directory: {root}")
@@ -62,7 +79,10 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     if df.empty:
         raise ValueError(f"no run records ({records.CONFIG}) under {root}")
     configs = [records.read_or_reason(records.read_config, d)[0] or {} for d in df["run_dir"]]
-    df["variant"] = [variant(c) for c in configs]
+    df["recipe_json"] = [recipe_json(c) for c in configs]
+    df["spec_change"] = [spec_change(c) for c in configs]
+    df["dataset"] = [dataset_key(c) for c in configs]
+    df["dataset_label"] = [dataset_label(c) for c in configs]
     df["run"] = [os.path.relpath(d, root) for d in df["run_dir"]]
     for col in ("track", "step", "seed", "preset", "created", "reason"):
         if col not in df:
@@ -70,29 +90,12 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def count(n: int, word: str) -> str:
-    """`1 run`, `3 runs`."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _listing(counts: pd.Series, word: str = "run") -> str:
-    """`paper (48 runs), smoke (3 runs)`: most first, then by name."""
-    counts = counts.sort_index().sort_values(ascending=False, kind="stable")
-    return ", ".join(f"{k} ({count(int(v), word)})" for k, v in counts.items())
-
-
-def _most_frequent(counts: pd.Series, what: str, how: str) -> str:
-    """The most frequent value of `counts`; a tie is an error saying `how` to choose."""
-    top = counts[counts == counts.max()]
-    if len(top) > 1:
-        raise ValueError(f"runs of several {what}: {_listing(counts)}; {how}")
-    return str(top.index[0])
-
-
 def _why_unusable(row: pd.Series, names: set[str], metric: str) -> str | None:
     """Why a run of the track cannot enter any staircase, or None."""
     if row["step"] not in names:
         return f"unknown step {row['step']!r}"
+    if isinstance(row.get("spec_change"), str):
+        return f"stale spec: {row['spec_change']} (the step table changed since it ran)"
     if row["status"] in ("failed", "unreadable"):
         return f"{row['status']}: {row['reason']}" if row["reason"] else row["status"]
     if row["status"] != "done":
@@ -110,19 +113,24 @@ def select_runs(
     allow_mixed: bool = False,
     metric: str = "top1",
 ) -> Selection:
-    """The runs of one staircase: one track, one preset and one recipe unless `allow_mixed`.
+    """The runs of one staircase: one track, dataset, preset and recipe (see below).
 
-    The rules, in order; rules 2-5 each give the reasons they find to leave runs out (a
+    The rules, in order; rules 2-6 each give the reasons they find to leave runs out (a
     Series indexed like the runs, NaN or None where the rule has none), and a run keeps
     the first reason it is given:
     1. runs of other tracks are not drawn (`_of_track`; a note counts them);
-    2. unknown step, failed, no result yet, no value for `metric` (`_unusable`);
+    2. unknown step, a spec its step no longer has, failed, no result yet, no value for
+       `metric` (`_unusable`);
     3. `preset`, else the one with the most usable runs (a tie is an error): `_other_preset`;
-    4. within it the recipe variant with the most runs (a tie is an error): `_other_recipe`;
-    5. of two done runs of the same step, seed and recipe, the newer stays: `_duplicates`;
-    6. usable runs of `ORIGINAL_PRESET` on the track's first step (`_baseline_runs`) are
-       the reference row unless that preset is drawn: rule 3 passes them by, and rules 4
-       and 5 judge them among themselves.
+    4. the dataset with the most of the remaining runs (a tie is an error): `other_dataset`;
+    5. within it the recipe with the most runs (a tie is an error): `other_recipe`;
+    6. of two done runs of the same step, seed and recipe, the newer stays: `_duplicates`;
+    7. usable runs of `ORIGINAL_PRESET` on the track's first step (`_baseline_runs`) are
+       the reference row unless that preset is drawn: rule 3 passes them by, and rules 5
+       and 6 judge them among themselves.
+    `allow_mixed` skips rules 3 and 5 (runs of every preset and recipe are pooled, with a
+    warning naming what differs); rules 2 and 4 always hold. Long because this docstring is
+    the one list of the rules.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -137,9 +145,10 @@ def select_runs(
     is_ref = baseline & (chosen != ORIGINAL_PRESET)
     if not allow_mixed:
         reasons = _keep_first_reason(reasons, _other_preset(runs, reasons.isna() & ~is_ref, chosen))
-        for pool in (is_ref, ~is_ref):
-            found, note = _other_recipe(runs, reasons.isna() & pool, chosen)
-            reasons, notes = _keep_first_reason(reasons, found), notes + note
+    found, note = other_dataset(runs, reasons.isna())
+    reasons, notes = _keep_first_reason(reasons, found), notes + note
+    reasons, note, warnings = _recipes(runs, reasons, is_ref, chosen, allow_mixed)
+    notes += note
     reasons = _keep_first_reason(reasons, _duplicates(runs, reasons.isna(), is_ref))
     drawn = runs[reasons.isna() & ~is_ref]
     return Selection(
@@ -150,8 +159,28 @@ def select_runs(
         reference=runs[reasons.isna() & is_ref],
         excluded=_excluded(runs, reasons),
         notes=notes,
-        warnings=_seed_warnings(drawn, track_steps),
+        warnings=warnings + _seed_warnings(drawn, track_steps),
     )
+
+
+def _recipes(
+    runs: pd.DataFrame, reasons: pd.Series, is_ref: pd.Series, preset: str, mixed: bool
+) -> tuple[pd.Series, list[str], list[str]]:
+    """Rule 5 of `select_runs` on the reference and the staircase runs: reasons, notes, warnings.
+
+    With `mixed`, every recipe is kept and their pooling is a warning.
+    """
+    notes, warnings = [], []
+    for pool in (is_ref, ~is_ref):
+        found, diff = other_recipe(runs, reasons.isna() & pool, preset, mixed)
+        if not diff:
+            continue
+        if mixed:
+            warnings.append(f"--allow-mixed pools recipes that differ ({diff})")
+        else:
+            reasons = _keep_first_reason(reasons, found)
+            notes.append(f"recipes differ ({diff}); the first, with most runs, is drawn")
+    return reasons, notes, warnings
 
 
 def draw_only(sel: Selection, names: Sequence[str]) -> Selection:
@@ -164,11 +193,6 @@ def draw_only(sel: Selection, names: Sequence[str]) -> Selection:
     )
 
 
-def _reason_where(where: pd.Series, reason: str | pd.Series) -> pd.Series:
-    """`reason` (one for all, or one per run) for the runs `where` is true, NaN elsewhere."""
-    return pd.Series(reason, index=where.index, dtype=object).where(where)
-
-
 def _keep_first_reason(reasons: pd.Series, more: pd.Series) -> pd.Series:
     """`reasons`, with `more` where a run has no reason yet: the first reason wins."""
     return reasons.where(reasons.notna(), more)
@@ -177,13 +201,13 @@ def _keep_first_reason(reasons: pd.Series, more: pd.Series) -> pd.Series:
 def _of_track(df: pd.DataFrame, track: str, preset: str | None) -> tuple[pd.DataFrame, list[str]]:
     """The runs of `track` and a note counting the others; an error if none or no `preset`."""
     other = df[df["track"] != track]
-    tracks = _listing(other["track"].fillna("?").value_counts())
+    tracks = listing(other["track"].fillna("?").value_counts())
     notes = [f"runs of other tracks not drawn: {tracks}"] if len(other) else []
     runs = df[df["track"] == track]
     if runs.empty:
         raise ValueError(f"no runs of track {track!r}; found {tracks}")
     if preset is not None and preset not in set(runs["preset"]):
-        found = f"presets found: {_listing(runs['preset'].value_counts())}"
+        found = f"presets found: {listing(runs['preset'].value_counts())}"
         raise ValueError(f"no runs of preset {preset!r} on {track}; {found}")
     return runs, notes
 
@@ -209,7 +233,7 @@ def _most_runs_preset(
     pool = runs[usable & ~baseline] if (usable & ~baseline).any() else runs[usable]
     counts = (pool if len(pool) else runs)["preset"].value_counts()
     how = "choose one with --preset, or pool them with --allow-mixed"
-    chosen = _most_frequent(counts, f"presets on {track}", how)
+    chosen = most_frequent(counts, f"presets on {track}", how)
     note = f"preset {chosen!r} drawn (most runs); choose with --preset"
     return chosen, [note] if len(counts) > 1 else []
 
@@ -217,28 +241,18 @@ def _most_runs_preset(
 def _other_preset(runs: pd.DataFrame, pool: pd.Series, preset: str) -> pd.Series:
     """`other preset 'x'` for the runs in `pool` not of `preset`."""
     other = pool & (runs["preset"] != preset)
-    return _reason_where(other, runs["preset"].map(lambda name: f"other preset {name!r}"))
-
-
-def _other_recipe(runs: pd.DataFrame, pool: pd.Series, preset: str) -> tuple[pd.Series, list[str]]:
-    """`other recipe` for runs in `pool` not of its commonest variant; a note on the keys."""
-    counts = runs.loc[pool, "variant"].value_counts()
-    if len(counts) < 2:  # one recipe or none: nothing to leave out
-        return _reason_where(pool & False, "other recipe"), []
-    how = "pass --allow-mixed to pool them"
-    keep = _most_frequent(counts, f"recipes in preset {preset!r}", how)
-    diff = variant_diff([keep, *[v for v in counts.index if v != keep]])
-    note = f"recipes differ ({diff}); the first, with most runs, is drawn"
-    return _reason_where(pool & (runs["variant"] != keep), "other recipe"), [note]
+    return reason_where(other, runs["preset"].map(lambda name: f"other preset {name!r}"))
 
 
 def _duplicates(runs: pd.DataFrame, pool: pd.Series, is_ref: pd.Series) -> pd.Series:
     """All but the newest (`created`) of runs in `pool` of one role, recipe, step and seed."""
     done = runs[pool].assign(is_ref=is_ref[pool])
     done = done.sort_values(["created", "run_dir"], na_position="first")
-    dup = done.duplicated(["is_ref", "preset", "variant", "step", "seed"], keep="last")
+    dup = done.duplicated(
+        ["is_ref", "preset", "recipe_json", "dataset", "step", "seed"], keep="last"
+    )
     older = dup.reindex(runs.index, fill_value=False)
-    return _reason_where(older, "duplicate seed (a newer run is drawn)")
+    return reason_where(older, "duplicate seed (a newer run is drawn)")
 
 
 def _excluded(runs: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:

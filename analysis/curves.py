@@ -44,15 +44,16 @@ SEED_LW, MEAN_LW = 0.5, 1.0
 def curve_runs(df: pd.DataFrame, track: str, preset: str | None) -> pd.DataFrame:
     """The runs to draw: the staircase's done runs, and its preset's and recipe's others."""
     sel = select_runs(df, track, preset)
-    variants = set(sel.runs["variant"]) | set(sel.reference["variant"])
+    recipes = set(sel.runs["recipe_json"]) | set(sel.reference["recipe_json"])
+    datasets = set(sel.runs["dataset"]) | set(sel.reference["dataset"])
     others = df[
         (df["track"] == track)
         & (df["preset"] == sel.preset)
         & (df["status"] != "done")
         & df["step"].isin([s.name for s in steps(track)])
     ]
-    if variants:
-        others = others[others["variant"].isin(variants)]
+    if recipes:
+        others = others[others["recipe_json"].isin(recipes) & others["dataset"].isin(datasets)]
     return pd.concat([sel.runs, others], ignore_index=True)
 
 

@@ -1,7 +1,7 @@
-"""A run's recipe variant: what decides whether two runs of a step trained the same way.
+"""A run's recipe as JSON: what decides whether two runs of a step trained the same way.
 
-A variant is the run's recipe as recorded (drop path, layer scale and init included) plus its
-spec's departures from the step's spec as the step table now gives it (none, unless the step
+`recipe_json` is the run's recipe as recorded (drop path, layer scale and init included) plus
+its spec's departures from the step's spec as the step table now gives it (none, unless the step
 changed since the run), as one canonical JSON string: equal strings, equal training.
 """
 
@@ -21,8 +21,11 @@ def _json(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def variant(config: dict[str, Any]) -> str:
-    """A run's recipe as a canonical string: recipe plus its spec's departures from the step's."""
+def recipe_json(config: dict[str, Any]) -> str:
+    """A run's recipe as a canonical string: recipe plus its spec's departures from the step's.
+
+    Equal strings mean equal training.
+    """
     delta: dict[str, Any] = {}
     step = find_step(config.get("track"), config.get("step"))
     if step is not None and isinstance(config.get("spec"), dict):
@@ -39,10 +42,12 @@ def find_step(track: Any, name: Any) -> Step | None:
         return None
 
 
-def variant_diff(variants: list[str]) -> str:
-    """The keys in which recipe variants differ, as `key=value` per variant."""
+def recipe_json_diff(recipes: list[str], width: int = 80) -> list[str]:
+    """Per `recipe_json` string, the keys in which they differ as `key=value` (<= `width`)."""
     flats = [
-        pd.json_normalize(json.loads(v), sep=".").to_dict(orient="records")[0] for v in variants
+        pd.json_normalize(json.loads(v), sep=".").to_dict(orient="records")[0] for v in recipes
     ]
     keys = sorted({k for f in flats for k in f if len({json.dumps(g.get(k)) for g in flats}) > 1})
-    return "; ".join(", ".join(f"{k}={f.get(k)!r}" for k in keys[:4]) or "same keys" for f in flats)
+    more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+    labels = [(", ".join(f"{k}={f.get(k)!r}" for k in keys[:4]) or "same keys") for f in flats]
+    return [label[: width - 3] + "..." if len(label) > width else label + more for label in labels]

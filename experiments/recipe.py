@@ -1,13 +1,7 @@
-"""The training recipe (`Recipe`, kept apart from the architecture), its presets and overrides.
+"""The training recipe (`Recipe`, apart from the architecture), its presets and `--set` overrides.
 
-A run is (track, step, seed, preset, overrides). `resolve_recipe` gives a preset's `Recipe` with
-`recipe.<field>=value` overrides (`roadmap train --set recipe.epochs=5`) parsed by the field's
-type and checked; `run_recipe` decides what depends on the run's track (the paper's drop path);
-`build_arguments` is what the recipe sets in `roadmap.build_model` (drop path, layer scale,
-init). `paper` follows "A ConvNet for the 2020s" (Table 5, Appendix A.1), `original`
-torchvision's classic ResNet-50 recipe (the 76.1% bar), `proxy` a small-compute
-ImageNet-100-style setting and `smoke` a seconds-long CPU run on the built-in dataset.
-docs/recipe.md explains them; experiments/train/parts.py turns a recipe into timm's parts.
+`resolve_recipe` gives a preset with overrides checked; `run_recipe` decides the track's drop path
+and `build_arguments` what the recipe sets in `roadmap.build_model`. Presets: docs/recipe.md.
 """
 
 from __future__ import annotations

@@ -9,10 +9,9 @@ loudly when the installed submitit no longer has them; pyproject.toml pins the t
   (`submitit.local.local.start_controller`, read by `submitit.local._local`): the local executor
   must start each controller in its own session, so that Ctrl-C on the sweep reaches the sweep
   alone and it can ask its jobs to checkpoint; submitit starts them in the sweep's session.
-- `SlurmInfoWatcher.read_info` (submitit.slurm.slurm): submitit's own parser of `sacct` output,
-  so that job states are read the way submitit reads them.
 - `<job id>_0_result.pkl`: the file in which a submitit job leaves its outcome (a traceback when
-  it failed); read for the reason of a job that ended without writing a result.
+  it failed); read for the reason of a job that ended without writing a result
+  (`job_outcome_error`, the reader the sweep hands to experiments/runs/runstate.py).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-from submitit.slurm.slurm import SlurmInfoWatcher, _make_sbatch_string
+from submitit.slurm.slurm import _make_sbatch_string
 
 # The module that runs a local job's controller (`start_controller` starts it the same way).
 LOCAL_CONTROLLER = "submitit.local._local"
@@ -34,11 +33,6 @@ LOCAL_CONTROLLER = "submitit.local._local"
 def sbatch_script(command: str, folder: Path, map_count: int, **params: Any) -> str:
     """The sbatch script submitit writes for an array of `map_count` tasks."""
     return _make_sbatch_string(command=command, folder=folder, map_count=map_count, **params)
-
-
-def parse_sacct(output: str) -> dict[str, dict[str, str]]:
-    """`sacct --parsable2` output as {job id: {column: value}}, as submitit reads it."""
-    return SlurmInfoWatcher().read_info(output)
 
 
 def controller_env(
@@ -97,3 +91,9 @@ def job_error(folder: str | os.PathLike, job_id: str) -> str | None:
         return None
     lines = [x for x in str(payload).strip().splitlines() if x.strip()]
     return lines[-1].strip() if lines else None
+
+
+def job_outcome_error(job: dict[str, Any]) -> str | None:
+    """The error a job's submitit outcome holds (job.json's folder and job id), if any."""
+    folder, job_id = job.get("submitit_folder"), job.get("job_id")
+    return job_error(folder, str(job_id)) if folder and job_id else None

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
+from roadmap.errors import describe_error
+
 COMMAND_GROUP = "roadmap.commands"
 
 
@@ -38,14 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sorted(commands, key=lambda c: c.name):
         command.load()(sub)
     return parser
-
-
-def describe_error(err: BaseException) -> str:
-    """One line for an error: a file-system error as `No space left on device (<path>)`."""
-    if isinstance(err, OSError) and err.strerror:
-        paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p)
-        return f"{err.strerror} ({paths})" if paths else err.strerror
-    return str(err)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

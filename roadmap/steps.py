@@ -151,6 +151,22 @@ def _check_row(track: str, row: Row) -> None:
             raise StepTableError(f"{where}: ArchSpec has no field {key!r}{_nearest(key, names)}")
 
 
+def _check_changes(track: str, row: Row, start: ArchSpec, end: ArchSpec, first: bool) -> None:
+    """Raise StepTableError for a step that changes nothing (it would train its parent again).
+
+    Every field it sets must differ from the spec it starts from; only a track's first step
+    (its baseline) may set none.
+    """
+    where = f"step table, track {track!r}, step {row.name!r}"
+    if not row.changes and not first:
+        raise StepTableError(f"{where}: changes nothing (it sets no ArchSpec field)")
+    for key, value in row.changes.items():
+        if getattr(start, key) == getattr(end, key):
+            raise StepTableError(
+                f"{where}: {key}={value!r} changes nothing (the spec it starts from has it)"
+            )
+
+
 def _rows(track: str) -> list[Row]:
     """The rows of `track`, in table order (no checks: names only)."""
     return [row for row in STEP_TABLE if track in row.tracks]
@@ -171,6 +187,7 @@ def _resolve(track: str) -> tuple[Step, ...]:
             step_spec = spec.replace(**row.changes)
         except ValueError as err:  # ArchSpec's message names the field and the value
             raise StepTableError(f"step table, track {track!r}, step {row.name!r}: {err}") from None
+        _check_changes(track, row, spec, step_spec, first=i == 1)
         changes = MappingProxyType(dict(row.changes))
         out.append(Step(track, i, row.name, row.group, row.on_path, changes, parent, step_spec))
         if row.on_path:

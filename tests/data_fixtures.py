@@ -44,6 +44,15 @@ def clean_root(
     return root
 
 
+def bmp_root(root: Path, classes: tuple[str, ...] = ("cat", "dog"), train: int = 8) -> Path:
+    """`clean_root` in uncompressed BMPs: every file of every class the same name and size."""
+    for split, count in (("train", train), ("val", 2)):
+        for c, name in enumerate(classes):
+            for i in range(count):
+                write_image(root / split / name / f"{i}.bmp", seed=c, fmt="BMP")
+    return root
+
+
 def symlinked_subset(tmp_path: Path) -> Path:
     """An ImageNet-100-style subset, every class folder a symlink: classes a and c of three,
     5 training and 2 validation images each."""

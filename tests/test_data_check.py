@@ -78,6 +78,16 @@ def test_class_names_equal_after_normalisation_in_one_split(tmp_path: Path) -> N
     assert "'cafe\\u0301', 'caf\\xe9'" in problems[0].detail  # sorted by code point
 
 
+def test_file_names_equal_after_normalisation_in_one_folder(tmp_path: Path) -> None:
+    root = clean_root(tmp_path / "photos")
+    nfc, nfd = (unicodedata.normalize(form, "café.jpg") for form in ("NFC", "NFD"))
+    for name in (nfc, nfd):
+        write_image(root / "train" / "cat" / name)
+    problems = check_root(root, cache=None).problems
+    assert [(p.path, p.kind) for p in problems] == [(f"train/cat/{nfd}", "unicode normalisation")]
+    assert f"{ascii(nfd)}, {ascii(nfc)}" in problems[0].detail
+
+
 def test_workers_find_what_one_process_finds(tmp_path: Path) -> None:
     root = clean_root(tmp_path / "photos", train=70)  # several tasks per class
     add_bad_files(root)

@@ -9,6 +9,7 @@ import pytest
 from data_fixtures import clean_root, symlinked_subset, write_image
 from torchvision.datasets import ImageFolder
 
+from experiments.data.check import check_root
 from experiments.data.identity import fingerprint
 from experiments.data.listing import list_root, list_split
 from experiments.recipe import resolve_recipe
@@ -93,7 +94,8 @@ def test_fingerprint_changes_with_sizes_names_and_swaps(tmp_path: Path) -> None:
     root = clean_root(tmp_path / "d")  # the same file names in both classes
 
     def print_() -> dict:
-        return fingerprint(list_root(root).splits["train"])
+        check = check_root(root, workers=1)
+        return fingerprint(check.listing.splits["train"], check.content["train"])
 
     before = print_()
     assert before["images"] == 16 and before["class_images"] == [8, 8]
@@ -102,7 +104,7 @@ def test_fingerprint_changes_with_sizes_names_and_swaps(tmp_path: Path) -> None:
     (root / "train" / "tmp").rename(root / "train" / "dog")
     swapped = print_()
     assert swapped["images"] == 16 and swapped["sha256"] != before["sha256"]
-    # Each class's hash covers its folder's name, its files' names and sizes: both changed.
+    # Each class's hash covers its files' names, sizes and content: both changed.
     assert all(a != b for a, b in zip(swapped["class_sha256"], before["class_sha256"], strict=True))
     os.utime(root / "train" / "cat" / "0.jpg", (1, 1))  # a new time alone: same data
     assert print_() == swapped

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from data_fixtures import add_bad_files, clean_root, symlinked_subset, write_image
+from data_fixtures import add_bad_files, bmp_root, clean_root, symlinked_subset, write_image
 from train_fixtures import crash_at_training_forward
 
 from experiments.bench import cli as bench_cli
@@ -69,11 +69,17 @@ def test_train_and_sweep_refuse_bad_data_before_writing(
     assert not runs.exists()
 
 
-def test_skip_bad_images_trains_and_records_what_it_left_out(tmp_path: Path) -> None:
+def test_skip_bad_images_trains_and_records_what_it_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     root = clean_root(tmp_path / "photos")
     bad = add_bad_files(root)
     out = tmp_path / "run"
     assert _train(root, out, "recipe.skip_bad_images=true") == 0
+    said = capsys.readouterr().out
+    first = sorted(bad)[0]
+    assert f"recipe.skip_bad_images: {len(bad)} bad file(s) or folder(s) left out" in said
+    assert f"{first}: {bad[first]}" in said and f"and {len(bad) - 3} more" in said
     config = records.read_json(out / records.CONFIG)
     left = {e["path"]: e["problem"] for e in config["excluded_images"]}
     assert set(left) == set(bad)
@@ -118,6 +124,37 @@ def test_swapped_class_folders_refuse_the_resume(
     assert "resuming ckpt_" in capsys.readouterr().out
 
 
+def _bmp_sizes(root: Path) -> set[tuple[str, int]]:
+    """(file name, size) of every image: one pair per name when only the content differs."""
+    return {(p.name, p.stat().st_size) for p in root.rglob("*.bmp")}
+
+
+def test_swapped_classes_of_equal_size_bmps_are_another_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = bmp_root(tmp_path / "bmps")  # same names, same sizes in both classes
+    assert len(_bmp_sizes(root)) == 8  # names 0..7, one size: only the content tells them apart
+    done, killed = tmp_path / "done", tmp_path / "killed"
+    assert _train(root, done) == 0
+    sets = (*SETS, "recipe.epochs=2")
+    prepare_run("resnet50", STEP, 0, "smoke", killed, root, sets)
+    trainer = Trainer(killed)
+    crash_at_training_forward(trainer.model, 5, _Stop)  # in epoch 2, after epoch 1's checkpoint
+    with pytest.raises(_Stop):
+        trainer.fit()
+    capsys.readouterr()
+    _swap(root, "cat", "dog")
+    assert _train(root, done) == 2  # finished: not "already done" on other labels
+    err = capsys.readouterr().err
+    assert "dataset changed: train/ 16 -> 16 images, the files of 2 class(es) changed" in err
+    command = ["train", "--step", STEP, "--data", str(root), "--out", str(killed)]
+    assert main([*command, *(a for s in sets for a in ("--set", s))]) == 2  # before the resume
+    assert "dataset changed: train/ 16 -> 16 images" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="dataset changed.*since this run was configured"):
+        Trainer(killed)  # a sweep's job resumes here: refused the same way
+    assert not (killed / records.RESULT).exists()
+
+
 def test_adding_seeds_to_a_sweep_on_changed_data_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -129,7 +166,9 @@ def test_adding_seeds_to_a_sweep_on_changed_data_is_refused(
     _swap(root, "cat", "dog")
     assert _sweep(root, runs, "1", "--dry-run") == 2
     err = capsys.readouterr().err
-    assert f"{seed0} was configured on {root} as it was then; now: dataset changed" in err
+    rel = seed0.relative_to(runs)
+    assert f"1 run(s) under {runs} were configured on other data than {root}: {rel}; " in err
+    assert f"the first: on {root}: dataset changed: train/ 16 -> 16 images" in err
     assert "use another --root" in err
     assert _sweep(root, runs, "0,1", "--dry-run", "--set", "recipe.skip_bad_images=true") == 2
     assert "dataset changed" in capsys.readouterr().err
@@ -146,6 +185,14 @@ def test_dry_run_counts_a_fully_symlinked_class_tree(
     assert "1 epochs x 10 images" in out
 
 
+def _break_behind_the_cache(victim: Path) -> None:
+    """Zero `victim`, its size and time kept: the check's cache does not see it, as with a file
+    that breaks while the run trains (a changed time would make it another dataset)."""
+    st = victim.stat()
+    victim.write_bytes(b"\0" * st.st_size)
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_file_that_breaks_during_training_fails_the_run_with_its_path(
     tmp_path: Path, workers: int
@@ -154,7 +201,7 @@ def test_a_file_that_breaks_during_training_fails_the_run_with_its_path(
     out = prepare_run("resnet50", STEP, 0, "smoke", tmp_path / "run", root,
                       (*SETS, f"recipe.workers={workers}"))  # fmt: skip
     victim = root / "train" / "dog" / "5.jpg"  # checked, then overwritten: same size
-    victim.write_bytes(b"\0" * victim.stat().st_size)
+    _break_behind_the_cache(victim)
     with pytest.raises(RunFailed) as failed:
         run(out)
     reason = (
@@ -173,7 +220,7 @@ def test_a_file_that_breaks_during_training_is_skipped_with_the_option(
     sets = (*SETS, "recipe.skip_bad_images=true", "recipe.workers=2")
     out = prepare_run("resnet50", STEP, 0, "smoke", tmp_path / "run", root, sets)
     victim = root / "train" / "dog" / "5.jpg"
-    victim.write_bytes(b"\0" * victim.stat().st_size)
+    _break_behind_the_cache(victim)
     result = run(out)
     assert result["status"] == "done"
     assert result["dataset"]["skipped"] == [str(victim)]
@@ -219,7 +266,7 @@ def test_bench_data_checks_the_folder_before_timing_models(
     assert f"{root}/train/cat/big.jpg: truncated" in capsys.readouterr().err
 
 
-def test_the_record_holds_the_class_map_and_an_old_config_records_it_late(
+def test_the_record_holds_the_class_map_and_an_old_config_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     root = clean_root(tmp_path / "photos", classes=("b", "a", "c"))
@@ -230,22 +277,13 @@ def test_the_record_holds_the_class_map_and_an_old_config_records_it_late(
     assert dataset["classes"] == ["a", "b", "c"]  # index order, as ImageFolder's
     assert dataset["train"]["images"] == 24 and dataset["train"]["class_images"] == [8] * 3
     assert len(dataset["train"]["sha256"]) == 64 and config["excluded_images"] == []
-    # A config written before the dataset was part of the identity: the run keeps working
-    # (old roots must), and from then on its data is recorded, with when, and checked.
-    del config["dataset"], config["excluded_images"]
+    # A config written before the dataset was part of the identity is another run (no
+    # migrations): refused, naming the dataset.
+    old = {k: v for k, v in config.items() if k not in ("dataset", "excluded_images")}
+    records.atomic_write_json(out / records.CONFIG, old)
+    assert _train(root, out) == 2
+    assert "dataset" in capsys.readouterr().err
     records.atomic_write_json(out / records.CONFIG, config)
-    legacy = run_dir(tmp_path / "runs", "resnet50", get_step(STEP), 0)
-    shutil.copytree(out, legacy)
-    assert _sweep(root, tmp_path / "runs", "0", "--dry-run") == 0  # the same run
-    assert prepare_run("resnet50", STEP, 0, "smoke", out, root, SETS) == out
-    upgraded = records.read_json(out / records.CONFIG)
-    assert upgraded["dataset"] == dataset and upgraded["excluded_images"] == []
-    assert records.age_s(upgraded["dataset_recorded"]) < 60
-    assert {k: v for k, v in upgraded.items() if k != "dataset_recorded"} == {
-        **config,
-        "dataset": dataset,
-        "excluded_images": [],
-    }
     (root / "train" / "a" / next(iter(os.listdir(root / "train" / "a")))).unlink()
     assert _train(root, out) == 2
     assert "dataset changed" in capsys.readouterr().err
@@ -253,3 +291,34 @@ def test_the_record_holds_the_class_map_and_an_old_config_records_it_late(
     builtin = prepare_run("resnet50", STEP, 0, "smoke", out)
     shapes = records.read_json(builtin / records.CONFIG)["dataset"]
     assert shapes["name"] == "builtin-shapes" and len(shapes["classes"]) == 10
+
+
+def test_the_sweep_refuses_a_second_dataset_into_a_root_naming_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    first, second = clean_root(tmp_path / "a"), bmp_root(tmp_path / "b")
+    runs = tmp_path / "runs"
+    for seed in range(5):
+        folder = run_dir(runs, "resnet50", get_step(STEP), seed)
+        prepare_run("resnet50", STEP, seed, "smoke", folder, first, SETS)
+    assert _sweep(second, runs, "5", "--dry-run") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"5 run(s) under {runs} were configured on other data than {second}: " in err
+    assert f"the first: on {first}: 2 classes, fingerprint " in err
+    assert " vs 2 classes, fingerprint " in err and err.endswith("use another --root")
+    assert "and 3 more" in err  # counted, the first two named
+    assert len(err.replace(str(tmp_path), "T")) < 300  # one line, short but for the paths
+    assert _sweep(second, tmp_path / "runs-b", "5", "--dry-run") == 0
+
+
+def test_a_refusal_of_different_runs_counts_them_all_in_one_short_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root, runs = clean_root(tmp_path / "a"), tmp_path / "runs"
+    assert _sweep(root, runs, "0-4") == 0
+    capsys.readouterr()
+    assert _sweep(root, runs, "0-4", "--set", "recipe.epochs=3") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"5 run(s) under {runs} already hold a different run: resnet50/{STEP}/seed0, " in err
+    assert "recipe.epochs 1 -> 3" in err and "and 3 more" in err
+    assert len(err.replace(str(tmp_path), "T")) < 300

@@ -102,6 +102,41 @@ def test_the_builder_names_no_harness_module() -> None:
             assert not harness, f"{name} imports {sorted(harness)}"
 
 
+# What the run-record layer may not import: training, sweeps, the benchmark, the data check,
+# analysis, the private submitit access and the command line.
+RECORD_LAYER_FORBIDDEN = (
+    "experiments.train",
+    "experiments.sweep",
+    "experiments.bench",
+    "experiments.data",
+    "experiments.submitit_private",
+    "analysis",
+    "roadmap.cli",
+)
+
+
+def _forbidden(imported: set[str]) -> list[str]:
+    return sorted(
+        m for m in imported for f in RECORD_LAYER_FORBIDDEN if m == f or m.startswith(f + ".")
+    )
+
+
+def test_the_record_layer_imports_neither_training_nor_analysis() -> None:
+    modules = _modules()
+    records = [n for n in modules if n == "experiments.runs" or n.startswith("experiments.runs.")]
+    assert records
+    for name in records:
+        bad = _forbidden(_imports(modules[name], modules))
+        assert not bad, f"{name} imports {bad}"
+
+
+def test_the_forbidden_import_check_sees_one() -> None:
+    assert _forbidden({"experiments.train.trainer", "roadmap.errors"}) == [
+        "experiments.train.trainer"
+    ]
+    assert _forbidden({"experiments.runs.records", "experiments.trainer_x"}) == []
+
+
 @pytest.mark.parametrize("name", sorted(_modules()))
 def test_files_and_functions_are_short(name: str) -> None:
     path = _modules()[name]

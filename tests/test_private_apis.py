@@ -16,14 +16,15 @@ from pathlib import Path
 import submitit
 import torch
 from submitit.local import local as submitit_local
+from submitit.slurm.slurm import SlurmInfoWatcher
 
 from experiments.bench import profiler
+from experiments.runs.scheduler import parse_sacct
 from experiments.submitit_private import (
     LOCAL_CONTROLLER,
     SessionLocalExecutor,
     controller_env,
     job_error,
-    parse_sacct,
     sbatch_script,
 )
 from experiments.sweep.profile import load_profile
@@ -43,15 +44,21 @@ def test_sbatch_script_is_submitits_own_for_a_profile(tmp_path: Path) -> None:
     assert "#SBATCH --requeue" in script
 
 
-def test_sacct_output_is_read_by_submitits_parser() -> None:
+def test_sacct_output_is_read_as_submitits_parser_reads_it() -> None:
     out = (
         "JobID|State|ExitCode|Reason|NodeList\n"
         "41_2|RUNNING|0:0|None|localhost\n"
-        "41_[3-4]|PENDING|0:0|JobArrayTaskLimit|None\n"
+        "41_2.batch|RUNNING|0:0||localhost\n"
+        "41_[3-4,7]|PENDING|0:0|JobArrayTaskLimit|None\n"
+        "42|CANCELLED by 0|0:15|None|node1\n"
     )
     info = parse_sacct(out)
     assert info["41_2"]["State"] == "RUNNING" and info["41_2"]["NodeList"] == "localhost"
     assert info["41_3"]["Reason"] == info["41_4"]["Reason"] == "JobArrayTaskLimit"
+    assert info["42"]["State"] == "CANCELLED by 0" and "41_5" not in info
+    theirs = SlurmInfoWatcher().read_info(out)
+    assert {k: v for k, v in theirs.items() if "[" not in k} == info
+    assert parse_sacct("JobID|State\n") == {}
 
 
 def test_local_controller_contract_is_the_one_submitit_sets() -> None:

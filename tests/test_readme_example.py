@@ -1,4 +1,4 @@
-"""The README's worked example is docs/examples/grn.patch, and it applies to this tree."""
+"""docs/adding-a-toggle.md shows docs/examples/grn.patch as it is, and the patch applies here."""
 
 import re
 import shutil
@@ -9,13 +9,18 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PATCH = REPO / "docs" / "examples" / "grn.patch"
+PAGE = REPO / "docs" / "adding-a-toggle.md"
 
 
-def test_the_readme_shows_the_patch_that_ci_applies():
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Add a design toggle", 1)[1].split("\n## ", 1)[0]
+def test_the_toggle_page_shows_the_patch_that_ci_applies():
+    page = PAGE.read_text()
+    section = page.split("## The worked example", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```diff\n(.*?)```", section, flags=re.S)
     assert blocks == [PATCH.read_text()]
+
+
+def test_the_readme_points_to_the_toggle_page():
+    assert "docs/adding-a-toggle.md" in (REPO / "README.md").read_text()
 
 
 def _git_apply_check(*flags: str) -> subprocess.CompletedProcess:
@@ -28,7 +33,7 @@ def _git_apply_check(*flags: str) -> subprocess.CompletedProcess:
 def test_the_patch_applies_to_this_tree():
     """It applies here, or is applied already (the copy that .ci/readme-example tests)."""
     if shutil.which("git") is None:
-        pytest.fail("git is needed to check the README's patch")
+        pytest.fail("git is needed to check the worked example's patch")
     forward = _git_apply_check()
     if forward.returncode != 0:
         assert _git_apply_check("--reverse").returncode == 0, forward.stderr

@@ -56,6 +56,16 @@ def table(monkeypatch):
             "(did you mean 'macro design'?)",
         ),
         (
+            Row("kernel_7_again", "large kernel", False, {"kernel_size": 7}, (R50,)),
+            "step table, track 'resnet50', step 'kernel_7_again': kernel_size=7 changes nothing "
+            "(the spec it starts from has it)",
+        ),
+        (
+            Row("nothing", "micro design", False, {}, (R50,)),
+            "step table, track 'resnet50', step 'nothing': changes nothing (it sets no ArchSpec "
+            "field)",
+        ),
+        (
             Row("dw", "resnext-ify", True, {"depthwise": True}, ("resnet5",)),
             "step table, step 'dw': tracks must be among ('resnet50', 'resnet200'), got "
             "('resnet5',) (did you mean 'resnet50'?)",

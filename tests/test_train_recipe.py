@@ -12,6 +12,7 @@ from experiments.recipe import (
     parse_overrides,
     recipe_from_dict,
     resolve_recipe,
+    run_recipe,
     valid_keys,
 )
 from experiments.train.parts import build_loss, build_optimization
@@ -38,8 +39,11 @@ def test_paper_preset_is_table5() -> None:
         0.25,
         0.1,
     )
-    assert (r.drop_path, r.layer_scale, r.ema, r.interpolation, r.eval_crop_pct) == (
-        0.1,
+    # Drop path follows the model a track ends at (Table 5): ConvNeXt-T 0.1, ConvNeXt-B 0.5.
+    assert r.drop_path is None
+    assert run_recipe(r, "resnet50").drop_path == 0.1
+    assert run_recipe(r, "resnet200").drop_path == 0.5
+    assert (r.layer_scale, r.ema, r.interpolation, r.eval_crop_pct) == (
         1e-6,
         False,
         "bicubic",

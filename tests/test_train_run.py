@@ -13,7 +13,7 @@ from experiments.runs import records, runstate
 from experiments.train import Trainer, prepare_run, run
 from experiments.train import config as train_config
 from roadmap.cli import main
-from roadmap.steps import step_names
+from roadmap.steps import get_step, step_names
 
 
 @pytest.mark.parametrize("step", [step_names()[0], step_names()[-1]])
@@ -51,8 +51,10 @@ def test_run_record_schema(tmp_path: Path, tiny_overrides) -> None:
     assert config["overrides"]["recipe.builtin_train_per_class"] == 4
     assert len(config["overrides"]) == len(tiny_overrides)
     assert config["data"] is None and config["spec"]["depthwise"] is True
-    assert config["spec"]["drop_path_rate"] == config["recipe"]["drop_path"] == 0.0
-    assert config["spec"]["layer_scale_init"] == config["recipe"]["layer_scale"] == 0.1
+    # Drop path and layer scale are the recipe's alone; the spec is the step's, unchanged.
+    assert config["recipe"]["drop_path"] == 0.0 and config["recipe"]["layer_scale"] == 0.1
+    assert not {"drop_path_rate", "layer_scale_init"} & set(config["spec"])
+    assert config["spec"] == get_step(config["step"], config["track"]).spec.to_dict()
     assert {"commit", "dirty"} <= set(config["provenance"]["git"])
     log = records.read_log(run_dir)
     assert [row["epoch"] for row in log] == [1, 2]

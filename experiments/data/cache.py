@@ -3,8 +3,9 @@
 One JSON file per split folder (named by a hash of its real path) under `cache_dir()`:
 `$ROADMAP_CACHE_DIR`, else `$XDG_CACHE_HOME/convnext-roadmap`, else `~/.cache/convnext-roadmap`,
 in `data-check/`. The dataset itself may be read-only and is never written to. A class's entry
-holds a digest of the path, size and modification time of each of its image files and what
-decoding them found; a later check decodes again only the classes whose digest changed, so an
+holds a digest of the path, size and modification time of each of its image files, what
+decoding them found and a digest of their content (experiments/data/check.py
+`content_digest`); a later check decodes again only the classes whose digest changed, so an
 unchanged dataset costs one directory walk. Entries of another check version or Pillow are
 ignored. A lock file beside the cache makes concurrent checks of one folder take turns, so the
 second one finds the first one's results instead of decoding everything again.
@@ -13,7 +14,6 @@ second one finds the first one's results instead of decoding everything again.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -22,13 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import PIL
+import platformdirs
 
 from experiments.data.listing import ClassFiles
 from experiments.runs.files import atomic_file
+from experiments.runs.locks import HolderLock, LockBusy
 
 # Bump when what the check finds changes (new problem kinds, other rules): older entries go.
-CHECK_VERSION = 1
+# 2: each class's content digest.
+CHECK_VERSION = 2
 ENV = "ROADMAP_CACHE_DIR"
+LOCK_WAIT_S = 600.0  # another check of the folder decodes meanwhile; then go on uncached
 
 Found = list[list[str]]  # [path relative to the split folder, problem or note, detail]
 
@@ -37,8 +41,7 @@ def cache_dir() -> Path:
     """Where the project caches: $ROADMAP_CACHE_DIR, $XDG_CACHE_HOME/convnext-roadmap, ~/.cache."""
     if os.environ.get(ENV):
         return Path(os.environ[ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(base).expanduser() / "convnext-roadmap"
+    return Path(platformdirs.user_cache_dir("convnext-roadmap", appauthor=False))
 
 
 def class_digest(cls: ClassFiles) -> str:
@@ -79,14 +82,16 @@ class CheckCache:
         if {k: data.get(k) for k in self.header} == self.header:
             self.classes = data.get("classes", {})
 
-    def get(self, name: str, digest: str) -> Found | None:
-        """What decoding class `name` found, if it was cached with this digest."""
+    def get(self, name: str, digest: str) -> tuple[Found, str] | None:
+        """What decoding class `name` found and its content digest, if cached with `digest`."""
         entry = self.classes.get(name)
-        return entry["found"] if entry and entry.get("digest") == digest else None
+        if not entry or entry.get("digest") != digest or "content" not in entry:
+            return None
+        return entry["found"], entry["content"]
 
-    def put(self, name: str, digest: str, found: Found) -> None:
-        """Remember what decoding class `name` (with `digest`) found."""
-        self.classes[name] = {"digest": digest, "found": found}
+    def put(self, name: str, digest: str, found: Found, content: str) -> None:
+        """Remember what decoding class `name` (with `digest`) found, and its content digest."""
+        self.classes[name] = {"digest": digest, "found": found, "content": content}
 
     def save(self, names: list[str]) -> None:
         """Write the entries of the classes `names` (the folder's classes now), atomically.
@@ -104,21 +109,27 @@ class CheckCache:
             self.warning = f"could not write the cache {self.path} ({err.strerror})"
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the folder's cache lock (another check of the same folder waits)."""
+    def lock(self, wait_s: float | None = None) -> Iterator[None]:
+        """Hold the folder's cache lock (another check is waited for, `LOCK_WAIT_S` by default).
+
+        A wait that runs out leaves the cache aside (a warning naming the holder).
+        """
         if self.path is None:
             yield
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path.with_suffix(".lock"), "a")  # noqa: SIM115 - closed below
+            lock = HolderLock(self.path.with_suffix(".lock")).acquire(
+                LOCK_WAIT_S if wait_s is None else wait_s, f"the cache lock of {self.path}"
+            )
+        except LockBusy as busy:
+            self.warning, self.path = f"cache not used: {busy.strerror}", None
+            yield
+            return
         except OSError as err:
             self.warning = f"cache folder {self.path.parent} not usable ({err.strerror})"
             self.path = None
             yield
             return
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with lock:
             yield
-        finally:
-            handle.close()

@@ -3,13 +3,15 @@
 `check_root(root)` lists `train/` and `val/` (experiments/data/listing.py), then decodes every
 image file that the cache (experiments/data/cache.py) has no result for, fully, as training
 will (experiments/data/images.py), in `workers` processes with a progress bar. The result, a
-`DataCheck`, holds every problem with its path and the notes (harmless conversions).
+`DataCheck`, holds every problem with its path, the notes (harmless conversions) and each
+class's content digest (`content_digest`: of every file's SHA-256, read during the decode).
 `usable(check, skip)` turns it into what a run may train on, or one error: problems of the
 layout always, bad files unless `skip` (`recipe.skip_bad_images`) leaves them out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import sys
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tqdm import tqdm
 
@@ -28,6 +30,7 @@ from experiments.data.identity import (
     CLASSES_DIFFER,
     class_names,
     class_problems,
+    imagefolder_identity,
     left_out,
 )
 from experiments.data.listing import (
@@ -35,6 +38,7 @@ from experiments.data.listing import (
     EMPTY_CLASS,
     FIXED_BY_LEAVING_OUT,
     HIDDEN,
+    ClassFiles,
     Problem,
     RootListing,
     SplitListing,
@@ -52,6 +56,7 @@ NOT_DECODED = (
 )  # already a problem from the walk: not decoded as well
 
 DecodeChunk = tuple[str, str, list[tuple[str, int]]]  # split, class, [(absolute path, size)]
+Finished = Callable[[str, Found, dict[str, str]], None]  # class, found, path -> SHA-256
 
 
 @dataclass
@@ -65,6 +70,7 @@ class DataCheck:
     cached: int = 0  # images whose result came from the cache
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    content: dict[str, dict[str, str]] = field(default_factory=dict)  # split -> class -> digest
 
 
 @dataclass
@@ -163,7 +169,8 @@ def _check_split(
         ]
         cached = store.get(cls.name, digest)
         if cached is not None:
-            found += [[f"{split.name}/{rel}", *hit] for rel, *hit in cached]
+            found += [[f"{split.name}/{rel}", *hit] for rel, *hit in cached[0]]
+            check.content.setdefault(split.name, {})[cls.name] = cached[1]
             check.cached += len(items)
             continue
         jobs += [(split.name, cls.name, items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
@@ -171,8 +178,12 @@ def _check_split(
     total = sum(len(j[2]) for j in jobs)
     bar = Progress(total, f"data check {split.folder}", out)
 
-    def done(name: str, result: Found) -> None:
-        store.put(name, digests[name], result)
+    by_name = {cls.name: cls for cls in split.classes}
+
+    def done(name: str, result: Found, shas: dict[str, str]) -> None:
+        content = content_digest(by_name[name], shas)
+        check.content.setdefault(split.name, {})[name] = content
+        store.put(name, digests[name], result, content)
 
     try:
         decoded = _decode(jobs, split, workers, bar, done, lambda: store.save(list(digests)))
@@ -189,7 +200,7 @@ def _decode(
     split: SplitListing,
     workers: int,
     bar: Progress,
-    done: Callable[[str, Found], None],
+    done: Finished,
     save: Callable[[], None],
 ) -> list[list[str]]:
     """Run `jobs` (in worker processes when `workers` > 1); call `done` per finished class.
@@ -200,15 +211,17 @@ def _decode(
     for _, name, _ in jobs:
         left[name] = left.get(name, 0) + 1
     per_class: dict[str, Found] = {name: [] for name in left}
+    shas: dict[str, dict[str, str]] = {name: {} for name in left}
     cut = len(str(split.folder)) + 1
 
-    def finish(job: DecodeChunk, result: list[list[tuple[str, str]]]) -> None:
+    def finish(job: DecodeChunk, result: list[images.Inspected]) -> None:
         _, name, items = job
-        for (path, _), hits in zip(items, result, strict=True):
+        for (path, _), (sha, hits) in zip(items, result, strict=True):
             per_class[name] += [[path[cut:], kind, detail] for kind, detail in hits]
+            shas[name][path[cut:]] = sha
         left[name] -= 1
         if not left[name]:
-            done(name, per_class[name])
+            done(name, per_class[name], shas[name])
         bar.update(len(items))
 
     if workers <= 1 or len(jobs) <= 1:
@@ -226,7 +239,7 @@ def _decode(
 def _in_workers(
     jobs: list[DecodeChunk],
     workers: int,
-    finish: Callable[[DecodeChunk, list[list[tuple[str, str]]]], None],
+    finish: Callable[[DecodeChunk, list[images.Inspected]], None],
     save: Callable[[], None],
 ) -> None:
     """`images.inspect_many` over `jobs` in a pool of processes, the cache saved now and then.
@@ -254,6 +267,18 @@ def _in_workers(
             if time.perf_counter() - last_save > SAVE_EVERY_S:
                 save()
                 last_save = time.perf_counter()
+
+
+def content_digest(cls: ClassFiles, shas: dict[str, str]) -> str:
+    """SHA-256 of a class's files in order: each one's path, size and content SHA-256.
+
+    A file not decoded (a broken link, a hidden file: problems of the walk) counts as "".
+    """
+    lines = "".join(
+        f"{rel}\t{size}\t{shas.get(rel, '')}\n"
+        for rel, size in zip(cls.files, cls.sizes, strict=True)
+    )
+    return hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class Progress:
@@ -324,6 +349,11 @@ def usable(check: DataCheck, skip: bool) -> Usable:
         raise ValueError(refusal(listing.root, after, can_skip=False))
     first = next(iter(listing.splits.values()))
     return Usable(class_names(first, excluded), bad, counts)
+
+
+def dataset_identity(check: DataCheck, excluded: set[str]) -> dict[str, Any]:
+    """The `dataset` of a run's identity from a check of its root (`imagefolder_identity`)."""
+    return imagefolder_identity(check.listing, excluded, check.content)
 
 
 def refusal(root: Path, problems: list[Problem], can_skip: bool) -> str:

@@ -1,12 +1,12 @@
 """What a run records of its dataset: the class map in index order and a fingerprint.
 
-The fingerprint of a split is its number of image files and a SHA-256 of its listing (every
-file's path, relative to the split, and size, class by class in ImageFolder's order, for the
-classes the run trains on), with the count and a short hash per class so that a change can be
-said in words. It is computed from the
-walk alone (experiments/data/listing.py), so a run can check it again whenever it starts: a
-renamed, added, removed or resized file, a class renamed or two class folders swapped change it.
-Copying the dataset elsewhere (sizes and names kept) does not.
+The fingerprint of a split is its number of image files and a SHA-256 over its classes (those
+the run trains on, in ImageFolder's order), each class's hash covering every file's path
+(relative to the split), size and content: the SHA-256 of its bytes, read while the data check
+decodes it (experiments/data/check.py `content_digest`, cached with the check's results). The
+count and a short hash per class are kept so that a change can be said in words. Any renamed,
+added, removed, resized or edited file, a class renamed, two class folders swapped or a
+re-export of the images changes it; copying the dataset elsewhere does not.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from experiments.data.listing import SPLITS, Problem, RootListing, SplitListing
 
 CLASSES_DIFFER = "classes differ"
+CONTENT = "content-sha256"  # the `fingerprint` of a dataset identity: what its hashes cover
 SHOWN = 4  # names shown in a description before "and N more"
 
 
@@ -59,18 +60,20 @@ def class_problems(listing: RootListing, excluded: set[str]) -> list[Problem]:
     return [Problem("", CLASSES_DIFFER, detail)]
 
 
-def fingerprint(split: SplitListing, excluded: set[str] = frozenset()) -> dict[str, Any]:
-    """Images, SHA-256 of the listing, and per class (in index order) its images and hash.
+def fingerprint(
+    split: SplitListing, content: dict[str, str], excluded: set[str] = frozenset()
+) -> dict[str, Any]:
+    """Images, SHA-256 of the classes, and per class (in index order) its images and hash.
 
-    Class folders in `excluded` are left out; files are all counted, left out or not.
+    `content`: class name -> the check's content digest of the class. Class folders in
+    `excluded` are left out; files are all counted, left out or not.
     """
     total = hashlib.sha256()
     class_sha, class_images = [], []
     for cls in split.classes:
         if left_out(f"{split.name}/{cls.name}", excluded):
             continue
-        lines = "".join(f"{rel}\t{size}\n" for rel, size in zip(cls.files, cls.sizes, strict=True))
-        digest = hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()
+        digest = content[cls.name]
         total.update(f"{cls.name}\t{digest}\n".encode("utf-8", "surrogateescape"))
         class_sha.append(digest[:12])
         class_images.append(len(cls.files))
@@ -82,12 +85,18 @@ def fingerprint(split: SplitListing, excluded: set[str] = frozenset()) -> dict[s
     }
 
 
-def imagefolder_identity(listing: RootListing, excluded: set[str]) -> dict[str, Any]:
-    """The `dataset` of a run's identity on an ImageFolder root (see the module docstring)."""
+def imagefolder_identity(
+    listing: RootListing, excluded: set[str], content: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """The `dataset` of a run's identity on an ImageFolder root (see the module docstring).
+
+    `content`: split -> class -> content digest, as the data check found them.
+    """
     return {
         "name": "imagefolder",
+        "fingerprint": CONTENT,
         "classes": class_names(listing.splits[SPLITS[0]], excluded),
-        **{s: fingerprint(listing.splits[s], excluded) for s in SPLITS},
+        **{s: fingerprint(listing.splits[s], content[s], excluded) for s in SPLITS},
     }
 
 
@@ -101,6 +110,18 @@ def builtin_identity(classes: list[str], train: int, val: int) -> dict[str, Any]
     }
 
 
+def brief(dataset: dict[str, Any] | None) -> str:
+    """A dataset in a few words: `2 classes, fingerprint 3f2a9c1e` (of train/ and val/)."""
+    if not dataset:
+        return "a dataset not recorded"
+    digest = hashlib.sha256(
+        "".join(str((dataset.get(s) or {}).get("sha256")) for s in SPLITS).encode()
+    ).hexdigest()[:8]
+    if dataset.get("name") != "imagefolder":
+        return f"{dataset.get('name')}, {len(dataset.get('classes') or [])} classes"
+    return f"{len(dataset.get('classes') or [])} classes, fingerprint {digest}"
+
+
 def describe_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     """What differs between the recorded dataset `old` and `new`, in one line."""
     if not old:
@@ -110,6 +131,11 @@ def describe_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
         )
     if old.get("name") != new.get("name"):
         return f"dataset {old.get('name')!r} -> {new.get('name')!r}"
+    if old.get("fingerprint") != new.get("fingerprint"):
+        return (
+            f"dataset: fingerprint {old.get('fingerprint') or 'of names and sizes'} -> "
+            f"{new.get('fingerprint')} (recorded by an older version; start a new run)"
+        )
     parts = []
     if old.get("classes") != new.get("classes"):
         parts.append(_classes_change(old.get("classes") or [], new["classes"]))
@@ -140,8 +166,8 @@ def _split_change(split: str, old: dict[str, Any], new: dict[str, Any]) -> str:
     changed = [n for n in after if n in before and before[n] != after[n]]
     if changed:
         text += (
-            f", the files of {len(changed)} class(es) changed (names, sizes or which "
-            f"folder holds them): {_few([repr(n) for n in changed])}"
+            f", the files of {len(changed)} class(es) changed (names, sizes or content): "
+            f"{_few([repr(n) for n in changed])}"
         )
     elif was.get("images") == now.get("images"):
         text += " (same count, other files)"

@@ -3,12 +3,16 @@
 `load_rgb(path)` is the loader of the training and evaluation sets: torchvision's `pil_loader`
 (open, `convert("RGB")`, which decodes the whole file), except that a file that cannot become
 an RGB image without losing it raises `BadImageError` naming the file and what is wrong.
-`inspect(path, size)` runs the same decode for `roadmap data check` and says what it found.
+`inspect(path, size)` runs the same decode for `roadmap data check` and says what it found,
+with a SHA-256 of the file's bytes (read once: hashed, then decoded from memory), which makes
+the dataset's fingerprint cover every file's content (experiments/data/identity.py).
 This module imports only Pillow, so the check's worker processes start quickly.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 
 from PIL import Image, UnidentifiedImageError
@@ -64,14 +68,17 @@ class BadImageError(ValueError):
         return (type(self), (self.path, self.kind, self.detail))
 
 
-def load_rgb(path: str | os.PathLike, notes: list[str] | None = None) -> Image.Image:
+def load_rgb(
+    path: str | os.PathLike, notes: list[str] | None = None, content: bytes | None = None
+) -> Image.Image:
     """The image at `path` as an RGB PIL image, fully decoded; `BadImageError` if it is not one.
 
-    `notes`, when given, receives the `NOTE_*` conversions that applied.
+    `notes`, when given, receives the `NOTE_*` conversions that applied; `content`, when given,
+    is the file's bytes, already read (decoded from memory instead of opening `path`).
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") if content is None else io.BytesIO(content) as f:
             image = Image.open(f)
             _refuse_lossy(image)
             if notes is not None:
@@ -83,19 +90,31 @@ def load_rgb(path: str | os.PathLike, notes: list[str] | None = None) -> Image.I
         raise BadImageError(path, *_classify(path, err)) from None
 
 
-def inspect(path: str, size: int) -> list[tuple[str, str]]:
-    """What decoding `path` (of `size` bytes) finds: (problem, detail) or (note, "") pairs."""
-    if size == 0:
-        return [(ZERO_BYTES, "")]
+Inspected = tuple[str, list[tuple[str, str]]]  # content SHA-256 ("" unread), what was found
+
+
+def inspect(path: str, size: int) -> Inspected:
+    """SHA-256 of `path`'s bytes and what decoding it finds: (problem, detail) or (note, "").
+
+    The digest is "" for a file that cannot be read; `size` is what the listing found.
+    """
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except OSError as err:
+        return "", [_classify(path, err)]
+    digest = hashlib.sha256(content).hexdigest()
+    if size == 0 or not content:
+        return digest, [(ZERO_BYTES, "")]
     notes: list[str] = []
     try:
-        load_rgb(path, notes)
+        load_rgb(path, notes, content)
     except BadImageError as err:
-        return [(err.kind, err.detail)]
-    return [(note, "") for note in notes]
+        return digest, [(err.kind, err.detail)]
+    return digest, [(note, "") for note in notes]
 
 
-def inspect_many(paths: list[tuple[str, int]]) -> list[list[tuple[str, str]]]:
+def inspect_many(paths: list[tuple[str, int]]) -> list[Inspected]:
     """`inspect` each (path, size): the unit of work of the check's worker processes."""
     return [inspect(path, size) for path, size in paths]
 

@@ -9,7 +9,8 @@ fingerprint and the check's cache) and reports what ImageFolder takes silently: 
 and folders, folders nested in a class, broken symlinks, symlink loops (which ImageFolder
 follows until the system refuses, listing the same files again at every turn; here a loop is
 reported and not followed), images outside any class folder, folders it cannot read, class
-names that differ only by Unicode normalisation, and two class names for one folder.
+names or file names in one folder that differ only by Unicode normalisation, and two class
+names for one folder.
 This is the one definition of "the images of a split": the estimate, the check, the record and
 the training set all use it (tests/test_data_listing.py compares it with ImageFolder).
 """
@@ -217,6 +218,30 @@ def _walk_class(top: str, cls: ClassFiles, split: SplitListing) -> None:
             listed += _list_file(entry, start, cls, split)
         if listed and folder != top:
             _nested(folder[start:], listed, cls.name, split)
+        _file_twins(folder[start:], [e.name for e in files], split)
+
+
+def _file_twins(rel: str, names: list[str], split: SplitListing) -> None:
+    """Image files of one folder whose names differ only by Unicode normalisation.
+
+    Both are listed and trained on here, but a copy to a filesystem that normalises names
+    (macOS) keeps one of them: the dataset would not be the same there.
+    """
+    by_nfc: dict[str, list[str]] = {}
+    for name in names:
+        if name.lower().endswith(IMAGE_EXTENSIONS):
+            by_nfc.setdefault(unicodedata.normalize("NFC", name), []).append(name)
+    for twins in by_nfc.values():
+        if len(twins) > 1:
+            twins.sort()
+            split.problems.append(
+                Problem(
+                    f"{split.name}/{rel}/{twins[0]}",
+                    UNICODE,
+                    "file names that differ only by Unicode normalisation: "
+                    + ", ".join(ascii(n) for n in twins),
+                )
+            )
 
 
 def _folders(top: str, start: int, split: SplitListing) -> list[tuple[str, list[os.DirEntry]]]:

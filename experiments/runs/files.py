@@ -180,6 +180,23 @@ def read_jsonl(path: str | os.PathLike, problems: list[str] | None = None) -> li
     return rows
 
 
+def parse_holder(data: bytes | str) -> dict[str, Any] | None:
+    """A lock file's holder record (one JSON object), None if it is empty or not a record."""
+    try:
+        holder = json.loads(data)
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def read_holder(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The holder record in the lock file `path`; None if it is missing, empty or unreadable."""
+    try:
+        return parse_holder(Path(path).read_bytes())
+    except OSError:
+        return None
+
+
 def check_writable(root: str | os.PathLike, what: str = "output root") -> None:
     """`root` is, or can be created as, a directory this process can write 64 KiB into.
 

@@ -7,7 +7,8 @@ A run directory holds
 - `log.jsonl`: one JSON line per epoch (epoch, lr, train_loss, top1, top5, img_s, seconds, ...);
 - `result.json`: written once, atomically, when the run ends (every key of `RESULT_KEYS`);
 - `job.json`: the job last submitted for the run (executor, job id, host, submission time,
-  submitit folder; earlier jobs under `history`), written atomically by whoever submits;
+  submitit folder; earlier jobs under `history`), written atomically by whoever submits and
+  changed under its lock `.job.json.lock` (`locks.update_job`);
 - `events.jsonl`: what the run's jobs did (start, resume, checkpoint, requeue, end);
 - `.job.lock`: the lock of the one trainer at work on the run, and who it is (runlock.py);
 - `checkpoints/ckpt_<step>.pt` (+ `.json`): the trainer's checkpoints (experiments/train).
@@ -20,7 +21,6 @@ Time stamps are ISO 8601 in UTC with their offset (`now`); `age_s` reads any off
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import re
@@ -36,6 +36,7 @@ from experiments.runs.files import (
     UnreadableRecord,
     append_jsonl,
     atomic_write_json,
+    read_holder,
     read_json,
     read_jsonl,
 )
@@ -245,11 +246,7 @@ def read_events(
 
 def read_lock(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """Who holds (or last held) the run's lock, or None: no lock, released, or unreadable."""
-    try:
-        holder = json.loads((Path(run_dir) / LOCK).read_text())
-    except (OSError, ValueError):
-        return None
-    return holder if isinstance(holder, dict) else None
+    return read_holder(Path(run_dir) / LOCK)
 
 
 def list_checkpoints(folder: str | os.PathLike) -> list[Path]:

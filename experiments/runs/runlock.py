@@ -1,46 +1,32 @@
 """One trainer per run: the run's lock, who holds it, and when a lock left behind may be taken.
 
-`lock_run(run_dir)` takes an exclusive `flock` on `<run>/.job.lock` and writes its holder into
+`lock_run(run_dir)` holds `<run>/.job.lock` (a `locks.HolderLock`) with its holder written in
 that file (host, pid and the pid's start time, job id and scheduler, what it is, since when);
-`RunLock.release` empties it again. A second trainer is refused with `RunBusy`, one line naming
-the holder. The kernel drops a flock when its process dies, but on some shared file systems a
-flock is seen by one host only, so a holder's record that was never released is honoured as
-well: on this host until its process is gone, on another host until sacct says its Slurm job
-has ended, or at once when the job asking is that same job (a requeued job). Once the lock is
-held nobody else writes in the run directory: the temporary files of writes killed midway
-(`records.remove_temp_files`) are removed then.
+`RunLock.release` empties it again. A second trainer is refused at once with `RunBusy`, one line
+naming the holder. The kernel drops a flock when its process dies, but on some shared file
+systems a flock is seen by one host only, so a holder's record that was never released is
+honoured as well: on this host until its process is gone, on another host until sacct says its
+Slurm job has ended, or at once when the job asking is that same job (a requeued job). Once the
+lock is held nobody else writes in the run directory: the temporary files of writes killed
+midway (`records.remove_temp_files`) are removed then.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
-import json
 import os
-import socket
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from experiments.runs import records
-from experiments.runs.files import named_error
+from experiments.runs.locks import HolderLock, LockBusy, describe
 from experiments.runs.scheduler import (
     NOT_KNOWN_ENDED,
     process_alive,
-    process_start,
     sacct_states,
+    this_process,
 )
-
-
-def describe(holder: dict[str, Any] | None) -> str:
-    """`host h, pid 12, job 345 (slurm), roadmap train, since ...`, from a holder record."""
-    if not holder:
-        return "another process (it has not recorded itself yet)"
-    parts = [f"host {holder.get('host')}", f"pid {holder.get('pid')}"]
-    if holder.get("job_id"):
-        parts.append(f"job {holder['job_id']} ({holder.get('scheduler') or '?'})")
-    parts += [str(holder.get("by") or "a trainer"), f"since {holder.get('since')}"]
-    return ", ".join(parts)
 
 
 class RunBusy(OSError):
@@ -57,21 +43,12 @@ class RunBusy(OSError):
 class RunLock:
     """A held run lock: `release()` (or leaving its `with`) frees it."""
 
-    def __init__(
-        self, f: IO[str], holder: dict[str, Any], took_over: dict[str, Any] | None
-    ) -> None:
-        self._file, self.holder, self.took_over = f, holder, took_over
+    def __init__(self, lock: HolderLock) -> None:
+        self._lock, self.holder, self.took_over = lock, lock.record, lock.left
 
     def release(self) -> None:
-        """Mark the lock released (an empty file) and drop the flock."""
-        if self._file.closed:
-            return
-        try:
-            self._file.truncate(0)
-            self._file.flush()
-        except OSError:
-            pass  # the flock goes with the file; a record left behind names a dead pid
-        self._file.close()
+        """Mark the lock released (an empty file) and drop it."""
+        self._lock.release()
 
     def __enter__(self) -> RunLock:
         return self
@@ -105,38 +82,21 @@ def lock_run(
     if job_id is None:
         job_id, scheduler = this_job()
     path = run_dir / records.LOCK
-    f = open(path, "a+")  # noqa: SIM115 - held until release()
+    me = {**this_process(), "job_id": job_id, "scheduler": scheduler, "by": by,
+          "argv": sys.argv[:6], "since": records.now()}  # fmt: skip
+
+    def vet(left: dict[str, Any] | None) -> None:
+        why = _honoured(left, job_id, scheduler, path)
+        if why is not None:
+            raise RunBusy(run_dir, left, why)
+
+    lock = HolderLock(path, me, vet)
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        raise RunBusy(run_dir, records.read_lock(run_dir)) from None
-    left = records.read_lock(run_dir)
-    why = _honoured(left, job_id, scheduler, path)
-    if why is not None:
-        f.close()
-        raise RunBusy(run_dir, left, why)
-    me = {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "start": process_start(os.getpid()),
-        "job_id": job_id,
-        "scheduler": scheduler,
-        "by": by,
-        "argv": sys.argv[:6],
-        "since": records.now(),
-    }
-    try:
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps(me, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    except OSError as err:
-        f.close()
-        raise named_error(err, path) from None
+        lock.acquire(0, str(run_dir))
+    except LockBusy as busy:
+        raise RunBusy(run_dir, busy.holder) from None
     records.remove_temp_files(run_dir)
-    return RunLock(f, me, left)
+    return RunLock(lock)
 
 
 def _honoured(

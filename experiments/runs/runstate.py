@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,10 @@ from experiments.runs.scheduler import (
     SLURM_CANCELLED,
     SLURM_PENDING,
     SLURM_RUNNING,
-    job_error,
     process_alive,
     sacct_states,
 )
-from roadmap.cli import describe_error
+from roadmap.errors import describe_error
 from roadmap.steps import step_names
 
 STATUSES = (
@@ -51,6 +51,14 @@ STATUSES = (
     "missing",
 )
 ACTIVE = ("running", "pending")  # a job is on it: leave it alone
+# The error a job left where its executor keeps its outcome (job.json's fields), if any: the
+# sweep hands in submitit's reader (experiments/submitit_private.py); without one, none.
+JobError = Callable[[dict[str, Any]], str | None]
+
+
+def no_job_error(job: dict[str, Any]) -> str | None:
+    """The `JobError` of callers that read no executor's outcome files."""
+    return None
 
 
 @dataclass
@@ -155,7 +163,11 @@ def _index(track: str, step: str) -> int:
     return names.index(step) + 1 if step in names else 0
 
 
-def run_state(run_dir: Path, sacct: dict[str, dict[str, str]] | None = None) -> RunState:
+def run_state(
+    run_dir: Path,
+    sacct: dict[str, dict[str, str]] | None = None,
+    job_error: JobError = no_job_error,
+) -> RunState:
     """The state of the run in `run_dir` (sacct: `sacct_states` of its job; None: ask)."""
     state = named_state(run_dir)
     if state.status == "unreadable":
@@ -182,12 +194,15 @@ def run_state(run_dir: Path, sacct: dict[str, dict[str, str]] | None = None) -> 
     elif job_problem:  # whether a job is at work on it cannot be told
         state.status, state.detail = "unreadable", job_problem
     else:
-        _job_state(state, job, sacct)
+        _job_state(state, job, sacct, job_error)
     return state
 
 
 def _job_state(
-    state: RunState, job: dict[str, Any], sacct: dict[str, dict[str, str]] | None
+    state: RunState,
+    job: dict[str, Any],
+    sacct: dict[str, dict[str, str]] | None,
+    job_error: JobError,
 ) -> None:
     """Fill the state of a run without a result from its job, then its lock.
 
@@ -202,9 +217,9 @@ def _job_state(
         state.status = "failed" if stop.get("cancelled") else "interrupted"
         state.detail = stop.get("reason", "stopped")
     elif state.executor == "slurm":
-        _slurm_state(state, job, sacct)
+        _slurm_state(state, job, sacct, job_error)
     elif state.executor == "local":
-        _local_state(state, job)
+        _local_state(state, job, job_error)
     else:
         _debug_state(state, job)
     alive = process_alive(holder.get("pid"), holder.get("start"), holder.get("host"))
@@ -221,7 +236,10 @@ def _not_started(state: RunState, detail: str) -> None:
 
 
 def _slurm_state(
-    state: RunState, job: dict[str, Any], sacct: dict[str, dict[str, str]] | None
+    state: RunState,
+    job: dict[str, Any],
+    sacct: dict[str, dict[str, str]] | None,
+    job_error: JobError,
 ) -> None:
     """Fill a Slurm run's state from sacct."""
     recent = records.age_s(job.get("submitted")) < SACCT_GRACE_S
@@ -256,7 +274,7 @@ def _slurm_state(
         state.detail = f"{reason}: {error}" if error else reason
 
 
-def _local_state(state: RunState, job: dict[str, Any]) -> None:
+def _local_state(state: RunState, job: dict[str, Any], job_error: JobError) -> None:
     """Fill a local run's state from its controller process."""
     if not state.job_id:
         queued = job.get("queued_by") or {}
@@ -310,7 +328,9 @@ def find_runs(root: str | os.PathLike, track: str) -> dict[tuple[str, int], Path
     return found
 
 
-def sweep_states(root: str | os.PathLike, track: str | None = None) -> list[RunState]:
+def sweep_states(
+    root: str | os.PathLike, track: str | None = None, job_error: JobError = no_job_error
+) -> list[RunState]:
     """The state of every run under `root` (one track's, if given), in roadmap order."""
     root = Path(root)
     if not root.is_dir():
@@ -319,7 +339,7 @@ def sweep_states(root: str | os.PathLike, track: str | None = None) -> list[RunS
     jobs = [records.read_or_reason(records.read_job, d)[0] or {} for d in dirs]
     slurm_ids = [str(j["job_id"]) for j in jobs if j.get("executor") == "slurm" and j.get("job_id")]
     sacct = sacct_states(slurm_ids)
-    states = [run_state(d, sacct) for d in dirs]
+    states = [run_state(d, sacct, job_error) for d in dirs]
     return sorted(states, key=lambda s: (s.track, s.index or 1e9, s.step, s.seed))
 
 
@@ -328,7 +348,7 @@ def totals(states: list[RunState]) -> Counter:
     return Counter(s.status for s in states)
 
 
-def collect(root: str | os.PathLike) -> Any:
+def collect(root: str | os.PathLike, job_error: JobError = no_job_error) -> Any:
     """One pandas DataFrame row per run under `root`: config fields, then result fields.
 
     Config keys are flattened with dots (`spec.kernel_size`, `recipe.epochs`); result keys keep
@@ -338,7 +358,7 @@ def collect(root: str | os.PathLike) -> Any:
     import pandas as pd
 
     rows = []
-    for state in sweep_states(root):
+    for state in sweep_states(root, job_error=job_error):
         config = records.read_or_reason(records.read_config, state.run_dir)[0]
         config = config or {
             "track": state.track,

@@ -1,24 +1,25 @@
 """What the schedulers say of a job: Slurm through sacct, a local job through its process.
 
-`sacct_states` asks sacct once for many jobs (submitit's own parser reads the answer); where
+`sacct_states` asks sacct once for many jobs (`parse_sacct` reads its `--parsable2` table); where
 sacct cannot be asked every job gets the state `SACCT_UNAVAILABLE`, so that nobody takes a job
 it cannot see for a job that has ended; a job that sacct shows as ended but that slurmctld holds
 again (requeued) gets the controller's state (`queued_states`, squeue). `process_alive` tells a
 live process from a dead or a recycled pid (its start time), on this host only.
 runstate.py turns these into run states; runlock.py uses them to tell whether a lock's holder
-is gone.
+is gone. `this_process` is the one record of a process (pid, start, host) that locks, job.json
+and sweep.json keep.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import socket
 import subprocess
-from pathlib import Path
 from typing import Any
 
-from experiments.submitit_private import job_error as submitit_error
-from experiments.submitit_private import parse_sacct
+import psutil
 
 # sacct states of a job that will run (again), that runs; CANCELLED is the user's decision,
 # any other end (TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, FAILED, ...) interrupts the run.
@@ -41,7 +42,7 @@ SACCT_GRACE_S = 120  # a job this recent may not be in the accounting database y
 def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
     """Sacct's record of each Slurm job id ("123" or "123_4"): State, ExitCode, Reason.
 
-    One `sacct` call for all arrays, parsed by submitit's own reader. Where sacct cannot be
+    One `sacct` call for all arrays, read by `parse_sacct`. Where sacct cannot be
     asked, every id gets State `SACCT_UNAVAILABLE` and the Reason why.
     """
     if not job_ids:
@@ -65,6 +66,32 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
                 "State": live,
                 "Reason": f"requeued after {old}",
             }
+    return states
+
+
+def parse_sacct(output: str) -> dict[str, dict[str, str]]:
+    """`sacct --parsable2` output as {job id: {column: value}}, array ranges spread out.
+
+    Job steps (`123.batch`) are skipped; `41_[3-4,7]` gives 41_3, 41_4 and 41_7 the same row.
+    """
+    lines = output.splitlines()
+    if len(lines) < 2:
+        return {}
+    names = lines[0].split("|")
+    states: dict[str, dict[str, str]] = {}
+    for line in lines[1:]:
+        row = {k: v.strip() for k, v in zip(names, line.split("|"), strict=False)}
+        job = row.get("JobID", "")
+        if not job or "." in job:
+            continue
+        ranges = re.fullmatch(r"(\d+)_\[([\d,-]+)(%\d+)?\]", job)
+        if ranges is None:
+            states[job] = row
+            continue
+        for part in ranges.group(2).split(","):
+            first, _, last = part.partition("-")
+            for index in range(int(first), int(last or first) + 1):
+                states[f"{ranges.group(1)}_{index}"] = row
     return states
 
 
@@ -105,28 +132,30 @@ def _unavailable(reason: str) -> dict[str, str]:
 
 
 def process_start(pid: int | str) -> str | None:
-    """The start time (clock ticks since boot) of process `pid`, None if it is not running.
+    """The start time of process `pid` (psutil, seconds since the epoch), None if not running.
 
     With the pid, it names a process uniquely: a recycled pid has another start time.
     """
     try:
-        fields = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, ValueError, IndexError):
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return f"{proc.create_time():.2f}"
+    except (psutil.Error, ValueError):
         return None
-    return None if fields[0] == "Z" else fields[19]
 
 
 def process_alive(pid: int | str | None, start: str | None, host: str | None) -> bool | None:
     """Whether the recorded process still runs (None: it ran on another host)."""
     if host not in (None, socket.gethostname()):
         return None
-    if pid is None or not str(pid).isdigit():
+    if pid is None or not str(pid).isdigit() or not psutil.pid_exists(int(pid)):
         return False
     current = process_start(pid)
-    return current is not None and (start is None or current == start)
+    return current is not None and (start is None or current == str(start))
 
 
-def job_error(job: dict[str, Any]) -> str | None:
-    """The error a job's submitit outcome (job.json's folder and id) holds, if any."""
-    folder, job_id = job.get("submitit_folder"), job.get("job_id")
-    return submitit_error(folder, job_id) if folder and job_id else None
+def this_process() -> dict[str, Any]:
+    """The record of this process that locks and manifests keep: {pid, start, host}."""
+    pid = os.getpid()
+    return {"pid": pid, "start": process_start(pid), "host": socket.gethostname()}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from experiments.recipe import PRESETS
 from experiments.runs.runstate import sweep_states, totals
+from experiments.submitit_private import job_outcome_error
 from experiments.sweep.estimate import estimate
 from experiments.sweep.launch import cancel, launch
 from experiments.sweep.local import local_slots
@@ -122,7 +123,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the step x seed table (or JSON) of every track under --root."""
-    states = sweep_states(args.root, args.track)
+    states = sweep_states(args.root, args.track, job_outcome_error)
     if args.format == "json":
         print(
             json.dumps(

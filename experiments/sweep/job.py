@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,7 +30,9 @@ import torch
 from submitit.core.utils import UncompletedJobError
 
 from experiments.runs import records, runlock, runstate
+from experiments.runs.locks import update_job
 from experiments.train.distributed import peer_lost
+from experiments.train.life import Life, live, record_failure
 from experiments.train.signals import StopRequested
 from experiments.train.trainer import Trainer
 
@@ -38,12 +41,30 @@ EXIT_STOPPED = 75  # rank 0 stopped on a signal without requeueing (EX_TEMPFAIL,
 STOP_WAIT_S = 90  # how long a job may take to checkpoint and exit after USR2
 
 
-def _rank() -> int:
-    """Global rank of this task in its submitit job (0 outside one)."""
+@dataclass(frozen=True)
+class Task:
+    """A task of a submitit job: its rank, the tasks, job id, executor and nodes."""
+
+    rank: int = 0
+    tasks: int = 1
+    job_id: str | None = None
+    cluster: str | None = None  # slurm, local or debug
+    hosts: tuple[str, ...] = ()
+
+    def where(self) -> str:
+        """Where this task runs, for messages: its rank, the job id, the nodes."""
+        if self.job_id is None:
+            return f"rank 0 on {socket.gethostname()}"
+        return f"rank {self.rank} of {self.tasks} in job {self.job_id} on {', '.join(self.hosts)}"
+
+
+def this_task() -> Task:
+    """The submitit task of this process (the one reader of submitit's job environment)."""
     try:
-        return submitit.JobEnvironment().global_rank
+        env = submitit.JobEnvironment()
     except RuntimeError:
-        return 0
+        return Task()
+    return Task(env.global_rank, env.num_tasks, env.job_id, env.cluster, tuple(env.hostnames))
 
 
 class PeerLost(RuntimeError):
@@ -55,42 +76,11 @@ def _stop_this_rank(signum: int, frame: FrameType | None) -> None:
     raise StopRequested(f"{signal.Signals(signum).name} to the job")
 
 
-def _tasks() -> int:
-    """Tasks (ranks) of this process's submitit job (1 outside one)."""
-    try:
-        return submitit.JobEnvironment().num_tasks
-    except RuntimeError:
-        return 1
-
-
-def _where() -> str:
-    """Where this task runs, for messages: its rank, the job id, the nodes."""
-    try:
-        env = submitit.JobEnvironment()
-    except RuntimeError:
-        return f"rank 0 on {socket.gethostname()}"
-    return (
-        f"rank {env.global_rank} of {env.num_tasks} in job {env.job_id} on "
-        f"{', '.join(env.hostnames)}"
-    )
-
-
-def _job() -> tuple[str | None, str | None]:
-    """(job id, executor: slurm, local or debug) of this process's submitit job, if any."""
-    try:
-        env = submitit.JobEnvironment()
-    except RuntimeError:
-        return None, None
-    return env.job_id, env.cluster
-
-
-def _job_id() -> str | None:
-    """The submitit job id of this process, if it runs in a job."""
-    return _job()[0]
-
-
-class RunJob(submitit.helpers.Checkpointable):
+class RunJob(submitit.helpers.Checkpointable, Life):
     """Train the run whose config is at `config_path`; checkpoint and requeue on USR2."""
+
+    by = "sweep job"
+    set_aside = False  # the sweep sets aside what it retries (`launch.prepare`)
 
     def __init__(
         self,
@@ -105,7 +95,6 @@ class RunJob(submitit.helpers.Checkpointable):
         # False for the debug executor, which would start pdb on an exception.
         self.raise_errors = raise_errors
         self._trainer: Trainer | None = None
-        self._lock: runlock.RunLock | None = None
         self._stopping = False
 
     @property
@@ -114,12 +103,12 @@ class RunJob(submitit.helpers.Checkpointable):
         return Path(self.config_path).parent
 
     def __getstate__(self) -> dict[str, Any]:
-        # Only the path and the settings travel: never the trainer, model or lock.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_trainer", "_lock")}
+        # Only the path and the settings travel: never the trainer or its model.
+        return {k: v for k, v in self.__dict__.items() if k != "_trainer"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._trainer, self._lock = None, None
+        self._trainer = None
 
     def __call__(self) -> dict[str, Any]:
         """Train to the end (resuming from the newest checkpoint) and return the result.
@@ -127,93 +116,97 @@ class RunJob(submitit.helpers.Checkpointable):
         Another trainer at work on the run (its lock) makes the job end at once, writing no
         result: the run is left to it.
         """
-        run_dir, rank = self.run_dir, _rank()
-        done = runstate.done_result(run_dir)
-        if done is not None:
-            return done
+        return live(self.run_dir, self)
+
+    # ---- the hooks of the run's life (experiments/train/life.py) ----------------------------
+
+    def rank(self) -> int:
+        """Global rank of this task in its submitit job (0 outside one)."""
+        return this_task().rank
+
+    def job(self) -> tuple[str | None, str | None]:
+        """(job id, executor) of this process's submitit job, as the lock records them."""
+        task = this_task()
+        return task.job_id, task.cluster
+
+    def refused(self, run_dir: Path, busy: runlock.RunBusy) -> dict[str, Any]:
+        """Leave the run to the trainer that holds it: an event, no result."""
+        print(f"not training: {busy.strerror}", file=sys.stderr, flush=True)
+        records.append_event(run_dir, "refused", reason=busy.strerror)
+        return {"status": "refused", "reason": busy.strerror}
+
+    def started(self, run_dir: Path, rank: int) -> None:
+        """Threads, the `start` event (rank 0), the quiet USR2 handler (other ranks)."""
         if self.threads:
             torch.set_num_threads(self.threads)
-        if rank == 0:
-            job_id, cluster = _job()
-            try:
-                self._lock = runlock.lock_run(run_dir, "sweep job", job_id, cluster)
-            except runlock.RunBusy as busy:
-                print(f"not training: {busy.strerror}", file=sys.stderr, flush=True)
-                records.append_event(run_dir, "refused", reason=busy.strerror)
-                return {"status": "refused", "reason": busy.strerror}
-            records.append_event(
-                run_dir,
-                "start",
-                job_id=_job_id(),
-                restart=int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0),
-                requeues=_count(run_dir, "requeue"),
-                threads=self.threads,
-            )
-        try:
-            if rank:
-                signal.signal(signal.SIGUSR2, _stop_this_rank)
-            self._trainer = trainer = Trainer(run_dir)
-            if rank == 0 and trainer.resumed_from is not None:
-                _log_resume(trainer)
-            result = trainer.fit()
-        except StopRequested as stop:
-            self._stopped(stop, rank)
-        except Exception as err:
-            if self._stopping:  # stopped on purpose after a checkpoint: not a failure
-                raise
-            return self._failed(err, rank)
+        if rank:
+            signal.signal(signal.SIGUSR2, _stop_this_rank)
+            return
+        records.append_event(
+            run_dir,
+            "start",
+            job_id=this_task().job_id,
+            restart=int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0),
+            requeues=_count(run_dir, "requeue"),
+            threads=self.threads,
+        )
+
+    def fit(self, trainer: Trainer) -> dict[str, Any]:
+        """Keep the trainer for `checkpoint`; the `resume` event (rank 0); fit."""
+        self._trainer = trainer
+        if self.rank() == 0 and trainer.resumed_from is not None:
+            _log_resume(trainer)
+        return trainer.fit()
+
+    def ended(self, run_dir: Path, result: dict[str, Any], rank: int) -> None:
+        """The `end` event (rank 0)."""
         if rank == 0:
             records.append_event(
                 run_dir, "end", status=result.get("status"), top1=result.get("top1")
             )
-        if self._lock is not None:
-            self._lock.release()
-        return result
 
-    def _stopped(self, stop: StopRequested, rank: int) -> None:
+    def stopped(self, run_dir: Path, stop: StopRequested, rank: int) -> None:
         """Leave after a stop the ranks agreed on (rank 0's handler has checkpointed).
 
         A non-zero rank leaves at once (`os._exit`: it holds no record), before the requeue
-        that rank 0 asks for kills the job's tasks; rank 0 leaves as any process does.
+        that rank 0 asks for kills the job's tasks; rank 0 leaves as any process does (its
+        lock released on the way out).
         """
-        print(f"{_where()}: stopped: {stop}", file=sys.stderr, flush=True)
+        print(f"{this_task().where()}: stopped: {stop}", file=sys.stderr, flush=True)
         if rank:
             sys.stdout.flush()
             os._exit(0)
-        records.append_event(self.run_dir, "stop", reason=str(stop))
-        if self._lock is not None:
-            self._lock.release()
+        records.append_event(run_dir, "stop", reason=str(stop))
         sys.exit(EXIT_STOPPED)
 
-    def _failed(self, err: Exception, rank: int) -> dict[str, Any]:
+    def failed(
+        self, run_dir: Path, trainer: Trainer | None, err: Exception, rank: int
+    ) -> dict[str, Any]:
         """Record an exception as the run's failure (rank 0); raise it unless told not to.
 
         Another rank gone is not the run's failure: nothing is recorded but an event, and the
-        job ends with `PeerLost`, naming the job and its nodes.
+        job ends with `PeerLost`, naming the job and its nodes. A stop on purpose after a
+        checkpoint (`stop_requested`) is no failure either.
         """
-        reason = failure_reason(err)
-        lost = _tasks() > 1 and peer_lost(err)
-        if rank or lost:
-            kind = "peer-lost" if lost else "rank-failed"
-            records.append_event(self.run_dir, kind, rank=rank, reason=reason)
-            if self._lock is not None:
-                self._lock.release()
-            if lost:
-                raise PeerLost(f"{_where()}: lost another rank: {reason}") from err
+        if self._stopping:
             raise err
-        records.remove_temp_files(self.run_dir)  # a write the failure cut short
+        reason = failure_reason(err)
+        task = this_task()
+        lost = task.tasks > 1 and peer_lost(err)
+        if rank or lost:
+            records.append_event(run_dir, "peer-lost" if lost else "rank-failed", rank=rank,
+                                 reason=reason)  # fmt: skip
+            if lost:
+                raise PeerLost(f"{task.where()}: lost another rank: {reason}") from err
+            raise err
         try:
-            if self._trainer is not None:
-                self._trainer.record_failure(reason)
-            runstate.write_failure(self.run_dir, reason)
-            records.append_event(self.run_dir, "end", status="failed", reason=reason)
+            record_failure(run_dir, trainer, reason)
+            records.append_event(run_dir, "end", status="failed", reason=reason)
         except OSError as unrecorded:  # a full disk: the run reads as interrupted
             print(f"failure not recorded: {failure_reason(unrecorded)}", file=sys.stderr)
-        if self._lock is not None:
-            self._lock.release()
         if self.raise_errors:
             raise err
-        result = records.read_or_reason(records.read_result, self.run_dir)[0]
+        result = records.read_or_reason(records.read_result, run_dir)[0]
         return result or {"status": "failed", "reason": reason}
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
@@ -222,7 +215,7 @@ class RunJob(submitit.helpers.Checkpointable):
         path = None
         if self._trainer is not None:
             path = self._trainer.save_checkpoint("preempted")
-        job_id = _job_id()  # the same across this job's requeues; a new job starts at 0
+        job_id = this_task().job_id  # the same across this job's requeues; a new job starts at 0
         requeues = sum(
             e.get("event") == "requeue" and e.get("job_id") == job_id
             for e in records.read_events(run_dir)
@@ -275,15 +268,19 @@ def failure_reason(err: BaseException) -> str:
 
 def new_job(run_dir: Path, **fields_: Any) -> dict[str, Any]:
     """Write a fresh job manifest for `run_dir`; a previous submitted job moves into history."""
-    old = records.read_or_reason(records.read_job, run_dir)[0] or {}
-    history = list(old.pop("history", []))
-    if old.get("job_id"):
-        history.append(old)
-    job = {
-        "host": socket.gethostname(),
-        "submitted": records.now(),
-        **fields_,
-        "history": history,
-    }
-    records.write_job(run_dir, job)
-    return job
+
+    def fresh(old: dict[str, Any]) -> dict[str, Any]:
+        history = list(old.pop("history", []))
+        if old.get("job_id"):
+            history.append(dict(old))
+        old.clear()
+        old.update(host=socket.gethostname(), submitted=records.now(), **fields_, history=history)
+        return dict(old)
+
+    return update_job(run_dir, fresh)
+
+
+def mark_stopped(job: dict[str, Any], reason: str, cancelled: bool) -> None:
+    """Record in a job manifest that its job was stopped on purpose (and why)."""
+    job.pop("stop_requested", None)
+    job["stopped"] = {"time": records.now(), "cancelled": cancelled, "reason": reason}

@@ -2,12 +2,12 @@
 
 Each `roadmap sweep` that submits anything appends one entry to `<root>/<track>/sweep.json`
 (time, command, executor, profile, runs, job ids, the driving process), under an exclusive lock
-on `<root>/<track>/.sweep.lock` that the local executor holds until its last job ends.
+on `<root>/<track>/.sweep.lock` (naming its holder) that the local executor holds until its
+last job ends; a second sweep of the track is refused at once, naming the first.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import sys
@@ -20,8 +20,9 @@ from typing import Any
 import submitit
 
 from experiments.runs import records, runstate
+from experiments.runs.locks import HolderLock, LockBusy, describe
 from experiments.runs.runstate import sweep_states
-from experiments.runs.scheduler import process_alive, process_start
+from experiments.runs.scheduler import process_alive, this_process
 from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
 from experiments.sweep.local import LocalDriver, local_slots, stop_local_job
 from experiments.sweep.plan import Plan
@@ -40,24 +41,16 @@ SUBMITIT = ".submitit"  # submitit's folder (pickles, logs) under <root>/<track>
 def sweep_lock(track_dir: Path) -> Iterator[None]:
     """Hold the track's sweep lock; a second sweep on the same root is a clear error."""
     track_dir.mkdir(parents=True, exist_ok=True)
-    f = open(track_dir / LOCK, "a+")  # noqa: SIM115 - closed below
+    lock = HolderLock(track_dir / LOCK)
     try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise ValueError(
-                f"another sweep ({holder}) is submitting or running under {track_dir}; "
-                f"see `roadmap status --root {track_dir.parent}`"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} since {records.now()}\n")
-        f.flush()
+        lock.acquire(0, f"the sweep lock of {track_dir}")
+    except LockBusy as busy:
+        raise ValueError(
+            f"another sweep ({describe(busy.holder)}) is submitting or running under "
+            f"{track_dir}; see `roadmap status --root {track_dir.parent}`"
+        ) from None
+    with lock:
         yield
-    finally:
-        f.close()
 
 
 def _record(track_dir: Path, entry: Entry) -> None:
@@ -117,11 +110,7 @@ def launch(plan: Plan, out: Out = print) -> int:
             "profile": req.profile,
             "preset": req.preset,
             "runs": [str(c.parent.relative_to(req.root.absolute())) for c in configs],
-            "driver": {
-                "pid": os.getpid(),
-                "start": process_start(os.getpid()),
-                "host": os.uname().nodename,
-            },
+            "driver": this_process(),
         }
         _record(track_dir, entry)
         executors = {
@@ -161,17 +150,12 @@ def _launch_debug(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> in
     for i, config in enumerate(configs, 1):
         executor = submitit.DebugExecutor(folder=folder)
         job = executor.submit(RunJob(str(config), 0, plan.profile.max_requeues, raise_errors=False))
-        me = {
-            "pid": os.getpid(),
-            "start": process_start(os.getpid()),
-            "host": os.uname()[1],
-        }
         new_job(
             config.parent,
             executor="debug",
             job_id=str(job.job_id),
             submitit_folder=str(folder),
-            driver=me,
+            driver=this_process(),
         )
         result = job.result()
         failed += result.get("status") != "done"

@@ -19,13 +19,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psutil
 import submitit
 import torch
 
 from experiments.runs import records, runstate
-from experiments.runs.scheduler import process_alive, process_start
-from experiments.submitit_private import SessionLocalExecutor
-from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
+from experiments.runs.locks import update_job
+from experiments.runs.scheduler import process_alive, process_start, this_process
+from experiments.submitit_private import SessionLocalExecutor, job_outcome_error
+from experiments.sweep.job import STOP_WAIT_S, RunJob, mark_stopped, new_job
 
 POLL_S = 0.5
 
@@ -66,10 +68,9 @@ def _gpu_count() -> int:
 def _children(pid: int) -> list[int]:
     """Child process ids of `pid` (the tasks of a local controller)."""
     try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.Error:
         return []
-    return [int(x) for x in text.split()]
 
 
 def stop_local_job(run_dir: Path, reason: str, cancelled: bool, wait_s: float = STOP_WAIT_S) -> str:
@@ -79,8 +80,7 @@ def stop_local_job(run_dir: Path, reason: str, cancelled: bool, wait_s: float = 
     alive = process_alive(pid, job.get("proc_start"), job.get("host"))
     how = "was not running"
     if alive:
-        job["stop_requested"] = reason
-        records.write_job(run_dir, job)
+        update_job(run_dir, lambda job: job.update(stop_requested=reason))
         for task in _children(int(pid)):
             _signal(task, signal.SIGUSR2)
         how = "checkpointed and stopped"
@@ -94,14 +94,7 @@ def stop_local_job(run_dir: Path, reason: str, cancelled: bool, wait_s: float = 
                 for task in _children(int(pid)):
                     _signal(task, sig)
                 time.sleep(2)
-    job = records.read_job(run_dir) or job
-    job.pop("stop_requested", None)
-    job["stopped"] = {
-        "time": records.now(),
-        "cancelled": cancelled,
-        "reason": f"{reason}; {how}",
-    }
-    records.write_job(run_dir, job)
+    update_job(run_dir, lambda job: mark_stopped(job, f"{reason}; {how}", cancelled))
     return how
 
 
@@ -151,11 +144,7 @@ class LocalDriver:
 
     def run(self, configs: list[Path]) -> dict[str, int]:
         """Run every config; the counts of done, failed and stopped runs."""
-        me = {
-            "pid": os.getpid(),
-            "start": process_start(os.getpid()),
-            "host": os.uname().nodename,
-        }
+        me = this_process()
         for config in configs:
             new_job(config.parent, executor="local", job_id=None, queued_by=me)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -226,7 +215,7 @@ class LocalDriver:
 
     def _outcome(self, run_dir: Path, job: submitit.LocalJob) -> tuple[str, str]:
         """(done|failed|interrupted, detail) of a local job that has ended (its run's state)."""
-        state = runstate.run_state(run_dir)
+        state = runstate.run_state(run_dir, job_error=job_outcome_error)
         if state.status == "done":
             return "done", f"top-1 {state.detail or '?'}"
         if state.status == "failed":
@@ -241,13 +230,8 @@ class LocalDriver:
         reason, cancelled = self.stop or ("stopped", False)
         self.out(f"stopping: {reason}; {len(running)} running, {len(queue)} queued")
         for config in queue:
-            job = records.read_job(config.parent) or {}
-            job["stopped"] = {
-                "time": records.now(),
-                "cancelled": cancelled,
-                "reason": f"{reason}; never started",
-            }
-            records.write_job(config.parent, job)
+            never = f"{reason}; never started"
+            update_job(config.parent, lambda job, why=never: mark_stopped(job, why, cancelled))
         for config in running:
             how = stop_local_job(config.parent, reason, cancelled)
             counts["stopped"] += 1

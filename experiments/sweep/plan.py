@@ -10,9 +10,10 @@ ones rerun only with `retry_failed` (their failed result.json is kept as
 `result.failed-<n>.json`); pending or running ones are left alone, and so are unreadable ones
 (named in the plan: nothing is written over them). A run directory configured before must hold
 the very run asked for (`experiments.train.config.run_identity`, as `roadmap train` checks),
-and every run already under the root on the same data root must have been configured on this
-very dataset (its class map and fingerprint), so that seeds added later train on the data of
-the first.
+and every run already under the root must have been configured on this very dataset (its
+class map and content fingerprint, wherever it lies), so that seeds added later train on the
+data of the first and no root holds two datasets. A refusal counts every conflicting run and
+names the first few (`SHOWN_CONFLICTS`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.data.identity import describe_change
+from experiments.data.identity import brief, describe_change
 from experiments.recipe import Recipe, resolve_recipe
 from experiments.runs import records
 from experiments.runs.files import check_writable
 from experiments.runs.runstate import RunState, find_runs, run_state
 from experiments.runs.scheduler import sacct_states
+from experiments.submitit_private import job_outcome_error
 from experiments.sweep.profile import Profile, load_profile
 from experiments.sweep.slurm import check_slurm
 from experiments.train.config import (
@@ -42,6 +44,7 @@ from roadmap.select import select_steps
 from roadmap.steps import DEFAULT_TRACK, Step
 
 EXECUTORS = ("local", "slurm", "debug")
+SHOWN_CONFLICTS = 2  # conflicting runs named in a refusal (all are counted)
 # What the sweep does with a run in each state (failed: "skip", or "retry" when asked).
 ACTIONS = {
     "done": "skip",
@@ -181,6 +184,7 @@ def _plan_runs(
         for step in chosen
         for seed in seeds
     ]
+    conflicts = []
     for step, seed, directory in dirs:
         wanted = run_identity(
             request.track,
@@ -191,14 +195,19 @@ def _plan_runs(
             request.overrides,
             data.identity,
         )
-        check_config(directory, wanted)
+        conflicts += [(directory, diff)] if (diff := config_diff(directory, wanted)) else []
+    if conflicts:
+        raise ValueError(
+            conflict_message(request.root, conflicts, "already hold a different run")
+            + "; use another --root, or move those runs away"
+        )
     jobs = [records.read_or_reason(records.read_job, d)[0] or {} for _, _, d in dirs]
     ids = [str(j["job_id"]) for j in jobs if j.get("executor") == "slurm" and j.get("job_id")]
     sacct = sacct_states(ids)
     runs = []
     for step, seed, directory in dirs:
         state = (
-            run_state(directory, sacct)
+            run_state(directory, sacct, job_outcome_error)
             if directory.is_dir()
             else RunState(directory, request.track, step.name, step.index, seed, "missing")
         )
@@ -245,41 +254,55 @@ def check_batch(recipe: Recipe, world: int, profile: Profile) -> None:
         raise ValueError(f"{err} -- {where}") from None
 
 
-def check_config(directory: Path, wanted: dict[str, object]) -> None:
-    """A run directory configured before must have been configured for this very run.
+def config_diff(directory: Path, wanted: dict[str, object]) -> str | None:
+    """How the run configured in `directory` differs from `wanted` (None: same, or none).
 
     An unreadable config is left to the run's state (`unreadable`, skipped and named).
     """
     existing, _ = records.read_or_reason(records.read_config, directory)
-    if existing is None:
-        return
-    diff = identity_diff(existing, wanted)
-    if diff:
-        raise ValueError(
-            f"{directory} already holds a different run: {diff}. "
-            "Use another --root, or move that run away"
-        )
+    return None if existing is None else identity_diff(existing, wanted)
+
+
+def conflict_message(root: Path, conflicts: list[tuple[Path, str]], what: str) -> str:
+    """`N run(s) under ROOT <what>: a, b and N more; the first: <how>`, in one line.
+
+    How the first differs is said once; `(k other differences)` counts the other ways.
+    """
+    names = [os.path.relpath(d, root) for d, _ in conflicts]
+    more = len(names) - SHOWN_CONFLICTS
+    ways = len({how for _, how in conflicts}) - 1
+    return (
+        f"{len(names)} run(s) under {root} {what}: {', '.join(names[:SHOWN_CONFLICTS])}"
+        + (f" and {more} more" if more > 0 else "")
+        + f"; the first: {conflicts[0][1]}"
+        + (f" ({ways} other difference(s))" if ways else "")
+    )
 
 
 def check_other_runs(request: Request, runs: list[PlannedRun], data: RunData) -> None:
-    """Runs under the root on the same data root must have been configured on this dataset.
+    """Every run under the root must have been configured on this very dataset.
 
-    (The planned runs' own configs are compared by `check_config`.) The built-in data is a
-    function of the recipe, which the root may vary.
+    (The planned runs' own configs are compared by `config_diff`.) A config of an older
+    version, without its dataset, is not compared.
     """
-    if data.root is None:
-        return
     planned = {r.run_dir.absolute() for r in runs}
     found = find_runs(request.root, request.track) if request.root.is_dir() else {}
-    for directory in found.values():
+    conflicts = []
+    for directory in sorted(found.values()):
         if directory.absolute() in planned:
             continue
         config, _ = records.read_or_reason(records.read_config, directory)
-        if config and config.get("data") == data.root and "dataset" in config:
-            if config.get("dataset") != data.identity:
-                change = describe_change(config.get("dataset"), data.identity)
-                raise ValueError(
-                    f"{directory} was configured on {data.root} as it was then; now: "
-                    f"{change}. New runs would train on other data than the runs "
-                    "already there: use another --root"
-                )
+        if config and "dataset" in config and config["dataset"] != data.identity:
+            on = config.get("data") or "built-in data"
+            change = (  # the same root changed since, or another dataset
+                describe_change(config["dataset"], data.identity)
+                if config.get("data") == data.root
+                else f"{brief(config['dataset'])} vs {brief(data.identity)}"
+            )
+            conflicts.append((directory, f"on {on}: {change}"))
+    if conflicts:
+        where = data.root or "the built-in dataset"
+        raise ValueError(
+            conflict_message(request.root, conflicts, f"were configured on other data than {where}")
+            + "; use another --root"
+        )

@@ -15,11 +15,11 @@ from typing import Any
 
 import submitit
 
-from experiments.runs import records
+from experiments.runs.locks import update_job
 from experiments.runs.runstate import RunState
-from experiments.runs.scheduler import sacct_states
+from experiments.runs.scheduler import SLURM_RUNNING, sacct_states
 from experiments.submitit_private import sbatch_script
-from experiments.sweep.job import STOP_WAIT_S, RunJob, failure_reason, new_job
+from experiments.sweep.job import STOP_WAIT_S, RunJob, failure_reason, mark_stopped, new_job
 from experiments.sweep.profile import Profile
 
 SLURM_DEFAULTS: dict[str, Any] = {"job_name": "roadmap"}
@@ -80,9 +80,7 @@ def cancel_slurm(
     running = [s for s in states if s.status == "running"]
     if graceful and running:
         for s in running:
-            job = records.read_job(s.run_dir) or {}
-            job["stop_requested"] = reason
-            records.write_job(s.run_dir, job)
+            update_job(s.run_dir, lambda job: job.update(stop_requested=reason))
         ids = [str(s.job_id) for s in running]
         subprocess.run(["scancel", "--signal=USR2", *ids], check=False)
         out(f"asked {len(ids)} running job(s) to checkpoint and stop: {' '.join(ids)}")
@@ -90,10 +88,7 @@ def cancel_slurm(
     ids = [str(s.job_id) for s in states]
     subprocess.run(["scancel", *ids], check=False)
     for s in states:
-        job = records.read_job(s.run_dir) or {}
-        job.pop("stop_requested", None)
-        job["stopped"] = {"time": records.now(), "cancelled": True, "reason": reason}
-        records.write_job(s.run_dir, job)
+        update_job(s.run_dir, lambda job: mark_stopped(job, reason, cancelled=True))
     out(f"cancelled {len(ids)} Slurm job(s): {' '.join(ids)}")
 
 
@@ -102,9 +97,6 @@ def _wait_until_stopped(ids: list[str]) -> None:
     deadline = time.time() + STOP_WAIT_S
     while time.time() < deadline:
         info = sacct_states(ids)
-        if all(
-            info.get(i, {}).get("State", "").split(" ")[0] not in ("RUNNING", "COMPLETING")
-            for i in ids
-        ):
+        if all(info.get(i, {}).get("State", "").split(" ")[0] not in SLURM_RUNNING for i in ids):
             return
         time.sleep(2)

@@ -18,6 +18,8 @@ from experiments.train.run import EXIT_PREEMPTED, RunFailed, run
 from experiments.train.signals import StopRequested
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
+SHOWN_LEFT_OUT = 3  # files left out by recipe.skip_bad_images named when a run starts
+
 
 def add_recipe_overrides(parser: argparse.ArgumentParser) -> None:
     """The `--set recipe.FIELD=VALUE` option (train and sweep)."""
@@ -70,6 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.overrides,
         write=launch_rank() == 0,  # under torchrun rank 0 alone writes the run's files
     )
+    _say_left_out(run_dir)
     done = runstate.done_result(run_dir)
     if done is not None:
         print(f"{run_dir} is already done: top-1 {pct(done['top1'])} ({records.RESULT})")
@@ -85,6 +88,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             traceback.print_exception(cause, file=sys.stderr)  # a bug: show where
         return _failed(str(failed))
     return 0 if result["status"] == "done" else _failed(result["reason"])
+
+
+def _say_left_out(run_dir: Path) -> None:
+    """Print the files `recipe.skip_bad_images` leaves out of the run (its config lists them)."""
+    left = (records.read_config(run_dir) or {}).get("excluded_images") or []
+    if left and launch_rank() == 0:
+        shown = ", ".join(e["problem"] for e in left[:SHOWN_LEFT_OUT])
+        more = f" and {len(left) - SHOWN_LEFT_OUT} more" if len(left) > SHOWN_LEFT_OUT else ""
+        print(
+            f"recipe.skip_bad_images: {len(left)} bad file(s) or folder(s) left out "
+            f"({records.CONFIG} lists them): {shown}{more}",
+            flush=True,
+        )
 
 
 def _failed(reason: str) -> int:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from experiments.data.check import check_root, usable
-from experiments.data.identity import describe_change, imagefolder_identity
+from experiments.data.check import check_root, dataset_identity, usable
+from experiments.data.identity import describe_change
 from experiments.recipe import (
     Recipe,
     parse_overrides,
@@ -32,6 +32,8 @@ from experiments.train.parts import check_parts
 from roadmap.steps import get_step
 
 RANK0_CONFIG_WAIT_S = 300.0  # how long another rank waits for rank 0's config.json
+SHORT = 40  # characters of a value shown in a difference
+SHOWN_FIELDS = 4  # differing fields named in a difference, then "and N more"
 
 
 @dataclass
@@ -57,7 +59,7 @@ def run_data(recipe: Recipe, data: str | Path | None, out: IO[str] | None = None
         return RunData(None, identity, [], images, f"data: built-in Shapes, {images} train images")
     check = check_root(data, out=out)
     ok = usable(check, recipe.skip_bad_images)
-    identity = imagefolder_identity(check.listing, {p.path for p in ok.excluded})
+    identity = dataset_identity(check, {p.path for p in ok.excluded})
     excluded = [{"path": p.path, "problem": p.line()} for p in ok.excluded]
     summary = (
         f"data: {check.listing.root}, {len(ok.classes)} classes, {ok.images['train']} train / "
@@ -138,12 +140,17 @@ def identity_diff(existing: dict[str, Any], wanted: dict[str, Any]) -> str | Non
     diff = [k for k in records.IDENTITY_KEYS if existing.get(k) != wanted[k]]
     if not diff:
         return None
-    return "; ".join(
-        describe_change(existing.get(k), wanted[k])
-        if k == "dataset"
-        else _describe_diff(k, existing.get(k), wanted[k])
+    parts = [
+        part
         for k in diff
-    )
+        for part in (
+            [describe_change(existing.get(k), wanted[k])]
+            if k == "dataset"
+            else _field_diffs(k, existing.get(k), wanted[k])
+        )
+    ]
+    more = f" and {len(parts) - SHOWN_FIELDS} more" if len(parts) > SHOWN_FIELDS else ""
+    return ", ".join(parts[:SHOWN_FIELDS]) + more
 
 
 def run_config(
@@ -218,10 +225,22 @@ def _written_by_rank0(out: Path) -> dict[str, Any]:
     return config
 
 
-def _describe_diff(key: str, old: Any, new: Any) -> str:
-    """`key old -> new`, naming the differing fields of dict values."""
+def describe_diff(key: str, old: Any, new: Any) -> str:
+    """`key old -> new`, naming the differing fields of dict values; values cut to `SHORT`."""
+    parts = _field_diffs(key, old, new)
+    more = f" and {len(parts) - SHOWN_FIELDS} more" if len(parts) > SHOWN_FIELDS else ""
+    return ", ".join(parts[:SHOWN_FIELDS]) + more
+
+
+def _field_diffs(key: str, old: Any, new: Any) -> list[str]:
+    """`key.field old -> new` per differing field of dict values, else `key old -> new`."""
     if isinstance(old, dict) and isinstance(new, dict):
         fields = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        parts = [f"{key}.{f} {old.get(f)!r} -> {new.get(f)!r}" for f in fields[:4]]
-        return ", ".join(parts) + (f" and {len(fields) - 4} more" if len(fields) > 4 else "")
-    return f"{key} {old!r} -> {new!r}"
+        return [f"{key}.{f} {_short(old.get(f))} -> {_short(new.get(f))}" for f in fields]
+    return [f"{key} {_short(old)} -> {_short(new)}"]
+
+
+def _short(value: Any) -> str:
+    """`repr(value)`, a dict as its number of fields, anything longer than `SHORT` cut."""
+    text = f"{{{len(value)} fields}}" if isinstance(value, dict) and value else repr(value)
+    return text if len(text) <= SHORT else text[: SHORT - 3] + "..."

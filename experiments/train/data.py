@@ -1,9 +1,10 @@
 """Data: the run's datasets, seeded augmentation, resumable order, and its loaders.
 
-An ImageFolder root is listed by experiments/data/listing.py (the run checks that the listing
-is still the one its config recorded) and loaded by experiments/data/images.py: a file that
-breaks after the check fails the run with its path in the reason, or, with
-`recipe.skip_bad_images`, is replaced by the next good sample and recorded.
+An ImageFolder root is listed by experiments/data/listing.py (the run checks, by the data
+check's cached content digests, that it is still the dataset its config recorded) and loaded
+by experiments/data/images.py: a file that breaks after the check fails the run with its path
+in the reason, or, with `recipe.skip_bad_images`, is replaced by the next good sample and
+recorded.
 
 Every random choice of the input pipeline is a pure function of (run seed, epoch, position):
 `EpochSampler` draws each epoch's order from its own generator and can start mid-epoch, and
@@ -27,14 +28,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from experiments.data.check import LEAVABLE, refusal
+from experiments.data.check import LEAVABLE, check_root, dataset_identity, refusal
 from experiments.data.dataset import ListedImages
 from experiments.data.identity import (
     builtin_identity,
     class_names,
     class_problems,
     describe_change,
-    imagefolder_identity,
 )
 from experiments.data.images import BadImageError
 from experiments.data.listing import list_root
@@ -219,8 +219,9 @@ def builtin_dataset(recipe: Recipe) -> dict[str, Any]:
 def datasets(recipe: Recipe, config: dict[str, Any]) -> tuple[Dataset, Dataset, dict]:
     """Train and val datasets (untransformed) of a run's config, and a description of them.
 
-    An ImageFolder root is listed again and must still be the dataset the config recorded
-    (its classes and fingerprint); the files the config left out stay out.
+    An ImageFolder root is checked again (`roadmap data check`, cached) and must still be the
+    dataset the config recorded (its classes and content fingerprint); the files the config
+    left out stay out.
     """
     if config["data"] is None:
         train, val = _builtin(recipe, "train"), _builtin(recipe, "val")
@@ -230,9 +231,10 @@ def datasets(recipe: Recipe, config: dict[str, Any]) -> tuple[Dataset, Dataset, 
         }
         found = builtin_dataset(recipe)
     else:
-        listing = list_root(config["data"])
+        check = check_root(config["data"])  # cached: decodes only what changed
+        listing = check.listing
         left = [e["path"] for e in config.get("excluded_images") or []]
-        found = imagefolder_identity(listing, set(left))
+        found = dataset_identity(check, set(left))
         train, val = (ListedImages(listing.splits[s], set(left)) for s in ("train", "val"))
         info = {"name": "imagefolder", "root": config["data"], "excluded": left}
     if "dataset" in config and found != config["dataset"]:  # absent: an older config

@@ -1,4 +1,4 @@
-"""One run's life: done returns at once, the run's lock, a failure set aside and resumed.
+"""`roadmap train`'s run: the run's life (experiments/train/life.py) with the CLI's hooks.
 
 `run(run_dir)` is what `roadmap train` calls after `prepare_run`. It first takes the run's lock
 (experiments/runs/runlock.py: `RunBusy` names another trainer at work on it; an OSError there, such
@@ -18,8 +18,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from experiments.runs import records, runlock, runstate
-from experiments.train.distributed import launch_rank
+from experiments.runs import runstate
+from experiments.train.life import Life, live, record_failure
 from experiments.train.signals import StopRequested
 from experiments.train.trainer import Trainer
 
@@ -46,52 +46,38 @@ def run(run_dir: str | Path, checkpoint_signals: Sequence[int] = ()) -> dict[str
     old result kept as result.failed-<n>.json. On any of `checkpoint_signals` the run saves a
     checkpoint and raises `Preempted`. See the module docstring for what else it raises.
     """
-    run_dir = Path(run_dir)
-    done = runstate.done_result(run_dir)
-    if done is not None:
-        return done
-    if launch_rank() != 0:  # another rank of a distributed run: rank 0 holds the run
-        return _train(run_dir, checkpoint_signals)
-    with runlock.lock_run(run_dir):
-        # Another trainer may have finished it before we took the lock.
-        done = runstate.done_result(run_dir)
-        if done is not None:
-            return done
-        runstate.set_aside_failure(run_dir)
-        return _train(run_dir, checkpoint_signals)
+    return live(run_dir, CommandLife(checkpoint_signals))
 
 
-def _train(run_dir: Path, checkpoint_signals: Sequence[int]) -> dict[str, Any]:
-    """Build the trainer and fit; a failure is recorded and raised as `RunFailed`."""
-    trainer = None
-    previous: dict[int, Any] = {}
+class CommandLife(Life):
+    """`roadmap train`: checkpoint on the given signals; a failure is `RunFailed`."""
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        assert trainer is not None
-        trainer.save_checkpoint(f"signal {signal.Signals(signum).name}")
-        raise Preempted(signal.Signals(signum).name)
+    def __init__(self, checkpoint_signals: Sequence[int]) -> None:
+        self.checkpoint_signals = tuple(checkpoint_signals)
 
-    try:
-        trainer = Trainer(run_dir)
-        previous = {s: signal.signal(s, on_signal) for s in checkpoint_signals}
-        return trainer.fit()
-    except Exception as err:
-        raise _failure(run_dir, trainer, err) from err
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    def fit(self, trainer: Trainer) -> dict[str, Any]:
+        """Fit with a checkpoint-and-`Preempted` handler on each of the signals."""
 
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            trainer.save_checkpoint(f"signal {signal.Signals(signum).name}")
+            raise Preempted(signal.Signals(signum).name)
 
-def _failure(run_dir: Path, trainer: Trainer | None, err: Exception) -> RunFailed:
-    """Record `err` as the run's failure (when the disk still lets us); the `RunFailed`."""
-    reason = runstate.failure_reason(err)
-    if launch_rank() != 0:  # rank 0 records the run
-        return RunFailed(reason, recorded=False)
-    records.remove_temp_files(run_dir)  # a write the failure cut short
-    try:
-        if trainer is not None:
-            trainer.record_failure(reason)
-        runstate.write_failure(run_dir, reason)
-    except OSError:
-        return RunFailed(reason, recorded=False)
-    return RunFailed(reason, recorded=True)
+        previous = {s: signal.signal(s, on_signal) for s in self.checkpoint_signals}
+        try:
+            return trainer.fit()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def failed(
+        self, run_dir: Path, trainer: Trainer | None, err: Exception, rank: int
+    ) -> dict[str, Any]:
+        """Record the failure (rank 0, when the disk still lets us); raise `RunFailed`."""
+        reason = runstate.failure_reason(err)
+        recorded = rank == 0
+        if recorded:
+            try:
+                record_failure(run_dir, trainer, reason)
+            except OSError:
+                recorded = False
+        raise RunFailed(reason, recorded) from err

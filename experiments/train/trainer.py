@@ -28,6 +28,7 @@ from experiments.train import checkpoint as ckpt
 from experiments.train.data import build_loaders
 from experiments.train.distributed import RankContext
 from experiments.train.evaluate import evaluate
+from experiments.train.memory import keep_freed_memory
 from experiments.train.parts import build_loss, build_optimization
 from experiments.train.report import (
     describe,
@@ -50,6 +51,7 @@ class Trainer:
             raise FileNotFoundError(f"{self.run_dir} has no {records.CONFIG} (see prepare_run)")
         self.config, self.seed = config, int(config["seed"])
         self.recipe = recipe_from_dict(config["recipe"])
+        keep_freed_memory()  # before the data and the model are allocated
         self.place = place = RankContext.start(self.recipe)
         self.rank, self.world, self.main = place.rank, place.world, place.main
         self.device, self.hosts = place.device, place.hosts()
