@@ -103,7 +103,7 @@ class Trainer:
 
     def _resume(self) -> Path | None:
         """Load the newest valid checkpoint, if any, and cut log.jsonl back to its epoch."""
-        found = ckpt.load_latest(self.ckpt_dir, log=self._say)
+        found = ckpt.load_agreed(self.ckpt_dir, self.main, self.place.from_main, log=self._say)
         if found is None:
             if self.main:
                 ckpt.truncate_log(self.run_dir, 0)
