@@ -25,6 +25,7 @@ import roadmap
 from experiments.recipe import recipe_from_dict
 from experiments.runs import records, runstate
 from experiments.train import checkpoint as ckpt
+from experiments.train import wandb_log
 from experiments.train.data import build_loaders
 from experiments.train.distributed import RankContext
 from experiments.train.evaluate import evaluate
@@ -176,6 +177,8 @@ class Trainer:
         self._session_start = time.perf_counter()
         self._say(describe(self))
         self.signals.install()
+        wandb_log.start(self)  # recipe.wandb (rank 0)
+        error: BaseException | None = None
         try:
             while self.state["epoch"] < self.recipe.epochs:
                 if self.state["step_in_epoch"] < self.steps_per_epoch:
@@ -196,7 +199,11 @@ class Trainer:
                 if ongoing or self.recipe.keep_final_checkpoint:
                     self.save_checkpoint("epoch")
             return self._finish("done", None)
+        except BaseException as err:
+            error = err
+            raise
         finally:
+            wandb_log.finish(self, error)
             self.signals.uninstall()
             self.place.close()
 
@@ -217,6 +224,8 @@ class Trainer:
                 state["train_s"] += seconds
                 state["epoch_train_s"] += seconds
                 state["epoch_seconds"] += seconds
+                if failure is None:  # with the step: a signal cannot come in between
+                    wandb_log.log_step(self)
             if failure is not None:
                 return failure
             if self._stop_agreed:
