@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 import torch
 from train_fixtures import rerun_resumes
 
@@ -86,3 +87,29 @@ def test_loader_workers_ignore_preemption_signals_but_end_on_their_parents_sigte
         os.kill(pid, signal.SIGTERM)  # from the parent (torch's, multiprocessing's way)
     gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids], timeout=10)
     assert not alive and {p.returncode for p in gone} == {0}
+
+
+class _Stop(Exception):
+    """What the test's handler raises (as the CLI's raises Preempted)."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_what_python_swallows_of_a_handler_is_raised_at_the_next_safe_point() -> None:
+    def handler(signum, frame):
+        raise _Stop
+
+    class Dropped:  # where a handler's exception is only printed: __del__, at-fork hooks
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    previous = signal.signal(signal.SIGUSR2, handler)
+    deferred = DeferredSignals((signal.SIGUSR2,))
+    deferred.install()
+    try:
+        Dropped()  # the handler runs inside __del__: its _Stop goes nowhere
+        with pytest.raises(_Stop):
+            deferred.raise_swallowed()
+        deferred.raise_swallowed()  # once only
+    finally:
+        deferred.uninstall()
+        signal.signal(signal.SIGUSR2, previous)

@@ -26,7 +26,11 @@ from train_fixtures import final_weights, rerun_resumes
 from experiments.runs import records
 
 STEP = "depthwise_conv"
-EXTRA = ("recipe.log_every=1", "recipe.keep_final_checkpoint=true")
+EXTRA = (
+    "recipe.log_every=1",
+    "recipe.keep_final_checkpoint=true",
+    "recipe.builtin_val_per_class=6",
+)
 WORKERS = 2  # per loader: 4 processes once the first evaluation has started
 
 

@@ -11,6 +11,11 @@ signals every process of a job step) reaches them too, and a copy that ran the t
 would checkpoint its stale state, or die and fail the run. Every loader the project builds
 passes `worker_signals` as its `worker_init_fn`, and `DeferredSignals` never runs a handler in a
 process other than the one that installed it (the moments between a fork and `worker_signals`).
+
+Python runs a handler wherever the main thread is, and what the handler raises is printed and
+dropped there if that is a `__del__`, a weakref callback or an at-fork hook (a loader forking
+its workers). The trainer then calls `raise_swallowed()` at its safe points, so a handler's
+`Preempted` or `SystemExit` still ends the run.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class DeferredSignals:
         self._pending: list[tuple[int, Any]] = []
         self._depth = 0
         self._pid = os.getpid()  # a forked copy (a loader worker) never runs the handlers
+        self._raised: BaseException | None = None  # by a handler: see `raise_swallowed`
 
     @property
     def pending(self) -> bool:
@@ -91,7 +97,7 @@ class DeferredSignals:
             if callable(handler) and handler != self._handle:
                 self._originals[signum] = handler
                 signal.signal(signum, self._handle)
-        self._pid = os.getpid()
+        self._pid, self._raised = os.getpid(), None
 
     def uninstall(self) -> None:
         """Put the original handlers back."""
@@ -108,7 +114,21 @@ class DeferredSignals:
         if self._depth or self.hold:
             self._pending.append((signum, frame))
         else:
+            self._run(signum, frame)
+
+    def _run(self, signum: int, frame: Any) -> None:
+        """Run a wrapped handler; keep what it raises for `raise_swallowed`."""
+        try:
             self._originals[signum](signum, frame)
+        except BaseException as err:
+            self._raised = err
+            raise
+
+    def raise_swallowed(self) -> None:
+        """Raise again what a handler raised where Python swallowed it (see the module doc)."""
+        err, self._raised = self._raised, None
+        if err is not None:
+            raise err
 
     @contextmanager
     def critical(self) -> Iterator[None]:
@@ -133,4 +153,4 @@ class DeferredSignals:
         """Run the handlers of the signals that arrived, in their order (outside any block)."""
         while not self._depth and self._pending:
             signum, frame = self._pending.pop(0)
-            self._originals[signum](signum, frame)
+            self._run(signum, frame)

@@ -192,6 +192,7 @@ class Trainer:
                     if self.ema is not None:
                         ema = self.evaluate(self.ema.module)
                         metrics.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+                self.signals.raise_swallowed()  # before the epoch's end is recorded
                 with self._critical():
                     self._end_epoch(metrics, time.perf_counter() - t0)
                 # (A last checkpoint that the recipe would delete at once is not written.)
@@ -228,6 +229,7 @@ class Trainer:
                     wandb_log.log_step(self)
             if failure is not None:
                 return failure
+            self.signals.raise_swallowed()
             if self._stop_agreed:
                 self._stop_with_the_others()
             show_step(self, bar)
