@@ -19,7 +19,7 @@ from train_fixtures import rerun_resumes
 
 from experiments.runs import records
 from experiments.runs.records import CHECKPOINT_DIR
-from experiments.train.signals import DeferredSignals, worker_signals
+from experiments.train.signals import PREEMPTION_SIGNALS, DeferredSignals, blocked, worker_signals
 
 
 def test_signal_checkpoints_exits_75_and_the_same_command_resumes(
@@ -112,4 +112,22 @@ def test_what_python_swallows_of_a_handler_is_raised_at_the_next_safe_point() ->
         deferred.raise_swallowed()  # once only
     finally:
         deferred.uninstall()
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def test_workers_start_with_the_preemption_signals_blocked_and_none_is_lost() -> None:
+    calls = []
+    previous = signal.signal(signal.SIGUSR2, lambda s, f: calls.append(s))
+    try:
+        with blocked():
+            os.kill(os.getpid(), signal.SIGUSR2)
+            child = os.fork()
+            if child == 0:  # a worker before its worker_init_fn: the mask is inherited
+                mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+                os._exit(0 if set(PREEMPTION_SIGNALS) <= mask else 1)
+            assert calls == []  # held, not lost
+        assert calls == [signal.SIGUSR2]
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
         signal.signal(signal.SIGUSR2, previous)

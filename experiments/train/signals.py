@@ -43,12 +43,31 @@ def worker_signals(worker_id: int) -> None:
     del worker_id
     if threading.current_thread() is not threading.main_thread():
         return
-    for signum in PREEMPTION_SIGNALS:
-        if signum != getattr(signal, "SIGTERM", None):
-            signal.signal(signum, signal.SIG_IGN)
+    others = {s for s in PREEMPTION_SIGNALS if s != getattr(signal, "SIGTERM", None)}
+    for signum in others:
+        signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, "sigwaitinfo"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, others)  # blocked since the fork: `blocked`
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         threading.Thread(target=_end_on_parents_sigterm, daemon=True).start()
+
+
+@contextmanager
+def blocked() -> Iterator[None]:
+    """Block the preemption signals in this thread while the block runs (they wait, not lost).
+
+    Loader workers are forked inside it: they start with the signals blocked (a fork inherits
+    the mask) and keep them so until `worker_signals`, so a signal to the process group as they
+    start neither kills one (torch's own SIGTERM handler) nor reaches a handler in a fork hook.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, PREEMPTION_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _end_on_parents_sigterm() -> None:
