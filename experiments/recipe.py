@@ -166,6 +166,9 @@ class Recipe:
     # Also write each epoch's log.jsonl numbers as TensorBoard events in <out>/tensorboard/
     # (the optional extra: pip install 'convnext-roadmap[tensorboard]').
     tensorboard: bool = False
+    # Also log each step's and epoch's numbers, and the config, to Weights & Biases, one W&B
+    # run per run (experiments/train/wandb_log.py; pip install 'convnext-roadmap[wandb]').
+    wandb: bool = False
     # -- the built-in dataset (no --data): experiments/train/shapes.py
     builtin_classes: int = 10
     builtin_train_per_class: int = 200
@@ -357,6 +360,10 @@ def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
         raise ValueError(
             "recipe.tensorboard=true needs the tensorboard package: "
             "pip install 'convnext-roadmap[tensorboard]'"
+        )
+    if recipe.wandb and importlib.util.find_spec("wandb") is None:
+        raise ValueError(
+            "recipe.wandb=true needs the wandb package: pip install 'convnext-roadmap[wandb]'"
         )
     return recipe
 

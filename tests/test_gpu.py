@@ -11,6 +11,7 @@ with eager or with themselves only where their rounding is the same on both side
 from __future__ import annotations
 
 import csv
+import os
 import signal
 import subprocess
 import sys
@@ -21,7 +22,9 @@ import torch
 import train_fixtures as fx
 
 from experiments.runs import records
-from experiments.train import Trainer
+from experiments.train import Trainer, cuda
+from experiments.train import checkpoint as ckpt
+from experiments.train.distributed import RankContext
 from roadmap.cli import main
 from roadmap.select import select_steps
 
@@ -71,6 +74,7 @@ def test_accumulation_matches_the_large_batch(
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(cuda, "configure", lambda device: None)  # keep the flags above
     step, fp32 = fx.norm_free_step(), ("recipe.amp_dtype=float32",)
     layouts = {"large": (), "accum": ("recipe.batch_size=8", "recipe.accum_steps=2")}
     runs = {}
@@ -152,3 +156,45 @@ def test_bench_both_endpoints_in_bf16_channels_last(tmp_path: Path) -> None:
         assert float(row["train_img_s"]) > 0 and float(row["infer_img_s"]) > 0
         assert float(row["train_ratio_to_reference"]) > 0
         assert (row["amp"], row["channels_last"]) == ("bf16", "True")
+
+
+def test_the_trainer_steps_with_the_benchmarks_cuda_settings(tmp_path: Path) -> None:
+    trainer = Trainer(fx.tiny_run(tmp_path / "r", ENDPOINTS[-1], (*SETS, *BF16)))
+    assert torch.backends.cudnn.benchmark and torch.backends.cudnn.allow_tf32
+    assert torch.get_float32_matmul_precision() == "high"
+    assert trainer.optimizer.defaults["fused"] is True  # fused AdamW, as the bench's
+
+
+def test_cuda_rng_states_of_more_gpus_than_visible_restore() -> None:
+    state = ckpt.rng_state()
+    assert "cuda" not in state  # reseeded before each step: none saved
+    state["cuda"] = [torch.cuda.get_rng_state()] * (torch.cuda.device_count() + 1)
+    ckpt.set_rng_state(state)  # a checkpoint of an older version, from a bigger machine
+
+
+def test_local_slots_name_the_gpus_the_sweep_was_given() -> None:
+    last = str(torch.cuda.device_count() - 1)
+    code = "from experiments.sweep.local import local_slots; print(local_slots()[0].gpus)"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": last}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout  # fmt: skip
+    assert out.strip() == f"({last},)"
+
+
+def _agree(rank: int, folder: str, store: str) -> None:
+    """One of 2 NCCL ranks: the checkpoint rank 0 chose, loaded on every rank."""
+    import torch.distributed as dist
+
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", init_method=f"file://{store}", rank=rank, world_size=2)
+    place = RankContext(rank, 2, torch.device("cuda", rank), torch.bfloat16, False, True)
+    _, path = ckpt.load_agreed(folder, place.main, place.from_main, log=lambda m: None)
+    assert path.name == "ckpt_000000002.pt"
+    place.close()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs (NCCL)")
+def test_rank_0_chooses_the_checkpoint_for_nccl_ranks(tmp_path: Path) -> None:
+    for step in (1, 2):
+        ckpt.save(tmp_path / "c", step, {"state": {"global_step": step}}, {})
+    torch.multiprocessing.spawn(_agree, args=(str(tmp_path / "c"), str(tmp_path / "s")), nprocs=2)

@@ -62,12 +62,14 @@ def test_smoke_sweep_2_steps_x_2_seeds(cluster: list[str], tmp_path: Path) -> No
     assert "skipped: 4 done" in again and "nothing to submit" in again
 
 
+@pytest.mark.parametrize("workers", [0, 2])
 def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
-    cluster: list[str], tmp_path: Path
+    cluster: list[str], tmp_path: Path, workers: int
 ) -> None:
     # 2 epochs of 6 steps; a progress line per step; keep the final checkpoint to compare.
+    # With loader workers, USR2 reaches them too (Slurm signals every process of the step).
     tiny = ("recipe.epochs=2", "recipe.builtin_train_per_class=20", "recipe.log_every=1",
-            "recipe.keep_final_checkpoint=true")  # fmt: skip
+            "recipe.keep_final_checkpoint=true", f"recipe.workers={workers}")  # fmt: skip
     hit, ref = tmp_path / "preempted", tmp_path / "reference"
     array = submit(hit, STEPS[0], "0", *tiny)
     submit(ref, STEPS[0], "0", *tiny)  # the same run, uninterrupted, alongside
@@ -83,6 +85,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_bit_exactly(
     events = read_events(run_dir)
     kinds = [e["event"] for e in events]
     assert kinds[:3] == ["start", "checkpoint", "requeue"], kinds
+    assert kinds.count("requeue") == 1 and kinds.count("checkpoint") == 1, kinds  # no worker's
     saved = events[1]["path"]
     step = int(re.search(r"ckpt_(\d+)\.pt", saved).group(1))
     assert step >= 2  # saved mid-training, not at step 0

@@ -103,6 +103,65 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
+def _one_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake a machine with one visible GPU, whose CUDA generator calls are counted."""
+
+    def set_all(states: list) -> None:
+        for device, _ in enumerate(states):
+            if device >= 1:
+                raise IndexError("list index out of range")  # as torch with fewer devices
+
+    def get_all() -> list:
+        raise AssertionError("the CUDA generators' states are not saved")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", set_all)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", get_all)
+
+
+def test_a_checkpoint_of_two_gpus_restores_where_one_is_visible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = ckpt.rng_state()
+    state["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * 2  # written by a 2-GPU rank
+    ckpt.save(tmp_path, 1, {"rng": state}, {})
+    payload, _ = ckpt.load_latest(tmp_path)
+    _one_gpu(monkeypatch)
+    ckpt.set_rng_state(payload["rng"])  # no IndexError: reseeding makes them useless
+    assert "cuda" not in ckpt.rng_state()
+
+
+def _agree(rank: int, folder: str, store: str, out: str) -> None:
+    """One of 2 gloo ranks: load_agreed, counting the files this rank hashes."""
+    import torch.distributed as dist
+
+    from experiments.train.distributed import RankContext
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    hashed = []
+    sha = ckpt._sha256
+    ckpt._sha256 = lambda path: hashed.append(path.name) or sha(path)
+    place = RankContext(rank, 2, torch.device("cpu"), torch.float32, False, True)
+    payload, path = ckpt.load_agreed(folder, place.main, place.from_main, log=lambda m: None)
+    step = payload["state"]["global_step"]
+    Path(out, f"{rank}.txt").write_text(f"{path.name} {step} {','.join(hashed)}")
+    place.close()
+
+
+def test_rank_0_alone_verifies_and_every_rank_loads_its_choice(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpt"
+    for step in (1, 2):
+        ckpt.save(folder, step, _payload(step), {})
+    newest = list_checkpoints(folder)[0]
+    newest.write_bytes(newest.read_bytes()[:-1] + b"x")  # corrupted: rank 0 falls back
+    torch.multiprocessing.spawn(_agree, args=(str(folder), str(tmp_path / "store"),
+                                              str(tmp_path)), nprocs=2)  # fmt: skip
+    first = "ckpt_000000001.pt"
+    assert (tmp_path / "0.txt").read_text() == f"{first} 1 ckpt_000000002.pt,{first}"
+    assert (tmp_path / "1.txt").read_text() == f"{first} 1 "  # hashed nothing
+
+
 def test_seed_step_depends_on_seed_rank_and_step() -> None:
     draws = {}
     for key in [(0, 0, 5), (0, 0, 5), (1, 0, 5), (0, 1, 5), (0, 0, 6)]:

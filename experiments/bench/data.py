@@ -15,6 +15,7 @@ from experiments.data.dataset import ListedImages
 from experiments.data.listing import IMAGE_EXTENSIONS
 from experiments.recipe import resolve_recipe
 from experiments.train.parts import build_transforms
+from experiments.train.signals import worker_signals
 
 
 def check_bench_data(root: str | Path) -> DataCheck:
@@ -69,6 +70,7 @@ def measure_data(
         # A small folder is cycled through several times: keep the workers between passes.
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(0),
+        worker_init_fn=worker_signals,  # as the trainer's loaders (experiments/train/signals.py)
     )
     return {
         "data_dir": str(split.folder),

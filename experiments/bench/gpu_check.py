@@ -4,7 +4,10 @@ Where torch sees CUDA it runs `pytest -m gpu` (text log and JUnit XML) and then 
 --device cuda --amp bf16 --channels-last --steps endpoints` (CSV and the printed table), within
 one time limit (default 8 minutes), and writes both with the device, driver and versions into
 `docs/benchmarks/gpu-check-<date>/`, a folder meant to be committed. Without CUDA it runs the
-suite anyway (every test reports skipped, with the reason), writes nothing and exits 0.
+suite anyway (every test reports skipped, with the reason), writes nothing and exits 0. The suite
+includes the GPU path's own checks (docs/cluster-path.md): the trainer's CUDA settings are the
+benchmark's, CUDA RNG states of more GPUs than visible restore, local slots name the GPUs the
+sweep was given, and (two GPUs) NCCL ranks load the checkpoint rank 0 chose.
 
     python -m experiments.bench.gpu_check [--out DIR] [--limit-s 480]
 """

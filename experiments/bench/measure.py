@@ -34,6 +34,7 @@ from torch import nn
 
 from experiments.bench.models import BenchConfig, Entry, device_name, peak_bf16_tflops
 from experiments.bench.profiler import cpu_step_peak_bytes
+from experiments.train import cuda
 from roadmap.complexity import count_gflops, count_params
 
 
@@ -51,7 +52,7 @@ class _Runner:
             self.model.parameters(),
             lr=1e-4,
             weight_decay=0.05,
-            fused=True if device.type == "cuda" else None,
+            **cuda.optimizer_options("adamw", device),  # the trainer's (experiments/train/cuda.py)
         )
         self.forward: nn.Module = (
             torch.compile(self.model) if cfg.compile else self.model  # type: ignore[assignment]
@@ -270,7 +271,7 @@ def run(
         # CUDA events record on the current device's stream: it must be the measured one.
         if device.index is not None:
             torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True  # same for every model: fastest conv algorithms
+    cuda.configure(device)  # the trainer's CUDA settings (cudnn.benchmark, TF32)
     settings = {
         "device": device.type,
         "device_name": device_name(device),

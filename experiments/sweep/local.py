@@ -28,6 +28,7 @@ from experiments.runs.locks import update_job
 from experiments.runs.scheduler import process_alive, process_start, this_process
 from experiments.submitit_private import SessionLocalExecutor, job_outcome_error
 from experiments.sweep.job import STOP_WAIT_S, RunJob, mark_stopped, new_job
+from experiments.train import cuda
 
 POLL_S = 0.5
 
@@ -52,9 +53,9 @@ def local_slots(jobs: int | None = None) -> list[Slot]:
         raise ValueError("--jobs must be >= 1")
     cores = len(os.sched_getaffinity(0))
     gpus = _gpu_count()
-    if gpus:
+    if gpus:  # numbered as the machine does (through our CUDA_VISIBLE_DEVICES), not 0..n-1
         n = min(jobs or gpus, gpus)
-        return [Slot(max(1, cores // n), (i,)) for i in range(n)]
+        return [Slot(max(1, cores // n), (i,)) for i in cuda.visible_devices(gpus)[:n]]
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     n = jobs or max(1, min(cores, int(memory_gib // 2)))
     return [Slot(max(1, cores // n)) for _ in range(n)]

@@ -109,6 +109,25 @@ def load_latest(
     return None
 
 
+def load_agreed(
+    folder: str | os.PathLike,
+    main: bool,
+    share: Callable[[str | None], str | None],
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, Any], Path] | None:
+    """`load_latest` for several ranks: rank 0 (`main`) alone hashes and chooses.
+
+    `share` gives rank 0's choice (a path, or None) to every rank (`RankContext.from_main`);
+    the other ranks then read that one file once, instead of hashing and loading each
+    checkpoint themselves.
+    """
+    found = load_latest(folder, log) if main else None
+    chosen = share(None if found is None else str(found[1]))
+    if chosen is None or found is not None:
+        return found
+    return torch.load(chosen, map_location="cpu", weights_only=True), Path(chosen)
+
+
 def prune(
     folder: str | os.PathLike,
     keep: int,
@@ -229,7 +248,13 @@ def truncate_log(run_dir: Path, epochs: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Python's, numpy's and torch's (CPU and CUDA) generator states, as weights-only types."""
+    """Python's, numpy's and torch's CPU generator states, as weights-only types.
+
+    No CUDA generator state is saved: `seed_step` reseeds every generator, the CUDA ones of all
+    devices included (torch.manual_seed), before each optimizer step, and nothing between a
+    resume and its first step draws on a GPU. (A per-device list would also tie a checkpoint to
+    the number of GPUs visible.) The CPU states are kept for the same moments' sake: harmless.
+    """
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
@@ -242,20 +267,17 @@ def rng_state() -> dict[str, Any]:
             cached,
         ],
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `rng_state` returned."""
+    """Restore what `rng_state` returned (a saved "cuda" list, of older checkpoints, is unused)."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(int(x) for x in internal.tolist()), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def seed_step(seed: int, rank: int, step: int) -> None:

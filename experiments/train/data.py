@@ -42,6 +42,7 @@ from experiments.recipe import Recipe
 from experiments.runs import records
 from experiments.train.parts import build_transforms
 from experiments.train.shapes import SHAPES, BuiltinShapes
+from experiments.train.signals import blocked, worker_signals
 
 SUBSTITUTES = 16  # a bad file's sample is taken from the next good one among this many
 SKIPPED = "skipped-image"  # the events.jsonl line of a file skipped during training
@@ -141,7 +142,9 @@ class Batches:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, targets, bad in self.loader:
+        with blocked():  # the loader's workers start here (the first time)
+            batches = iter(self.loader)
+        for images, targets, bad in batches:
             for failures in filter(None, bad):
                 for path, kind, detail in json.loads(failures):
                     if not self.skip:
@@ -291,6 +294,7 @@ def build_loaders(
         "pin_memory": torch.cuda.is_available(),
         "persistent_workers": recipe.workers > 0,
         "generator": torch.Generator(),  # keeps the loaders off the global generator
+        "worker_init_fn": worker_signals,  # workers never run the trainer's signal handlers
     }
     train = DataLoader(
         SeededDataset(train_set, train_tf, seed),

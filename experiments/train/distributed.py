@@ -14,6 +14,7 @@ import contextlib
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import submitit
 import torch
@@ -21,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from experiments.recipe import Recipe
+from experiments.train import cuda
 
 # What gloo and NCCL say when another rank's process or its node has gone (torch 2.4-2.14).
 PEER_LOST_MARKERS = (
@@ -96,6 +98,7 @@ class RankContext:
             return cls(rank, world, cpu, fp32, recipe.channels_last, owns and world > 1)
         device = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(device)
+        cuda.configure(device)  # cudnn.benchmark and TF32, as the benchmark measures
         amp = getattr(torch, recipe.amp_dtype)
         # Before Ampere bf16 is only emulated (slowly): refused, as a GPU without it.
         if amp == torch.bfloat16 and not torch.cuda.is_bf16_supported(False):
@@ -154,6 +157,14 @@ class RankContext:
         if self.world > 1:
             for buffer in model.buffers():
                 dist.broadcast(buffer, 0)
+
+    def from_main(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (a picklable object, broadcast)."""
+        if self.world == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def hosts(self) -> list[str]:
         """The host name of every rank, in rank order."""

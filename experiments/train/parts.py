@@ -12,6 +12,7 @@ from timm.scheduler import create_scheduler_v2
 from torch import nn
 
 from experiments.recipe import Recipe
+from experiments.train import cuda
 
 
 def _posterize(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
@@ -78,6 +79,7 @@ def build_optimization(
 ) -> tuple[Any, Any]:
     """Timm's optimizer and per-iteration schedule: linear warm-up, then cosine or step."""
     extra: dict[str, Any] = {"betas": recipe.betas} if recipe.opt == "adamw" else {}
+    extra.update(cuda.optimizer_options(recipe.opt, next(model.parameters()).device))
     optimizer = create_optimizer_v2(
         model,
         recipe.opt,

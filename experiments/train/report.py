@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from experiments.recipe import Recipe
 from experiments.runs import records
+from experiments.train import wandb_log
 from experiments.train.data import Loaders
 
 
@@ -124,7 +125,7 @@ TENSORBOARD_DIR = "tensorboard"  # <out>/tensorboard/: the events of recipe.tens
 
 
 def record_epoch(trainer: TrainerView, row: dict[str, Any]) -> str:
-    """Append an epoch's row to log.jsonl (and to TensorBoard); return its summary line.
+    """Append an epoch's row to log.jsonl (and to TensorBoard, W&B); return its summary line.
 
     With `recipe.tensorboard`, every number of the row is a scalar at step `epoch`. Each
     epoch opens its own writer with `purge_step=epoch`, so after a resume (which cuts the
@@ -140,6 +141,7 @@ def record_epoch(trainer: TrainerView, row: dict[str, Any]) -> str:
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, int | float):
                     writer.add_scalar(key, value, epoch)
+    wandb_log.log_epoch(trainer, row)  # recipe.wandb
     return epoch_line(row, trainer.recipe.epochs)
 
 

@@ -25,6 +25,7 @@ import roadmap
 from experiments.recipe import build_arguments, recipe_from_dict
 from experiments.runs import records, runstate
 from experiments.train import checkpoint as ckpt
+from experiments.train import wandb_log
 from experiments.train.data import build_loaders
 from experiments.train.distributed import RankContext
 from experiments.train.evaluate import evaluate
@@ -106,7 +107,7 @@ class Trainer:
 
     def _resume(self) -> Path | None:
         """Load the newest valid checkpoint, if any, and cut log.jsonl back to its epoch."""
-        found = ckpt.load_latest(self.ckpt_dir, log=self._say)
+        found = ckpt.load_agreed(self.ckpt_dir, self.main, self.place.from_main, log=self._say)
         if found is None:
             if self.main:
                 ckpt.truncate_log(self.run_dir, 0)
@@ -179,6 +180,8 @@ class Trainer:
         self._session_start = time.perf_counter()
         self._say(describe(self))
         self.signals.install()
+        wandb_log.start(self)  # recipe.wandb (rank 0)
+        error: BaseException | None = None
         try:
             while self.state["epoch"] < self.recipe.epochs:
                 if self.state["step_in_epoch"] < self.steps_per_epoch:
@@ -192,6 +195,7 @@ class Trainer:
                     if self.ema is not None:
                         ema = self.evaluate(self.ema.module)
                         metrics.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+                self.signals.raise_swallowed()  # before the epoch's end is recorded
                 with self._critical():
                     self._end_epoch(metrics, time.perf_counter() - t0)
                 # (A last checkpoint that the recipe would delete at once is not written.)
@@ -199,7 +203,11 @@ class Trainer:
                 if ongoing or self.recipe.keep_final_checkpoint:
                     self.save_checkpoint("epoch")
             return self._finish("done", None)
+        except BaseException as err:
+            error = err
+            raise
         finally:
+            wandb_log.finish(self, error)
             self.signals.uninstall()
             self.place.close()
 
@@ -220,8 +228,11 @@ class Trainer:
                 state["train_s"] += seconds
                 state["epoch_train_s"] += seconds
                 state["epoch_seconds"] += seconds
+                if failure is None:  # with the step: a signal cannot come in between
+                    wandb_log.log_step(self)
             if failure is not None:
                 return failure
+            self.signals.raise_swallowed()
             if self._stop_agreed:
                 self._stop_with_the_others()
             show_step(self, bar)

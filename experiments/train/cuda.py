@@ -1,0 +1,58 @@
+"""The CUDA settings of a training step, in one place: the trainer and the benchmark use them.
+
+`configure(device)` sets the backend flags and `optimizer_options(opt, device)` the optimizer's
+implementation; experiments/train/distributed.py and experiments/train/parts.py call them for a
+run, experiments/bench/measure.py for the benchmark, so the benchmark's img/s (which the sweep's
+time estimate reads) is that of the trainer's own step. On the CPU both change nothing.
+
+- `cudnn.benchmark`: on. Every step of a run has the same shapes, so the autotuned algorithm is
+  chosen once and reused; it also means a GPU run is reproducible to a tolerance, not bit for bit.
+- TF32: on for float32 convolutions (torch's default) and float32 matmuls (`"high"`). Under the
+  bf16 or fp16 autocast of every preset it touches only what autocast leaves in float32.
+- AdamW (and Adam): the fused CUDA kernel (one launch for all parameters); other optimizers keep
+  torch's default (foreach on CUDA).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+FUSED = frozenset({"adamw", "adam"})  # timm optimizer names whose torch class has `fused`
+
+
+def configure(device: torch.device) -> None:
+    """Set the CUDA backend flags of a training step (nothing on the CPU)."""
+    if device.type != "cuda":
+        return
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("high")
+
+
+def optimizer_options(opt: str, device: torch.device) -> dict[str, Any]:
+    """Keyword arguments of the optimizer `opt` (a timm name) for parameters on `device`."""
+    if device.type == "cuda" and opt.lower() in FUSED:
+        return {"fused": True}
+    return {}
+
+
+def visible_devices(count: int) -> list[int]:
+    """The first `count` GPUs of this process as the machine numbers them.
+
+    That is, through this process's CUDA_VISIBLE_DEVICES (2,3: [2, 3]), so that a child given
+    one of them in its own CUDA_VISIBLE_DEVICES sees that GPU and no one else's. Device UUIDs
+    there are refused in one line (the local executor passes GPU indices).
+    """
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return list(range(count))
+    names = [n.strip() for n in listed.split(",") if n.strip()][:count]
+    if not all(n.isdigit() for n in names):
+        raise ValueError(
+            f"CUDA_VISIBLE_DEVICES={listed}: the local executor gives each job GPU indices; "
+            "set CUDA_VISIBLE_DEVICES to indices (nvidia-smi -L lists them)"
+        )
+    return [int(n) for n in names]
