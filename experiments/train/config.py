@@ -27,8 +27,8 @@ from experiments.runs import records
 from experiments.runs.files import check_writable
 from experiments.train.data import builtin_dataset
 from experiments.train.parts import check_parts
+from roadmap.designs import point_spec
 from roadmap.spec import ArchSpec
-from roadmap.steps import get_step
 
 RANK0_CONFIG_WAIT_S = 300.0  # how long another rank waits for rank 0's config.json
 
@@ -88,8 +88,8 @@ def check_fills_a_step(recipe: Recipe, images: int, world: int, builtin: bool) -
 
 
 def run_spec(track: str, step: str, recipe: Recipe) -> dict[str, Any]:
-    """The step's spec with the recipe's drop path and layer scale, as a dict."""
-    spec = get_step(step, track).spec.replace(
+    """The step's (or design point's) spec with the recipe's drop path and layer scale."""
+    spec = point_spec(step, track).replace(
         drop_path_rate=recipe.drop_path,
         layer_scale_init=recipe.layer_scale or None,
     )
@@ -117,7 +117,7 @@ def run_identity(
     or None for the built-in dataset. An unknown track, step (with the nearest name), preset
     or `--set` key, or a bad seed is one ValueError.
     """
-    get_step(step, track)
+    point_spec(step, track)  # a step, or a design point (roadmap.designs)
     check_seed(seed)
     recipe = resolve_recipe(preset, tuple(overrides))
     if dataset is None:
@@ -179,7 +179,7 @@ def prepare_run(
     optimizer step, an out_dir that cannot be written (read-only, full, under a file) or that
     already holds a different run.
     """
-    get_step(step, track)
+    point_spec(step, track)  # a step, or a design point (roadmap.designs)
     check_seed(seed)
     recipe = resolve_recipe(preset, tuple(overrides))
     checked = checked or run_data(recipe, data)
