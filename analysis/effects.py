@@ -162,28 +162,66 @@ def _one_step_points(track: str, base: str, values: Values) -> list[dict]:
 
 
 def find_factorials(track: str, values: Values) -> list[tuple[str, tuple[str, ...], int]]:
-    """(base, factors, fraction) of every complete factorial among the runs.
+    """(base, factors, fraction) of every complete factorial among the runs, maximal ones only.
 
-    A factorial's factors are the steps moved by the points of two or more moves at one base;
-    it is complete when every point of the full design (or of its half fraction) has runs.
+    At each base, the candidate factors are the steps whose one-move point has runs; a set of
+    factors is a factorial when every point of its full design has runs (found pairs first,
+    then grown one factor at a time from sets whose every subset is complete). The steps moved
+    by points of two or more moves at a base, five or more of them, also make a half fraction.
     """
-    moved: dict[str, set[str]] = {}
-    for point in _points(track, values):
-        if len(point.moves) >= 2:
-            moved.setdefault(point.base, set()).update(s for _, s in point.moves)
-    order = [s.name for s in steps(track)]
     found = []
-    for base, names in sorted(moved.items()):
-        factors = tuple(sorted(names, key=order.index))
-        for fraction in (1, 2):
-            try:
-                points = design_points(DESIGNS[3], track, factors, base, fraction)
-            except ValueError:
-                continue
-            if all(values.get(p.run_name) for p in points if p.valid):
-                found.append((base, factors, fraction))
-                break
+    for base in _bases(track, values):
+        full = _full_factorials(track, base, _movers(track, base, values), values)
+        found += [(base, f, 1) for f in full]
+        moved = {s for p in _points(track, values) if p.base == base for _, s in p.moves}
+        order = [s.name for s in steps(track)]
+        half = tuple(sorted(moved, key=order.index))
+        if len(half) >= 5 and half not in full and _complete(track, base, half, 2, values):
+            found.append((base, half, 2))
     return found
+
+
+def _complete(track: str, base: str, factors: Sequence[str], fraction: int, values: Values) -> bool:
+    """Whether every valid point of the factorial has runs."""
+    try:
+        points = design_points(DESIGNS[3], track, factors, base, fraction)
+    except ValueError:
+        return False
+    return all(values.get(p.run_name) for p in points if p.valid)
+
+
+def _movers(track: str, base: str, values: Values) -> list[str]:
+    """The steps whose one-move point at `base` (other than the base itself) has runs."""
+    spec, out = get_step(base, track).spec, []
+    for step in steps(track):
+        if not step.changes or step.parent is None:
+            continue
+        point = make_point(
+            track, base, [("minus" if is_applied(step, spec) else "plus", step.name)]
+        )
+        if point.valid and point.run_name != base and values.get(point.run_name):
+            out.append(step.name)
+    return out
+
+
+def _full_factorials(
+    track: str, base: str, movers: list[str], values: Values
+) -> list[tuple[str, ...]]:
+    """The maximal sets of `movers` whose full factorial at `base` has runs."""
+    level = [c for c in itertools.combinations(movers, 2) if _complete(track, base, c, 1, values)]
+    every = set(level)
+    while level:
+        grown = set()
+        for a, b in itertools.combinations(level, 2):
+            union = tuple(m for m in movers if m in set(a) | set(b))
+            if len(union) != len(a) + 1 or union in grown:
+                continue
+            if all(sub in every for sub in itertools.combinations(union, len(a))):
+                if _complete(track, base, union, 1, values):
+                    grown.add(union)
+        level = sorted(grown)
+        every |= grown
+    return sorted(f for f in every if not any(set(f) < set(g) for g in every))
 
 
 def factorial_frame(
