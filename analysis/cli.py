@@ -283,3 +283,57 @@ def _few(names: list[str], shown: int = SHOWN_RUNS) -> str:
     """The first `shown` names, and how many more."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def register_effects(sub: argparse._SubParsersAction) -> None:
+    """Add the `effects` subcommand."""
+    parser = sub.add_parser(
+        "effects",
+        help="each step's effect on the path, at the end, at the start; factorial terms",
+        description="From the design points under --root (roadmap design show; roadmap sweep "
+        "--design), per track: each step's change on the path, at the endpoint (leave-one-out) "
+        "and at the start (add-one-in) with 95%% intervals, and each complete factorial's main "
+        "effects, two-way interactions and Shapley values. Writes effects_TRACK.csv/md/tex "
+        "and a forest plot.",
+    )
+    parser.add_argument("--root", type=Path, required=True, help="folder of run dirs")
+    parser.add_argument("--out", type=Path, required=True, help="folder for figures and tables")
+    parser.add_argument("--track", choices=list(TRACKS), help="only this track (default: all)")
+    parser.add_argument("--preset", help="preset to use (default: the one with the most runs)")
+    parser.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRIC_LABELS))
+    _add_figure_args(parser)
+    parser.set_defaults(func=cmd_effects)
+
+
+def cmd_effects(args: argparse.Namespace) -> int:
+    """Write each track's effects table and forest plot; print what they hold."""
+    from analysis.collect import load_runs
+    from analysis.effects import run_values, track_effects, usable_runs
+    from analysis.effects_figure import draw_effects, write_effect_tables
+    from analysis.figure import COLUMN_WIDTH_IN
+
+    df = load_runs(args.root)
+    tracks = [args.track] if args.track else [t for t in TRACKS if (df["track"] == t).any()]
+    if not tracks:
+        raise ValueError(f"no runs of a known track under {args.root}")
+    paths = []
+    for track in tracks:
+        runs, preset = usable_runs(df, track, args.preset, args.metric)
+        frame = track_effects(track, run_values(runs, args.metric))
+        kinds = ", ".join(f"{n} {k}" for k, n in frame["kind"].value_counts().items())
+        print(f"effects {track}, preset {preset!r}, {args.metric}: {len(frame)} terms ({kinds})")
+        if frame.empty:
+            continue
+        stem = args.out / f"effects_{track}"
+        paths += write_effect_tables(frame, stem, f"{track} effects, preset {preset}")
+        paths += draw_effects(
+            frame,
+            track,
+            stem,
+            args.formats,
+            title=f"{track_label(track)} · preset {preset}",
+            xlabel=f"Effect on {METRIC_LABELS[args.metric]}",
+            width=args.width or COLUMN_WIDTH_IN,
+        )
+    print("wrote", ", ".join(str(p) for p in paths))
+    return 0

@@ -10,16 +10,22 @@ import torch
 from roadmap.complexity import count_gflops, count_params
 from roadmap.model import build_model
 from roadmap.paper import paper_row
+from roadmap.spec import ArchSpec
 from roadmap.steps import steps
+
+
+def measure(spec: ArchSpec) -> tuple[int, float]:
+    """Parameters and GFLOPs of the model `spec` builds, measured on the meta device."""
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        model = build_model(spec)
+    return count_params(model), count_gflops(model)
 
 
 def step_table(track: str) -> list[dict[str, Any]]:
     """Rows of `roadmap steps`: index, step, group, on_path, params, gflops, paper_gflops, diff."""
     rows = []
     for step in steps(track):
-        with torch.device("meta"):  # shapes only: no memory, no init cost
-            model = build_model(step.spec)
-        gflops = count_gflops(model)
+        params, gflops = measure(step.spec)
         paper = paper_row(track, step.name)
         paper_gflops = paper.gflops if paper else None
         rows.append(
@@ -28,7 +34,7 @@ def step_table(track: str) -> list[dict[str, Any]]:
                 "step": step.name,
                 "group": step.group,
                 "on_path": step.on_path,
-                "params": count_params(model),
+                "params": params,
                 "gflops": round(gflops, 6),  # 6: the table rounds to 3 once, not twice
                 "paper_gflops": paper_gflops,
                 "diff": None if paper_gflops is None else round(gflops - paper_gflops, 6),

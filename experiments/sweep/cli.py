@@ -15,7 +15,8 @@ from experiments.sweep.local import local_slots
 from experiments.sweep.plan import EXECUTORS, Request, make_plan
 from experiments.sweep.report import format_plan, format_status
 from experiments.train.cli import add_recipe_overrides
-from roadmap.select import STEPS_HELP
+from roadmap.design_cli import add_design_options
+from roadmap.select import STEPS_HELP, split_words
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 
@@ -48,6 +49,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
     p.add_argument("--steps", nargs="+", default=["all"], help=STEPS_HELP)
+    add_design_options(p)
     p.add_argument("--seeds", default="0,1,2", help="comma list or range (default 0,1,2)")
     p.add_argument("--preset", required=True, help=f"recipe preset: {', '.join(PRESETS)}")
     add_recipe_overrides(p)
@@ -110,6 +112,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         bench=bench,
         dry_run=args.dry_run,
+        design=args.design,
+        factors=tuple(split_words(args.factors or "")),
+        base=args.base,
+        fraction=args.fraction,
     )
     plan = make_plan(request)
     slots = local_slots(args.jobs) if args.executor == "local" else []

@@ -40,6 +40,7 @@ from experiments.train.config import (
     run_identity,
 )
 from experiments.train.parts import check_parts
+from roadmap.designs import planned_steps
 from roadmap.select import select_steps
 from roadmap.steps import DEFAULT_TRACK, Step
 
@@ -96,6 +97,10 @@ class Request:
     jobs: int | None = None  # local: jobs at once (default: what the machine holds)
     bench: str | None = None  # `roadmap bench --out` CSV for the estimate
     dry_run: bool = False  # without sbatch here, a dry run skips the cluster's own check
+    design: str | None = None  # a design of roadmap.designs instead of --steps
+    factors: tuple[str, ...] = ()  # the factorial's steps
+    base: str | None = None  # the design's base step (default: the design's own)
+    fraction: int = 1  # factorial: 1 (full) or 2 (half, resolution k)
 
 
 @dataclass
@@ -133,7 +138,7 @@ def make_plan(request: Request) -> Plan:
     Everything a run would fail on as it starts is checked here: the data (`run_data`: the
     check, cached), one optimizer step's worth of images, the recipe's timm parts.
     """
-    chosen = select_steps(request.steps, request.track)
+    chosen, skipped = design_steps(request)
     seeds = parse_seeds(request.seeds)
     recipe = resolve_recipe(request.preset, tuple(request.overrides))
     profile = _profile(request)
@@ -151,10 +156,28 @@ def make_plan(request: Request) -> Plan:
     check_parts(recipe, len(data.identity["classes"]))
     runs = _plan_runs(request, chosen, seeds, data)
     check_other_runs(request, runs, data)
-    plan = Plan(request, runs, recipe, profile, world, data, [data.summary])
+    plan = Plan(request, runs, recipe, profile, world, data, [data.summary, *skipped])
     if request.executor == "slurm":
         _check_cluster(plan)
     return plan
+
+
+def design_steps(request: Request) -> tuple[list[Step], list[str]]:
+    """The steps or design points to run, and a note for each invalid point (skipped).
+
+    A point equal to a step is that step: its runs are the step's. The others run under their
+    point names (`roadmap.designs`), off the path.
+    """
+    if request.design is None:
+        if request.factors or request.base or request.fraction != 1:
+            raise ValueError("--factors, --base and --fraction need --design")
+        return select_steps(request.steps, request.track), []
+    if request.steps not in ("all", ("all",)):
+        raise ValueError("--steps and --design choose the runs both ways; give one of them")
+    chosen, invalid = planned_steps(
+        request.design, request.track, request.factors, request.base, request.fraction
+    )
+    return chosen, [f"skipped invalid design point {p.name}: {p.reason}" for p in invalid]
 
 
 def _profile(request: Request) -> Profile:

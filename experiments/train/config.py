@@ -29,7 +29,7 @@ from experiments.runs import records
 from experiments.runs.files import check_writable
 from experiments.train.data import builtin_dataset
 from experiments.train.parts import check_parts
-from roadmap.steps import get_step
+from roadmap.designs import point_spec
 
 RANK0_CONFIG_WAIT_S = 300.0  # how long another rank waits for rank 0's config.json
 SHORT = 40  # characters of a value shown in a difference
@@ -111,7 +111,7 @@ def run_identity(
     or None for the built-in dataset. An unknown track, step (with the nearest name), preset
     or `--set` key, or a bad seed is one ValueError.
     """
-    spec = get_step(step, track).spec
+    spec = point_spec(step, track)  # a step, or a design point (roadmap.designs)
     check_seed(seed)
     recipe = run_recipe(resolve_recipe(preset, tuple(overrides)), track)
     if dataset is None:
@@ -192,7 +192,7 @@ def prepare_run(
     optimizer step, an out_dir that cannot be written (read-only, full, under a file) or that
     already holds a different run.
     """
-    get_step(step, track)
+    point_spec(step, track)  # a step, or a design point (roadmap.designs)
     check_seed(seed)
     recipe = run_recipe(resolve_recipe(preset, tuple(overrides)), track)
     checked = checked or run_data(recipe, data)
