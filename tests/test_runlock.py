@@ -102,6 +102,20 @@ def test_a_sweep_job_leaves_a_held_run_alone(run: Path) -> None:
     assert [e["event"] for e in records.read_events(run)] == ["refused"]
 
 
+def test_a_refused_rank_0_of_a_multi_task_job_fails_at_once(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Returning would exit 0 and leave the other ranks in init_process_group for its timeout;
+    # failing lets srun's --kill-on-bad-exit end them.
+    from experiments.sweep import job
+
+    monkeypatch.setattr(job, "this_task", lambda: job.Task(rank=0, tasks=2, job_id="7"))
+    with runlock.lock_run(run), pytest.raises(runlock.RunBusy, match="being trained by"):
+        RunJob(str(run / records.CONFIG), threads=1)()
+    assert not (run / records.RESULT).exists()
+    assert [e["event"] for e in records.read_events(run)] == ["refused"]
+
+
 def test_a_second_roadmap_train_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture, tiny_overrides: tuple[str, ...]
 ) -> None:

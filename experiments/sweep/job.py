@@ -130,9 +130,16 @@ class RunJob(submitit.helpers.Checkpointable, Life):
         return task.job_id, task.cluster
 
     def refused(self, run_dir: Path, busy: runlock.RunBusy) -> dict[str, Any]:
-        """Leave the run to the trainer that holds it: an event, no result."""
+        """Leave the run to the trainer that holds it: an event, no result.
+
+        A job of several tasks fails instead (the error): the other ranks are then ended at
+        once by srun's --kill-on-bad-exit, where a rank 0 that returned would leave them
+        waiting for it in init_process_group until its timeout.
+        """
         print(f"not training: {busy.strerror}", file=sys.stderr, flush=True)
         records.append_event(run_dir, "refused", reason=busy.strerror)
+        if this_task().tasks > 1:
+            raise busy
         return {"status": "refused", "reason": busy.strerror}
 
     def started(self, run_dir: Path, rank: int) -> None:
