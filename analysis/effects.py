@@ -66,7 +66,7 @@ def usable_runs(
     runs = runs[runs["preset"] == preset]
     if runs.empty:
         raise ValueError(f"no done run of preset {preset!r} on track {track!r}")
-    recipes = runs["variant"].map(lambda v: json.dumps(json.loads(v)["recipe"], sort_keys=True))
+    recipes = runs["recipe_json"].map(lambda v: json.dumps(json.loads(v)["recipe"], sort_keys=True))
     runs = runs[recipes == recipes.value_counts().sort_index().idxmax()]
     runs = runs.sort_values("created", kind="stable")
     return runs.drop_duplicates(["step", "seed"], keep="last"), preset

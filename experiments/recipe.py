@@ -14,11 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from experiments.timm_names import (
-    AUGMENT_EXAMPLES,
-    INTERPOLATIONS,
-    augment_policy_problem,
-)
+from experiments.timm_names import AUGMENT_EXAMPLES, INTERPOLATIONS, augment_policy_problem
 from roadmap.endpoints import paper_drop_path
 from roadmap.model import INITS
 
@@ -44,10 +40,7 @@ def _within(low: float, high: float, low_open: bool = False, high_open: bool = F
     def ok(v: float) -> bool:
         return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
 
-    return (
-        ok,
-        f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}",
-    )
+    return ok, f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
 def _one_of(choices: tuple[str, ...]) -> Rule:
@@ -356,15 +349,12 @@ def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
         raise ValueError(f"unknown preset {preset!r}.{hint} Presets: {', '.join(PRESETS)}")
     changes = {k.removeprefix("recipe."): v for k, v in parse_overrides(overrides).items()}
     recipe = dataclasses.replace(PRESETS[preset], **changes)
-    if recipe.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ValueError(
-            "recipe.tensorboard=true needs the tensorboard package: "
-            "pip install 'convnext-roadmap[tensorboard]'"
-        )
-    if recipe.wandb and importlib.util.find_spec("wandb") is None:
-        raise ValueError(
-            "recipe.wandb=true needs the wandb package: pip install 'convnext-roadmap[wandb]'"
-        )
+    for extra in ("tensorboard", "wandb"):  # the optional extras a recipe can ask for
+        if getattr(recipe, extra) and importlib.util.find_spec(extra) is None:
+            raise ValueError(
+                f"recipe.{extra}=true needs the {extra} package: "
+                f"pip install 'convnext-roadmap[{extra}]'"
+            )
     return recipe
 
 
