@@ -274,10 +274,10 @@ PROXY = dataclasses.replace(
 )
 
 # Seconds on a 2-core CPU: the built-in dataset at 32 px, 2 epochs of 31 steps, light
-# augmentation. Two deviations make ~60 steps informative (README, "Presets"): layer scale 0.1
-# (at 1e-6 the residual branches stay asleep that long) and no stochastic depth. Evaluation
-# after the last epoch only, on 1200 images (was: both epochs, 300): the seed-to-seed std of a
-# step's top-1 was mostly the measurement error of 300 images (README, "The built-in dataset").
+# augmentation. Two deviations make ~60 steps informative (docs/training.md, "Presets"): layer
+# scale 0.1 (at 1e-6 the residual branches stay asleep that long) and no stochastic depth.
+# Evaluation after the last epoch only, on 1200 images, so that a step's seed-to-seed std is not
+# mostly the measurement error of a small validation set (docs/training.md, "The built-in dataset").
 SMOKE = dataclasses.replace(
     PAPER, epochs=2, warmup_epochs=0.3, batch_size=32, accum_steps=1, base_lr=1e-3, base_batch=32,
     min_lr=1e-5, image_size=32, eval_crop_pct=1.0, scale_min=0.8, color_jitter=0.0,

@@ -109,7 +109,7 @@ def test_failed_runs_rerun_only_with_retry_failed(
     kept = records.read_json(d / "result.failed-1.json")
     assert kept["reason"] == result["reason"]  # the first failure is kept, the run ran again
     assert records.read_json(d / records.RESULT)["status"] == "failed"
-    # The retry resumes from the newest checkpoint (end of epoch 2): README, "The sweep".
+    # The retry resumes from the newest checkpoint (end of epoch 2): docs/sweeps.md.
     events = [e["event"] for e in read_events(d)]
     assert events == ["start", "end", "start", "resume", "end"]
     assert main(["status", "--root", str(tmp_path)]) == 0

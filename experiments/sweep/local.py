@@ -46,7 +46,7 @@ def local_slots(jobs: int | None = None) -> list[Slot]:
 
     A local job is one process on one GPU (several-GPU DDP runs are for the Slurm executor).
     Without GPUs the default is one single-threaded job per core, as far as memory allows
-    (2 GiB each): on 2 cores the smoke sweep ran fastest that way (README, "The sweep"), and
+    (2 GiB each): on 2 cores the smoke sweep ran fastest that way (docs/sweeps.md), and
     one-thread jobs do not slow down under other load the way multi-threaded torch does.
     """
     if jobs is not None and jobs < 1:

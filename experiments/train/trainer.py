@@ -1,10 +1,10 @@
 """The training loop: `Trainer(run_dir)` builds a run from its config.json, `fit()` trains it.
 
 It resumes from the newest valid checkpoint and writes `log.jsonl` and `result.json`
-(experiments/runs/records.py; README, "The run record"). On the CPU a run stopped anywhere and
-resumed ends bit-identical to an uninterrupted one: data order and augmentation are functions of
-(seed, epoch, position) (experiments/train/data.py), and every generator is reseeded from
-(seed, rank, step) before each optimizer step.
+(experiments/runs/records.py; docs/training.md, "The run record"). On the CPU a run stopped
+anywhere and resumed ends bit-identical to an uninterrupted one: data order and augmentation are
+functions of (seed, epoch, position) (experiments/train/data.py), and every generator is reseeded
+from (seed, rank, step) before each optimizer step.
 """
 
 from __future__ import annotations
