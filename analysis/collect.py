@@ -34,6 +34,7 @@ from analysis.paper import PAPER_SEEDS, paper_by_step, reference_name
 from analysis.stats import CHANGE_COLUMNS, change_columns
 from analysis.variants import find_step, recipe_json
 from experiments.runs import records, runstate
+from experiments.submitit_private import job_outcome_error
 from roadmap.steps import Step, steps
 
 PAPER_PRESET = "paper"  # the preset whose numbers the paper's tables report
@@ -75,7 +76,7 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such directory: {root}")
-    df = runstate.collect(root)
+    df = runstate.collect(root, job_error=job_outcome_error)  # a job's own error in reasons
     if df.empty:
         raise ValueError(f"no run records ({records.CONFIG}) under {root}")
     configs = [records.read_or_reason(records.read_config, d)[0] or {} for d in df["run_dir"]]

@@ -259,3 +259,22 @@ def test_paper_table_leaves_out_empty_columns():
     md = to_markdown(paper_staircase("resnet200"))
     assert md.splitlines()[0] == "| step | group | on path | GFLOPs | top-1 | change |"
     assert "| resnet200_original_recipe | baseline | ref |" in md
+
+
+def test_a_runs_reason_names_the_error_its_submitit_job_pickled(tmp_path) -> None:
+    import pickle
+    import socket
+
+    from experiments.runs import records
+
+    run = write_run(tmp_path, TRACK, steps(TRACK)[0].name, 0, status=None)
+    folder = tmp_path / "submitit"
+    folder.mkdir()
+    with open(folder / "999999999_0_result.pkl", "wb") as f:  # submitit's outcome file
+        pickle.dump(("error", "Traceback (most recent call last):\nValueError: bad shard"), f)
+    job = {"executor": "local", "job_id": "999999999", "host": socket.gethostname(),
+           "submitit_folder": str(folder)}  # fmt: skip
+    records.atomic_write_json(run / records.JOB, job)
+    row = load_runs(tmp_path).iloc[0]
+    assert row["status"] == "interrupted"
+    assert row["reason"].endswith("ValueError: bad shard")
