@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -120,7 +121,10 @@ def test_workers_start_with_the_preemption_signals_blocked_and_none_is_lost() ->
     previous = signal.signal(signal.SIGUSR2, lambda s, f: calls.append(s))
     try:
         with blocked():
-            os.kill(os.getpid(), signal.SIGUSR2)
+            # To this thread: a signal to the process may go to any thread that does not block
+            # it (a library's), and Python then runs the handler at once; blocked() holds it
+            # for the thread that forks, whose mask the workers inherit.
+            signal.pthread_kill(threading.get_ident(), signal.SIGUSR2)
             child = os.fork()
             if child == 0:  # a worker before its worker_init_fn: the mask is inherited
                 mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
