@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from experiments.timm_names import AUGMENT_EXAMPLES, INTERPOLATIONS, augment_policy_problem
+from experiments.timm_names import recipe_string_problem
 from roadmap.endpoints import paper_drop_path
-from roadmap.model import INITS
+from roadmap.spec import INIT_NAMES
 
 OPTIMIZERS = ("adamw", "momentum")  # timm: AdamW; SGD with (non-Nesterov) momentum
 SCHEDULES = ("cosine", "step")
@@ -65,7 +65,6 @@ RULES: dict[str, Rule] = {
     "clip_grad": _at_least(0),
     "image_size": ((lambda v: v >= 32), ">= 32 (the networks stride 32)"),
     "eval_crop_pct": _within(0, 1, low_open=True),
-    "interpolation": _one_of(INTERPOLATIONS),
     "scale_min": _within(0, 1, low_open=True),
     "hflip": _within(0, 1),
     "color_jitter": _at_least(0),
@@ -77,7 +76,7 @@ RULES: dict[str, Rule] = {
     "smoothing": _within(0, 1, high_open=True),
     "drop_path": _within(0, 1, high_open=True),
     "layer_scale": ((lambda v: v >= 0), ">= 0 (0: off)"),
-    "init": _one_of(tuple(INITS)),
+    "init": _one_of(INIT_NAMES),
     "ema_decay": _within(0, 1, low_open=True, high_open=True),
     "workers": _at_least(0),
     "threads": _at_least(0),
@@ -142,7 +141,7 @@ class Recipe:
     # track, that of the ConvNeXt it ends at (roadmap.endpoints.paper_drop_path, see run_recipe).
     drop_path: float | None = None
     layer_scale: float = 1e-6  # initial residual scale (layer_scale_init), Table 5; 0: off
-    init: str = "trunc_normal"  # roadmap.model.INITS: trunc-normal 0.02 (Table 5) or torchvision
+    init: str = "trunc_normal"  # roadmap.spec.INIT_NAMES: trunc-normal 0.02 (Table 5); torchvision
     ema: bool = False  # off for roadmap steps (the paper: EMA hurts BatchNorm models)
     ema_decay: float = 0.9999
     # -- system
@@ -169,7 +168,7 @@ class Recipe:
     builtin_seed: int = 0  # the dataset's own seed: every run sees the same images
 
     def __post_init__(self) -> None:
-        """Check every field, so a bad recipe fails before any work starts."""
+        """Check every field but timm's strings (`timm_checked`), so a bad recipe fails early."""
         for f in fields(self):
             value, sample = getattr(self, f.name), _sample(f.name, f.default)
             if not (value is None and f.name in OPTIONAL or _fits(value, sample)):
@@ -181,13 +180,6 @@ class Recipe:
             value = getattr(self, name)
             if value is not None and not ok(value):
                 raise ValueError(f"recipe.{name} must be {rule}, got {value!r}")
-        if self.auto_augment is not None:
-            problem = augment_policy_problem(self.auto_augment)
-            if problem:
-                raise ValueError(
-                    f"recipe.auto_augment {self.auto_augment!r}: {problem}; "
-                    f"policies look like {AUGMENT_EXAMPLES}"
-                )
         if self.warmup_epochs >= self.epochs:
             raise ValueError(
                 f"recipe.warmup_epochs must be below recipe.epochs ({self.epochs}), "
@@ -355,6 +347,13 @@ def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
                 f"recipe.{extra}=true needs the {extra} package: "
                 f"pip install 'convnext-roadmap[{extra}]'"
             )
+    return timm_checked(recipe)
+
+
+def timm_checked(recipe: Recipe) -> Recipe:
+    """`recipe` once timm takes its strings (not in `__post_init__`: presets import no timm)."""
+    if problem := recipe_string_problem(recipe.interpolation, recipe.auto_augment):
+        raise ValueError(problem)
     return recipe
 
 
@@ -394,4 +393,6 @@ def recipe_from_dict(data: dict[str, Any]) -> Recipe:
     unknown = sorted(set(data) - {f.name for f in fields(Recipe)})
     if unknown:
         raise ValueError(f"config recipe has unknown fields: {', '.join(unknown)}")
-    return Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    return timm_checked(
+        Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    )

@@ -1,9 +1,10 @@
 """The recipe's strings that timm reads, checked with timm's own parsers.
 
-`INTERPOLATIONS` are the resize filters timm's transforms take (train, eval and RandAugment);
+`interpolations()` are the resize filters timm's transforms take (train, eval and RandAugment);
 `augment_policy_problem` asks timm's `create_transform` whether it can build an augmentation
-policy (`rand-m9-mstd0.5-inc1`, `augmix-m5-w3`, `original`, ...), so that a recipe with a policy
-timm refuses fails when it is made, not when a run starts.
+policy (`rand-m9-mstd0.5-inc1`, `augmix-m5-w3`, `original`, ...); `recipe_string_problem` asks
+both of a recipe's strings, so that a recipe timm refuses fails when it is resolved, not when a
+run starts. timm is imported on the first question only (`roadmap --help` needs none).
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ from __future__ import annotations
 import functools
 import re
 
-from timm.data import create_transform
-from timm.data.transforms import str_to_interp_mode, str_to_pil_interp
-from torchvision.transforms import InterpolationMode
-
 AUGMENT_EXAMPLES = "rand-m9-mstd0.5-inc1, augmix-m5-w3, original, v0, 3a or none"
 
 
 def _timm_interpolation(name: str) -> bool:
     """Whether timm's transforms take `name` (its torchvision mode and its PIL filter)."""
+    from timm.data.transforms import str_to_interp_mode, str_to_pil_interp
+
     try:
         str_to_interp_mode(name)
         str_to_pil_interp(name)
@@ -28,8 +27,26 @@ def _timm_interpolation(name: str) -> bool:
     return True
 
 
-# The resize filters timm's train and eval transforms (and RandAugment) accept.
-INTERPOLATIONS = tuple(m.value for m in InterpolationMode if _timm_interpolation(m.value))
+@functools.cache
+def interpolations() -> tuple[str, ...]:
+    """The resize filters timm's train and eval transforms (and RandAugment) accept."""
+    from torchvision.transforms import InterpolationMode
+
+    return tuple(m.value for m in InterpolationMode if _timm_interpolation(m.value))
+
+
+def recipe_string_problem(interpolation: str, auto_augment: str | None) -> str | None:
+    """Why timm would refuse a recipe's interpolation or augmentation policy; None if neither."""
+    if interpolation not in interpolations():
+        return (
+            f"recipe.interpolation must be one of {', '.join(interpolations())}, "
+            f"got {interpolation!r}"
+        )
+    problem = None if auto_augment is None else augment_policy_problem(auto_augment)
+    if problem:
+        examples = f"policies look like {AUGMENT_EXAMPLES}"
+        return f"recipe.auto_augment {auto_augment!r}: {problem}; {examples}"
+    return None
 
 
 @functools.lru_cache(maxsize=256)
@@ -40,6 +57,8 @@ def augment_policy_problem(policy: str) -> str | None:
     for `augmix-...`, else an AutoAugment policy). A section that they skip without a word
     (no number in it, e.g. the typo `incl` for `inc1`) is a problem too.
     """
+    from timm.data import create_transform
+
     if not policy:
         return "empty; none turns the policy off"
     try:

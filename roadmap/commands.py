@@ -78,7 +78,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def cmd_check_endpoints(args: argparse.Namespace) -> int:
     """One JSON line per endpoint pair; exit 1 if any max_abs_diff is above the tolerance."""
-    from roadmap.endpoints import ENDPOINTS, check_endpoint
+    from roadmap.endpoint_check import check_endpoint
+    from roadmap.endpoints import ENDPOINTS
 
     worst = 0.0
     for endpoint in ENDPOINTS:

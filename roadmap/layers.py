@@ -1,9 +1,10 @@
 """Layers that read no spec: norms and activations by name, and the conv -> norm -> act unit.
 
-`NORM_LAYERS` and `ACT_LAYERS` are the one table that the spec and the builder share: `ArchSpec`
-accepts exactly their keys for its `norm` and `act` fields, and `roadmap.model` resolves those
-names once, with `resolve_layers`, and passes the result down. Adding a norm or an activation is
-one entry here. This module imports neither the spec nor the model, so both can import it.
+`NORM_LAYERS` and `ACT_LAYERS` give the layers of each name that `ArchSpec` accepts for its `norm`
+and `act` fields (`roadmap.spec.NORMS`, `ACTS`: names only, so the step table needs no torch);
+`roadmap.model` resolves them once, with `resolve_layers`, and passes the result down. Adding a
+norm or an activation is its name in the spec and its entry here; importing this module checks
+that the two agree.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import NamedTuple
 
 from timm.layers import LayerNorm2d
 from torch import nn
+
+from roadmap.spec import ACTS, NORMS
 
 NormFactory = Callable[[int], nn.Module]
 ActFactory = Callable[[], nn.Module]
@@ -48,6 +51,11 @@ ACT_LAYERS: Mapping[str, ActFactory] = MappingProxyType(
         "gelu": nn.GELU,
     }
 )
+if set(NORM_LAYERS) != set(NORMS) or set(ACT_LAYERS) != set(ACTS):
+    raise ImportError(
+        f"roadmap.layers: layer tables {sorted(NORM_LAYERS)}, {sorted(ACT_LAYERS)} differ from "
+        f"roadmap.spec's names {sorted(NORMS)}, {sorted(ACTS)}"
+    )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from timm.layers import DropPath, trunc_normal_
 from torch import nn
 
 from roadmap.layers import ConvNormAct, ConvShape, Layers, resolve_layers
-from roadmap.spec import ArchSpec
+from roadmap.spec import INIT_NAMES, ArchSpec
 
 # What timm's data helpers (resolve_data_config, create_transform) read from a model.
 PRETRAINED_CFG = {
@@ -360,6 +360,8 @@ INITS: dict[str, Callable[[nn.Module], None]] = {
     "trunc_normal": _init_trunc_normal,
     "torchvision": _init_torchvision,
 }
+if tuple(INITS) != INIT_NAMES:
+    raise ImportError(f"roadmap.model: INITS {tuple(INITS)} differ from roadmap.spec.INIT_NAMES")
 
 
 def build_model(

@@ -1,7 +1,8 @@
 """Every step registered with timm as `<track>_<step>`, e.g. "resnet50_kernel_7".
 
-Importing `roadmap` registers them, by name only: the spec of a step is resolved when its model
-is built, so a mistake in the step table is reported there (one line) and not at import.
+Importing this module (which `roadmap.build_model` and `create_step_model` do) registers them,
+by name only: the spec of a step is resolved when its model is built, so a mistake in the step
+table is reported there (one line) and not at import.
 Keyword arguments reach `roadmap.build_model` (num_classes, in_chans, drop_path_rate,
 layer_scale_init). No pretrained weights ship with the steps: load a reference checkpoint with
 `roadmap.convert.load_reference`.

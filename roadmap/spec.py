@@ -17,9 +17,15 @@ from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
 
-from roadmap.layers import ACT_LAYERS, NORM_LAYERS
-
 STEMS = ("resnet", "patchify")
+# The names of norms (bn_to_ln) and activations (relu_to_gelu) a spec may give; each has its
+# layers in `roadmap.layers` (NORM_LAYERS, ACT_LAYERS), which the builder alone imports, so that
+# reading the step table needs no torch.
+NORMS = ("bn", "ln")
+ACTS = ("relu", "gelu")
+# Not a spec field: the names of `roadmap.build_model`'s `init` (the recipe decides it), each a
+# function in `roadmap.model.INITS`: trunc-normal 0.02 (Table 5), or torchvision's ResNet init.
+INIT_NAMES = ("trunc_normal", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -46,14 +52,14 @@ class ArchSpec:
     dwconv_first: bool = False
     # kernel_5 / kernel_7 / kernel_9 / kernel_11: side of the block's spatial conv.
     kernel_size: int = 3
-    # relu_to_gelu: the activation function, a key of `roadmap.layers.ACT_LAYERS`.
+    # relu_to_gelu: the activation function, one of ACTS.
     act: str = "relu"
     # fewer_activations: one activation per block, between the two 1x1 convs (as in the MLP).
     fewer_activations: bool = False
     # fewer_norms: one norm per block, after its first conv.
     fewer_norms: bool = False
-    # bn_to_ln: the normalization layer, "bn" (BatchNorm) or "ln" (LayerNorm over channels), a
-    # key of `roadmap.layers.NORM_LAYERS`.
+    # bn_to_ln: the normalization layer, "bn" (BatchNorm) or "ln" (LayerNorm over channels), one
+    # of NORMS.
     norm: str = "bn"
     # separate_downsampling: norm + 2x2/s2 conv between stages instead of strided blocks, and a
     # norm before the classifier (the norm after the stem comes with patchify_stem's stem).
@@ -76,8 +82,8 @@ class ArchSpec:
             f"must be a non-empty tuple of positive ints, got {self.depths!r}",
         )
         _check_choice("stem", self.stem, STEMS)
-        _check_choice("act", self.act, tuple(ACT_LAYERS))
-        _check_choice("norm", self.norm, tuple(NORM_LAYERS))
+        _check_choice("act", self.act, ACTS)
+        _check_choice("norm", self.norm, NORMS)
         _check(
             _is_int(self.width) and self.width >= 1,
             "width",

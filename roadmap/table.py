@@ -5,10 +5,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-import torch
-
-from roadmap.complexity import count_gflops, count_params
-from roadmap.model import build_model
 from roadmap.paper import paper_row
 from roadmap.spec import ArchSpec
 from roadmap.steps import steps
@@ -16,6 +12,11 @@ from roadmap.steps import steps
 
 def measure(spec: ArchSpec) -> tuple[int, float]:
     """Parameters and GFLOPs of the model `spec` builds, measured on the meta device."""
+    import torch  # here: align_columns, for every table printed, needs no torch
+
+    from roadmap.complexity import count_gflops, count_params
+    from roadmap.model import build_model
+
     with torch.device("meta"):  # shapes only: no memory, no init cost
         model = build_model(spec)
     return count_params(model), count_gflops(model)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.bench import cli as bench_cli
 from experiments.bench import data as bench_data
 from experiments.bench import gpu_check, measure, models, profiler
+from experiments.bench import measure as bench_measure  # the CLI imports its run at use
 from experiments.bench import report as bench_report
 from experiments.bench.models import BenchConfig, plan
 from experiments.bench.report import CSV_COLUMNS, load_measured_throughput
@@ -203,7 +203,7 @@ def test_bad_data_fails_before_any_model_is_timed(
     def not_reached(*args, **kwargs):
         raise AssertionError("models were timed before --data was checked")
 
-    monkeypatch.setattr(bench_cli, "run", not_reached)
+    monkeypatch.setattr(bench_measure, "run", not_reached)
     argv = [
         "bench",
         "--steps",
@@ -234,7 +234,7 @@ def test_steps_take_commas_or_spaces(monkeypatch, steps: list[str]) -> None:
         seen.append([[e.model for e in g] for g in groups])
         raise ValueError("planned, not timed")
 
-    monkeypatch.setattr(bench_cli, "run", planned)
+    monkeypatch.setattr(bench_measure, "run", planned)
     assert main(["bench", "--steps", *steps, *TINY]) == 2
     assert seen == [
         [

@@ -6,7 +6,8 @@ import torch
 
 from roadmap import create_step_model
 from roadmap.convert import convert_state_dict, load_reference
-from roadmap.endpoints import ENDPOINTS, check_endpoint, randomise
+from roadmap.endpoint_check import check_endpoint, randomise
+from roadmap.endpoints import ENDPOINTS
 
 # Equal graphs: ResNets give bit-identical logits; ConvNeXt differs only in float32 summation
 # order (our 1x1 convs vs timm's nn.Linear), ~1e-6 on O(1) logits. 1e-5 is tight enough to

@@ -157,3 +157,11 @@ def test_an_interrupted_check_keeps_what_it_decoded(
         8,
         16 + 6,
     )  # class a kept; b, c and val/ left
+
+
+def test_the_listed_image_extensions_are_torchvisions() -> None:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from experiments.data.listing import IMAGE_EXTENSIONS
+
+    assert IMAGE_EXTENSIONS == tuple(IMG_EXTENSIONS)

@@ -11,11 +11,11 @@ import pytest
 from data_fixtures import add_bad_files, bmp_root, clean_root, symlinked_subset, write_image
 from train_fixtures import crash_at_training_forward
 
-from experiments.bench import cli as bench_cli
+from experiments.bench import measure as bench_measure  # the CLI imports its run at use
 from experiments.runs import records
 from experiments.sweep.plan import run_dir
-from experiments.train import Trainer, prepare_run, run
-from experiments.train.run import RunFailed
+from experiments.train import Trainer, prepare_run
+from experiments.train.run import RunFailed, run
 from roadmap.cli import main
 from roadmap.steps import get_step, step_names
 
@@ -256,7 +256,7 @@ def test_bench_data_checks_the_folder_before_timing_models(
     def not_reached(*args, **kwargs):
         raise AssertionError("models were timed before --data was checked")
 
-    monkeypatch.setattr(bench_cli, "run", not_reached)
+    monkeypatch.setattr(bench_measure, "run", not_reached)
     root = clean_root(tmp_path / "photos")
     write_image(root / "train" / "cat" / "big.jpg")
     data = (root / "train" / "cat" / "big.jpg").read_bytes()

@@ -6,7 +6,7 @@ import pytest
 
 from roadmap import ArchSpec, steps
 from roadmap.layers import ACT_LAYERS, NORM_LAYERS
-from roadmap.spec import BOOL_FIELDS
+from roadmap.spec import ACTS, BOOL_FIELDS, NORMS
 from roadmap.steps import TRACKS
 
 
@@ -85,6 +85,7 @@ def test_every_bool_field_rejects_a_non_bool(name, value):
 
 @pytest.mark.parametrize(("field", "table"), [("norm", NORM_LAYERS), ("act", ACT_LAYERS)])
 def test_norm_and_act_accept_exactly_the_layer_table_keys(field, table):
+    assert set(table) == set({"norm": NORMS, "act": ACTS}[field])
     for key in table:
         assert getattr(ArchSpec(**{field: key}), field) == key
     near_misses = {"gn", "BN", "layernorm", "swish", "GELU", "", "bn "}

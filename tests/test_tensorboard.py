@@ -12,8 +12,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from experiments.recipe import resolve_recipe
 from experiments.runs import records
-from experiments.train import prepare_run, run
+from experiments.train import prepare_run
 from experiments.train.report import TENSORBOARD_DIR, record_epoch
+from experiments.train.run import run
 from roadmap.steps import step_names
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from experiments.runs import records, runstate
-from experiments.train import Trainer, prepare_run, run
+from experiments.train import Trainer, prepare_run
 from experiments.train import config as train_config
+from experiments.train.run import run
 from roadmap.cli import main
 from roadmap.steps import get_step, step_names
 

@@ -6,16 +6,15 @@ import argparse
 import dataclasses
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
-import torch
-
-from experiments.bench.data import add_data_bound, check_bench_data, measure_data
-from experiments.bench.measure import run
-from experiments.bench.models import BenchConfig, plan
 from experiments.bench.report import format_table, write_csv
 from experiments.recipe import resolve_recipe
 from roadmap.select import STEPS_HELP
 from roadmap.steps import DEFAULT_TRACK, TRACKS
+
+if TYPE_CHECKING:
+    from experiments.bench.models import BenchConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -152,6 +151,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name in ("warmup", "workers"):
         if getattr(args, name) < 0:
             raise ValueError(f"--{name} must be >= 0")
+    import torch  # here, not at the top: `roadmap --help` imports no torch
+
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -163,12 +164,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> BenchConfig:
     """The measurement settings the options ask for."""
+    from experiments.bench.models import BenchConfig
+
     given = {f.name for f in dataclasses.fields(BenchConfig)} & set(vars(args))
     return BenchConfig(**{name: getattr(args, name) for name in given})
 
 
 def _bench(args: argparse.Namespace) -> int:
     """The body of `cmd_bench`, with the thread count set."""
+    from experiments.bench.data import add_data_bound, check_bench_data, measure_data
+    from experiments.bench.measure import run
+    from experiments.bench.models import plan
+
     cfg = _config(args)
     checked = None
     if args.data:  # bad input fails before minutes of model timing, not after

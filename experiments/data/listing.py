@@ -23,11 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
 from experiments.data.images import UNREADABLE
 
-IMAGE_EXTENSIONS: tuple[str, ...] = tuple(IMG_EXTENSIONS)
+# torchvision's `datasets.folder.IMG_EXTENSIONS`, written out so that listing imports no torch
+# (tests/test_data_check.py checks that the two agree).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val")
 
 # Problems the walk finds. Those of files and folders inside a split can be left out

@@ -23,18 +23,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import submitit
-import torch
 from submitit.core.utils import UncompletedJobError
 
 from experiments.runs import records, runlock, runstate
 from experiments.runs.locks import update_job
-from experiments.train.distributed import peer_lost
 from experiments.train.life import Life, live, record_failure
 from experiments.train.signals import StopRequested
-from experiments.train.trainer import Trainer
+
+if TYPE_CHECKING:  # torch comes with the trainer, in the job
+    from experiments.train.trainer import Trainer
 
 EXIT_STOPPED = 75  # rank 0 stopped on a signal without requeueing (EX_TEMPFAIL, as the CLI)
 
@@ -145,6 +145,8 @@ class RunJob(submitit.helpers.Checkpointable, Life):
     def started(self, run_dir: Path, rank: int) -> None:
         """Threads, the `start` event (rank 0), the quiet USR2 handler (other ranks)."""
         if self.threads:
+            import torch
+
             torch.set_num_threads(self.threads)
         if rank:
             signal.signal(signal.SIGUSR2, _stop_this_rank)
@@ -199,6 +201,8 @@ class RunJob(submitit.helpers.Checkpointable, Life):
             raise err
         reason = failure_reason(err)
         task = this_task()
+        from experiments.train.distributed import peer_lost
+
         lost = task.tasks > 1 and peer_lost(err)
         if rank or lost:
             records.append_event(run_dir, "peer-lost" if lost else "rank-failed", rank=rank,

@@ -21,14 +21,12 @@ from typing import Any
 
 import psutil
 import submitit
-import torch
 
 from experiments.runs import records, runstate
 from experiments.runs.locks import update_job
 from experiments.runs.scheduler import process_alive, process_start, this_process
 from experiments.submitit_private import SessionLocalExecutor, job_outcome_error
 from experiments.sweep.job import STOP_WAIT_S, RunJob, mark_stopped, new_job
-from experiments.train import cuda
 
 POLL_S = 0.5
 
@@ -55,6 +53,8 @@ def local_slots(jobs: int | None = None) -> list[Slot]:
     gpus = _gpu_count()
     if gpus:  # numbered as the machine does (through our CUDA_VISIBLE_DEVICES), not 0..n-1
         n = min(jobs or gpus, gpus)
+        from experiments.train import cuda
+
         return [Slot(max(1, cores // n), (i,)) for i in cuda.visible_devices(gpus)[:n]]
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     n = jobs or max(1, min(cores, int(memory_gib // 2)))
@@ -63,6 +63,8 @@ def local_slots(jobs: int | None = None) -> list[Slot]:
 
 def _gpu_count() -> int:
     """CUDA devices visible to this process (0 without torch.cuda)."""
+    import torch  # here: `roadmap status` and `--help` import no torch
+
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 

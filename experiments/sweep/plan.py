@@ -39,7 +39,6 @@ from experiments.train.config import (
     run_data,
     run_identity,
 )
-from experiments.train.parts import check_parts
 from roadmap.designs import planned_steps
 from roadmap.select import select_steps
 from roadmap.steps import DEFAULT_TRACK, Step
@@ -153,6 +152,8 @@ def make_plan(request: Request) -> Plan:
         raise ValueError("--jobs must be >= 1")
     data = run_data(recipe, request.data)
     check_fills_a_step(recipe, data.train_images, world, data.root is None)
+    from experiments.train.parts import check_parts  # timm: at planning, not at --help
+
     check_parts(recipe, len(data.identity["classes"]))
     runs = _plan_runs(request, chosen, seeds, data)
     check_other_runs(request, runs, data)

@@ -8,14 +8,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from experiments.data.images import BadImageError
 from experiments.recipe import PRESETS
 from experiments.runs import records, runstate
-from experiments.train.config import prepare_run
-from experiments.train.distributed import launch_rank
-from experiments.train.report import pct
-from experiments.train.run import EXIT_PREEMPTED, RunFailed, run
-from experiments.train.signals import StopRequested
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 SHOWN_LEFT_OUT = 3  # files left out by recipe.skip_bad_images named when a run starts
@@ -62,6 +56,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     Problems found before any work (arguments, data, a read-only or full `--out`, another
     trainer on the run) raise, and `roadmap` prints them as one line with exit status 2.
     """
+    # Here, not at the top: `roadmap --help` and the other commands import no torch.
+    from experiments.data.images import BadImageError
+    from experiments.train.config import prepare_run
+    from experiments.train.distributed import launch_rank
+    from experiments.train.report import pct
+    from experiments.train.run import EXIT_PREEMPTED, RunFailed, run
+    from experiments.train.signals import StopRequested
+
     run_dir = prepare_run(
         args.track,
         args.step,
@@ -72,7 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.overrides,
         write=launch_rank() == 0,  # under torchrun rank 0 alone writes the run's files
     )
-    _say_left_out(run_dir)
+    if launch_rank() == 0:
+        _say_left_out(run_dir)
     done = runstate.done_result(run_dir)
     if done is not None:
         print(f"{run_dir} is already done: top-1 {pct(done['top1'])} ({records.RESULT})")
@@ -93,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _say_left_out(run_dir: Path) -> None:
     """Print the files `recipe.skip_bad_images` leaves out of the run (its config lists them)."""
     left = (records.read_config(run_dir) or {}).get("excluded_images") or []
-    if left and launch_rank() == 0:
+    if left:
         shown = ", ".join(e["problem"] for e in left[:SHOWN_LEFT_OUT])
         more = f" and {len(left) - SHOWN_LEFT_OUT} more" if len(left) > SHOWN_LEFT_OUT else ""
         print(

@@ -27,8 +27,6 @@ from experiments.recipe import (
 )
 from experiments.runs import records
 from experiments.runs.files import check_writable
-from experiments.train.data import builtin_dataset
-from experiments.train.parts import check_parts
 from roadmap.designs import point_spec
 
 RANK0_CONFIG_WAIT_S = 300.0  # how long another rank waits for rank 0's config.json
@@ -54,6 +52,8 @@ def run_data(recipe: Recipe, data: str | Path | None, out: IO[str] | None = None
     cache decoded, progress to `out`); the built-in dataset needs no check.
     """
     if data is None:
+        from experiments.train.data import builtin_dataset  # torch: only when a run is made
+
         identity = builtin_dataset(recipe)
         images = identity["train"]["images"]
         return RunData(None, identity, [], images, f"data: built-in Shapes, {images} train images")
@@ -117,6 +117,8 @@ def run_identity(
     if dataset is None:
         if data_root is not None:
             raise ValueError(f"{data_root}: check it first (run_data) for its identity")
+        from experiments.train.data import builtin_dataset
+
         dataset = builtin_dataset(recipe)
     return {
         "track": track,
@@ -198,6 +200,8 @@ def prepare_run(
     checked = checked or run_data(recipe, data)
     config = run_config(track, step, seed, preset, checked, overrides)
     check_fills_a_step(recipe, checked.train_images, 1, checked.root is None)
+    from experiments.train.parts import check_parts  # timm: only when a run is made
+
     check_parts(recipe, len(checked.identity["classes"]))
     out = Path(out_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():

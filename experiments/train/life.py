@@ -13,12 +13,13 @@ hook a default that `roadmap train` (experiments/train/run.py) and the sweep's `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiments.runs import records, runlock, runstate
-from experiments.train.distributed import launch_rank
 from experiments.train.signals import StopRequested
-from experiments.train.trainer import Trainer
+
+if TYPE_CHECKING:  # torch comes with the trainer, when a run starts
+    from experiments.train.trainer import Trainer
 
 
 class Life:
@@ -29,6 +30,8 @@ class Life:
 
     def rank(self) -> int:
         """The global rank of this process (rank 0 holds the lock and writes the records)."""
+        from experiments.train.distributed import launch_rank
+
         return launch_rank()
 
     def job(self) -> tuple[str | None, str | None]:
@@ -93,6 +96,8 @@ def _train(run_dir: Path, life: Life, rank: int) -> dict[str, Any]:
     life.started(run_dir, rank)
     trainer = None
     try:
+        from experiments.train.trainer import Trainer
+
         trainer = Trainer(run_dir)
         result = life.fit(trainer)
     except StopRequested as stop:

@@ -14,7 +14,6 @@ from typing import Any
 
 from experiments.recipe import resolve_recipe
 from experiments.train.cli import add_recipe_overrides
-from experiments.train.config import run_config, run_data
 from roadmap.steps import DEFAULT_TRACK, get_step
 
 
@@ -45,6 +44,8 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     """Print the run's config; an unknown preset, track, step or key raises (one line, 2)."""
     overrides = tuple(args.overrides)
     get_step(args.step, args.track)
+    from experiments.train.config import run_config, run_data  # torch: at use, not at --help
+
     checked = run_data(resolve_recipe(args.preset, overrides), args.data)
     config = run_config(args.track, args.step, args.seed, args.preset, checked, overrides)
     if args.format == "json":
