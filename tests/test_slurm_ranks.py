@@ -121,6 +121,8 @@ def test_two_ranks_preempted_requeue_and_resume_bit_exactly(
     assert resume["checkpoint"] == str(saved)
     assert resume["global_step"] == int(re.search(r"ckpt_(\d+)", saved.name).group(1)) >= 2
     assert kinds[-1] == "end" and events[-1]["status"] == "done"
+    # result.json is written before the job's processes exit: Slurm says COMPLETED a moment later.
+    wait_for("Slurm to end the job", lambda: sacct_states(job_id)[-1] != "RUNNING", 120, 1)
     assert "REQUEUED" in sacct_states(job_id) and sacct_states(job_id)[-1] == "COMPLETED"
     same_training(run_dir, ref)
 
