@@ -65,11 +65,12 @@ def paper_drop_path(track: str) -> float:
     value: a step's change in accuracy is then its design change alone, never a change of
     regularization (ResNet-50 -> ConvNeXt-T: 0.1; ResNet-200 -> ConvNeXt-B: 0.5).
     """
-    last = steps(track)[-1].name
+    last = [s for s in steps(track) if s.on_path][-1].name  # a side branch may come after it
     for endpoint in ENDPOINTS:
         if (endpoint.track, endpoint.step) == (track, last) and endpoint.drop_path is not None:
             return endpoint.drop_path
     raise ValueError(
-        f"track {track!r}: no endpoint of its last step {last!r} gives the paper's drop path "
+        f"track {track!r}: no endpoint of its last on-path step {last!r} gives the paper's "
+        "drop path "
         "(roadmap.endpoints.ENDPOINTS)"
     )

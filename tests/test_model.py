@@ -126,7 +126,9 @@ def test_torchvision_init_has_torchvisions_statistics_on_the_convnext_steps():
         fc = model.head.fc
         bound = 1 / fc.in_features**0.5  # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
         assert fc.weight.abs().max() <= bound and fc.weight.std() > bound / 2
-        norms = [m for m in model.modules() if hasattr(m, "weight") and m.weight.ndim == 1]
+        kinds = tuple({t for e in NORM_LAYERS.values() for t in (e.layer_2d, e.layer_1d)})
+        norms = [m for m in model.modules() if isinstance(m, kinds)]  # the layer table's norms
+        assert norms
         assert all(torch.all(m.weight == 1) and not m.bias.any() for m in norms)
     trunc = build_model(steps("resnet50")[-1].spec)  # the default: trunc-normal 0.02
     assert trunc.stem.conv.weight.std().item() == pytest.approx(0.02, rel=0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 
@@ -205,3 +206,19 @@ def test_paper_randaugment_posterize_at_magnitude_10_gives_black_not_an_error() 
     assert not np.asarray(op(img)).any()  # 0 bits kept: black, as TF and Pillow < 13
     op.magnitude = 5  # 4 - int(5 / 10 * 4) = 2 bits: only the two high bits survive
     assert np.array_equal(np.asarray(op(img)), np.asarray(img) & 0b11000000)
+
+
+def test_a_side_branch_after_the_endpoint_keeps_the_tracks_paper_drop_path(monkeypatch) -> None:
+    steps_module = importlib.import_module("roadmap.steps")  # `roadmap.steps` is a function
+    from roadmap.endpoints import ENDPOINTS, paper_drop_path
+
+    last = [s for s in steps_module.steps("resnet50") if s.on_path][-1]
+    expected = next(e.drop_path for e in ENDPOINTS if (e.track, e.step) == ("resnet50", last.name))
+    side = steps_module.Row("kernel_3_again", last.group, False, {"kernel_size": 3}, ("resnet50",))
+    monkeypatch.setattr(steps_module, "STEP_TABLE", (*steps_module.STEP_TABLE, side))
+    steps_module._resolve.cache_clear()
+    try:
+        assert steps_module.steps("resnet50")[-1].name == "kernel_3_again"
+        assert paper_drop_path("resnet50") == expected
+    finally:
+        steps_module._resolve.cache_clear()
