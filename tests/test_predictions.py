@@ -172,6 +172,8 @@ def test_an_image_scored_twice_or_never_is_refused() -> None:
     assert good.arrays["label"].tolist() == [0, 0, 1] and good.arrays["pred"].tolist() == [0, 1, 1]
     with pytest.raises(ValueError, match=r"2 of 3 validation images scored \[0, 2\] times"):
         evaluate(model, [batch], place, 2, PerImage([0, 1, 1], 3))  # a sampler's padding
+    with pytest.raises(ValueError, match="3 images scored on rank 0, its sampler has 2"):
+        evaluate(model, [batch], place, 2, PerImage([0, 1], 3))
 
 
 def test_matches_sees_another_evaluation(tmp_path: Path) -> None:

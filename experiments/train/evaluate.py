@@ -71,7 +71,7 @@ def evaluate(
         counts.append(torch.full((), len(y), device=place.device))
         totals += torch.stack([c.to(torch.float64) for c in counts])
         if images is not None:
-            rows.append(torch.stack([y, top[:, 0], hits.any(dim=1)], dim=1).long())
+            rows.append(torch.stack([y, top[:, 0], hits.any(dim=1).long()], dim=1))
     place.sum(totals)
     model.train(was_training)
     if images is not None:
@@ -91,15 +91,17 @@ def in_dataset_order(
     mine = torch.cat(rows) if rows else torch.zeros(0, len(COLUMNS), dtype=torch.long)
     mine = mine.to(place.device)
     index = torch.as_tensor(list(images.indices), dtype=torch.long, device=place.device)
-    if len(index) != len(mine):
+    whole = torch.zeros(images.size, 1 + len(COLUMNS), dtype=torch.long, device=place.device)
+    agree = len(index) == len(mine)
+    if agree:  # else it adds nothing: every rank fails below, none waits in the all-reduce
+        ones = torch.ones(len(mine), 1, dtype=torch.long, device=place.device)
+        whole.index_add_(0, index, torch.cat([ones, mine], dim=1))
+    place.sum(whole)
+    if not agree:
         raise ValueError(
             f"evaluation: {len(mine)} images scored on rank {place.rank}, its sampler has "
             f"{len(index)}"
         )
-    ones = torch.ones(len(mine), 1, dtype=torch.long, device=place.device)
-    whole = torch.zeros(images.size, 1 + len(COLUMNS), dtype=torch.long, device=place.device)
-    whole.index_add_(0, index, torch.cat([ones, mine], dim=1))
-    place.sum(whole)
     whole = whole.cpu().numpy()
     times = whole[:, 0]
     if (times != 1).any():
