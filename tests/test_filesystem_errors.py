@@ -151,11 +151,11 @@ def test_an_error_mid_run_fails_it_with_a_complete_record(
 ) -> None:
     real, calls = Trainer.evaluate, []
 
-    def evaluate(self: Trainer, model):  # noqa: ANN001, ANN202
+    def evaluate(self: Trainer, model, *images):  # noqa: ANN001, ANN002, ANN202
         calls.append(1)
         if len(calls) == 2:  # the data vanish in epoch 2
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/1.jpg")
-        return real(self, model)
+        return real(self, model, *images)
 
     monkeypatch.setattr(Trainer, "evaluate", evaluate)
     out = tmp_path / "r"

@@ -18,6 +18,7 @@ from conftest import TINY_OVERRIDES
 from train_fixtures import final_weights, torchrun_train
 
 from experiments.runs import records
+from experiments.runs.predictions import accuracy, read_predictions
 
 STEP = "depthwise_conv"
 
@@ -53,6 +54,9 @@ def test_two_ranks_train_one_run(whole: Path) -> None:
     assert result["effective_batch"] == 16 and result["iterations"] == 10  # 80 / 16 x 2
     assert len(result["hosts"]) == 2
     assert [row["epoch"] for row in records.read_log(whole)] == [1, 2]
+    found = read_predictions(whole)  # rank 0 wrote both ranks' images, each once
+    assert found is not None and len(found["label"]) == result["dataset"]["val_images"]
+    assert (accuracy(found), found["epoch"]) == (result["top1"], 2)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ re-export of the images changes it; copying the dataset elsewhere does not.
 from __future__ import annotations
 
 import hashlib
+import json
 import unicodedata
 from typing import Any
 
@@ -108,6 +109,17 @@ def builtin_identity(classes: list[str], train: int, val: int) -> dict[str, Any]
         "train": {"images": train},
         "val": {"images": val},
     }
+
+
+def digest(dataset: dict[str, Any] | None) -> str:
+    """A dataset identity's short fingerprint: SHA-256 of its sorted JSON, 12 hex; "" if none.
+
+    The string `predictions.npz` stores and analysis compares runs by (`analysis.bars.dataset_key`).
+    """
+    if not isinstance(dataset, dict):
+        return ""
+    text = json.dumps(dataset, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def brief(dataset: dict[str, Any] | None) -> str:

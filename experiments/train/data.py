@@ -141,6 +141,10 @@ class Batches:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def indices(self) -> list[int]:
+        """The dataset index of each sample of the batches, in their order (the sampler's)."""
+        return [index for _, index in self.loader.sampler]
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         with blocked():  # the loader's workers start here (the first time)
             batches = iter(self.loader)

@@ -24,11 +24,12 @@ from torch import nn
 import roadmap
 from experiments.recipe import build_arguments, recipe_from_dict
 from experiments.runs import records, runstate
+from experiments.runs.predictions import drop_unmatched
 from experiments.train import checkpoint as ckpt
 from experiments.train import wandb_log
 from experiments.train.data import build_loaders
 from experiments.train.distributed import RankContext
-from experiments.train.evaluate import evaluate
+from experiments.train.evaluate import PerImage, evaluate, evaluate_epoch
 from experiments.train.memory import keep_freed_memory
 from experiments.train.parts import build_loss, build_optimization
 from experiments.train.report import (
@@ -191,10 +192,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 metrics: dict[str, float] = {}
                 if self.recipe.evaluates_after(self.state["epoch"] + 1):
-                    metrics = self.evaluate(self.model)
-                    if self.ema is not None:
-                        ema = self.evaluate(self.ema.module)
-                        metrics.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+                    metrics = evaluate_epoch(self)  # and its predictions.npz
                 self.signals.raise_swallowed()  # before the epoch's end is recorded
                 with self._critical():
                     self._end_epoch(metrics, time.perf_counter() - t0)
@@ -304,9 +302,12 @@ class Trainer:
             f"{self.state['global_step']})"
         )
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Top-1, top-5 (%) and mean loss of `model` on the validation set (all ranks)."""
-        return evaluate(model, self.data.val, self.place, self.num_classes)
+    def evaluate(self, model: nn.Module, images: PerImage | None = None) -> dict[str, float]:
+        """Top-1, top-5 (%) and mean loss of `model` on the validation set (all ranks).
+
+        With `images`, also every image's label, pred and top5 (experiments/train/evaluate.py).
+        """
+        return evaluate(model, self.data.val, self.place, self.num_classes, images)
 
     def _end_epoch(self, metrics: dict[str, float], eval_seconds: float) -> None:
         """Write the epoch's log.jsonl line, then move the state to the next epoch."""
@@ -337,6 +338,7 @@ class Trainer:
         """Write result.json (rank 0), drop the checkpoints if the recipe says so; the result."""
         result = result_record(self, status, reason)
         if self.main:
+            drop_unmatched(self.run_dir, result)
             records.write_result(self.run_dir, result)
             if status == "done" and not self.recipe.keep_final_checkpoint:
                 ckpt.remove_all(self.ckpt_dir)
@@ -353,4 +355,5 @@ class Trainer:
         """Record an exception that ended the run as a failed result (rank 0, if none yet)."""
         if self.main and not self._finished:
             known = result_record(self, "failed", reason)
+            drop_unmatched(self.run_dir, known)
             runstate.write_failure(self.run_dir, reason, known)
