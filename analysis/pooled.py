@@ -86,13 +86,8 @@ def bartlett(variances: Sequence[float], ns: Sequence[float]) -> tuple[float, fl
 
 
 def _groups(rows: Sequence[Mapping[str, Any]]) -> tuple[list[float], list[float]]:
-    """Each step's sample variance and n, for steps with two or more values."""
-    out = [
-        (float(np.var(r["values"], ddof=1)), len(r["values"]))
-        if len(r["values"])
-        else (r["top1_std"] ** 2, r["n"])
-        for r in rows
-    ]
+    """Each step's sample variance and n (its seeds), for steps with two or more values."""
+    out = [(r["top1_std"] ** 2, r["n"]) for r in rows]
     out = [(v, n) for v, n in out if pd.notna(v) and pd.notna(n) and n >= 2]
     return [v for v, _ in out], [n for _, n in out]
 
@@ -109,19 +104,29 @@ def _fit_runs(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float, Any]:
         ]
     )
     formula = "top1 ~ 0 + C(step)" + (" + C(seed)" if data["seed"].nunique() > 1 else "")
-    fit = smf.ols(formula, data).fit()
+    with warnings.catch_warnings():  # seeds that only one step has: rank-deficient, see below
+        warnings.simplefilter("ignore")
+        fit = smf.ols(formula, data).fit()
     if fit.df_resid < 1:
         return math.nan, 0.0, None
     return math.sqrt(fit.scale), float(fit.df_resid), fit
 
 
 def _contrast_runs(fit: Any, step: str, parent: str) -> tuple[float, float]:
-    """The estimate and standard error of step - parent in the OLS fit."""
+    """The estimate and standard error of step - parent in the OLS fit.
+
+    NaN where the contrast is not estimable: where the two steps' seeds are not linked by
+    other steps' runs (e.g. {3, 4} against {0, 1, 2}, seeds no other step has), the
+    seed effects and the step effects cannot be told apart.
+    """
     names = list(fit.params.index)
     a, b = f"C(step)[{step}]", f"C(step)[{parent}]"
     if a not in names or b not in names:
         return math.nan, math.nan
     weights = np.array([(n == a) - (n == b) for n in names], dtype=float)
+    exog = fit.model.exog
+    if np.abs(weights - weights @ np.linalg.pinv(exog) @ exog).max() > 1e-8:
+        return math.nan, math.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         test = fit.t_test(weights)

@@ -27,7 +27,8 @@ def power(delta: float, se: float, df: float, alpha: float = ALPHA) -> float:
         return math.nan
     crit = stats.t.ppf(1 - alpha / 2, df)
     nc = abs(delta) / se
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    lower = stats.nct.cdf(-crit, df, nc)  # tiny; scipy gives NaN for some far tails
+    return float(stats.nct.sf(crit, df, nc) + (0.0 if math.isnan(lower) else lower))
 
 
 def mde(se: float, df: float, target: float = POWER, alpha: float = ALPHA) -> float:

@@ -85,7 +85,7 @@ def compare_runs(
 
 def seed_corr(a: Sequence[float], b: Sequence[float]) -> float:
     """Pearson's r of two steps' values on their common seeds (NaN below `MIN_CORR_SEEDS`)."""
-    if len(a) < MIN_CORR_SEEDS or min(stats.tstd(a), stats.tstd(b)) == 0:
+    if len(a) < MIN_CORR_SEEDS or len(set(a)) < 2 or len(set(b)) < 2:  # constant: no r
         return math.nan
     return float(stats.pearsonr(a, b).statistic)
 
