@@ -155,7 +155,8 @@ def test_cli_on_records(root, tmp_path, capsys):
     stem = f"staircase_{TRACK}"
     stats_files = [f"stats_{TRACK}.csv", f"fidelity_{TRACK}.csv", f"fidelity_{TRACK}.png"]
     assert names == sorted(
-        [f"{stem}.{s}" for s in ("png", "md", "tex", "csv")] + [f"{stem}_excluded.csv"]
+        [f"{stem}.{s}" for s in ("png", "md", "tex", "csv")]
+        + [f"{stem}_excluded.csv"]
         + stats_files
     )
     excluded = pd.read_csv(out / f"{stem}_excluded.csv")

@@ -5,7 +5,7 @@ import pytest
 from analysis_fixtures import build_root, write_run
 
 from analysis.collect import aggregate, draw_only, load_runs, select_runs
-from analysis.figure import bar_label, group_label, staircase_figure, step_label
+from analysis.figure import VERDICT_LEGEND, bar_label, group_label, staircase_figure, step_label
 from analysis.table import MARKS
 from roadmap.cli import main
 from roadmap.steps import steps
@@ -93,4 +93,5 @@ def test_a_change_is_marked_with_its_verdict_at_its_bar(tmp_path):
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == [bar_label(row)] and MARKS["n.s."] in texts[0]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert [t for t in legend if t[0] in MARKS.values()] == [f"{MARKS['n.s.']} n.s.: not shown either way"]
+    keys = [t for t in legend if t[0] in MARKS.values()]
+    assert keys == [f"{MARKS['n.s.']} {VERDICT_LEGEND['n.s.']}"]
