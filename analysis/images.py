@@ -68,26 +68,38 @@ def _interval(
     return float(low), float(high)
 
 
+def _accuracies(correct: dict[str, Correct | None], rng: np.random.Generator) -> dict:
+    """Each step's bootstrap accuracies (BOOTSTRAP x runs): one product per number of images."""
+    out = {}
+    sizes = {c[2].shape[1] for c in correct.values() if c is not None}
+    for n in sorted(sizes):
+        names = [k for k, c in correct.items() if c is not None and c[2].shape[1] == n]
+        stacked = np.concatenate([correct[k][2] for k in names])  # runs x images
+        product = _weights(n, rng) @ stacked.T  # one pass over the weights
+        ends = np.cumsum([correct[k][2].shape[0] for k in names])
+        out |= dict(zip(names, np.split(product, ends[:-1], axis=1), strict=True))
+    return out
+
+
 def image_columns(
     rows: Sequence[Mapping[str, Any]], parents: Sequence[str | None]
 ) -> dict[str, list[float]]:
     """`IMAGE_COLUMNS` of a staircase: rows with `run_dirs`, `seeds`; NaN where not computable."""
     rng = np.random.default_rng(RNG_SEED)
     correct = {r["step"]: _correct(r.get("run_dirs") or []) for r in rows}
-    weights: dict[int, np.ndarray] = {}
-    accuracy: dict[str, np.ndarray] = {}  # BOOTSTRAP x runs, per step
+    pairs = [
+        (row["step"], parent)
+        for row, parent in zip(rows, parents, strict=True)
+        if correct[row["step"]] is not None
+        and correct.get(parent) is not None
+        and correct[row["step"]][:2] == correct[parent][:2]
+    ]
+    used = {name for pair in pairs for name in pair}
+    accuracy = _accuracies({k: c for k, c in correct.items() if k in used}, rng)
     seeds = {r["step"]: list(r["seeds"]) for r in rows}
-    out = []
-    for row, parent in zip(rows, parents, strict=True):
-        mine, theirs = correct[row["step"]], correct.get(parent) if parent else None
-        if mine is None or theirs is None or mine[:2] != theirs[:2]:
-            out.append((math.nan, math.nan))
-            continue
-        for step, (_, _, matrix) in ((row["step"], mine), (parent, theirs)):
-            if step not in accuracy:
-                n = matrix.shape[1]
-                w = weights.setdefault(n, _weights(n, rng))
-                accuracy[step] = w @ matrix.T
-        pair = (seeds[row["step"]], seeds[parent])
-        out.append(_interval(accuracy[row["step"]], accuracy[parent], pair, rng))
+    found = {
+        step: _interval(accuracy[step], accuracy[parent], (seeds[step], seeds[parent]), rng)
+        for step, parent in pairs
+    }
+    out = [found.get(r["step"], (math.nan, math.nan)) for r in rows]
     return {"image_ci95_low": [x[0] for x in out], "image_ci95_high": [x[1] for x in out]}

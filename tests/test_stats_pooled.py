@@ -7,7 +7,9 @@ and the paper's pooled tests with scipy from the published table.
 """
 
 import math
+import re
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -265,3 +267,36 @@ def test_seeds_needed_and_the_power_table_equal_statsmodels(fixture):
         se = pooled.sigma * math.sqrt(1 / row["n"] + 1 / row["parent_n"])
         expected = _power(delta / se, pooled.df)
         assert row["power_now"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_statistics_page_names_the_papers_changes_under_the_pooled_test_as_computed():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "statistics.md").read_text()
+    text = " ".join(
+        page.split("The paper's Table 10 under it", 1)[1].split("Table 11", 1)[0].split()
+    )
+    frame = paper_staircase(TRACK)
+    pooled = frame.attrs["pooled"]
+    tested = frame[frame["pooled_p"].notna()]
+    shown, holm = tested[tested["pooled_p"] < 0.05], tested[tested["pooled_p_holm"] < 0.05]
+    rest = tested[tested["pooled_p_holm"] >= 0.05]
+    assert f"pooled sigma {pooled.sigma:.3f} on {pooled.df:g} degrees of freedom" in text
+    assert f"Bartlett statistic {pooled.bartlett_stat:.2f}, p = {pooled.bartlett_p:.2f}" in text
+    counts = f"{len(shown)} of the paper's {len(tested)} tested changes are shown"
+    assert f"{counts} (pooled p < 0.05), {len(holm)} after Holm:" in text
+    listed = text.split("after Holm:", 1)[1].split("Not shown:", 1)
+    named = [n for n in re.findall(r"`(\w+)`", listed[0]) if n in set(frame["step"])]
+    assert named == list(holm["step"])
+    for row in holm.itertuples():
+        assert f"`{row.step}` ({row.change:+.2f})" in listed[0]
+    named = [n for n in re.findall(r"`(\w+)`", listed[1]) if n in set(frame["step"])]
+    assert named == list(rest["step"])
+    for row in rest.itertuples():
+        numbers = (
+            f"({row.change:+.2f}, pooled p = {row.pooled_p:.3f}, Holm p = {row.pooled_p_holm:.2f})"
+        )
+        assert f"`{row.step}` {numbers}" in listed[1]
+    equivalent = int((tested["verdict"] == "equivalent").sum())
+    assert ("None is equivalent" if equivalent == 0 else f"{equivalent} are equivalent") in text
+    assert f"within ±{pooled.margin:g} (TOST)" in text
+    assert set(tested["mde80"].round(2)) == {float(f"{tested['mde80'].iloc[0]:.2f}")}
+    assert f"every change's MDE80 is {tested['mde80'].iloc[0]:.2f} points" in text
