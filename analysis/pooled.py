@@ -158,12 +158,13 @@ def _contrast(row: Mapping[str, Any], parent: Mapping[str, Any] | None, model: t
 
 
 def _tests(est: float, se: float, df: float, margin: float) -> dict[str, float]:
-    """The pooled t test, its interval, the TOST p and the MDE of one contrast."""
+    """The contrast, its pooled t test and interval, the TOST p and the MDE (NaN without se)."""
     if not (se > 0 and df > 0):
-        return dict.fromkeys(("low", "high", "p", "tost", "mde"), math.nan)
+        return dict.fromkeys(("change", "low", "high", "p", "tost", "mde"), math.nan)
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
     tost = max(stats.t.sf((est + margin) / se, df), stats.t.cdf((est - margin) / se, df))
     return {
+        "change": est,
         "low": est - half,
         "high": est + half,
         "p": float(2 * stats.t.sf(abs(est) / se, df)),
@@ -195,10 +196,7 @@ def pooled_columns(
     pooled_p = [t["p"] for t in tests]
     cols = {
         "change_parent": [p["step"] if p else None for p in found],
-        "pooled_change": [
-            est if t["p"] == t["p"] else math.nan
-            for (est, _), t in zip(contrasts, tests, strict=True)
-        ],  # fmt: skip
+        "pooled_change": [t["change"] for t in tests],
         "pooled_ci95_low": [t["low"] for t in tests],
         "pooled_ci95_high": [t["high"] for t in tests],
         "pooled_p": pooled_p,
