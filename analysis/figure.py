@@ -70,7 +70,7 @@ STYLE = {
 VERDICT_LEGEND = {
     "significant": "significant (Holm)",
     "equivalent": "equivalent (TOST)",
-    "n.s.": "n.s.: not shown either way",
+    "n.s.": "n.s.",
 }
 Rows = list[tuple[str, pd.Series | None]]  # `_layout`: (label, step row or None)
 Label = tuple[Text, float | None]  # a bar's end label and the paper mark it avoids

@@ -72,6 +72,9 @@ def test_the_figure_has_only_the_chosen_rows_and_changes_keep_their_parents(root
         row = frame.set_index("step").loc[name]
         assert row["change"] == pytest.approx(full.loc[name, "change"])
         assert row["change_p"] == pytest.approx(full.loc[name, "change_p"])
+        # the pooled model and its Holm adjustment are the whole track's, drawn or not
+        for col in ("pooled_p", "pooled_p_holm", "verdict"):
+            assert row[col] == full.loc[name, col] or row[col] == pytest.approx(full.loc[name, col])
 
 
 def test_unknown_steps_are_an_error_naming_the_nearest(root, tmp_path, capsys):

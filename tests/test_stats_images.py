@@ -18,6 +18,7 @@ from statsmodels.stats.multitest import multipletests
 from analysis.collect import aggregate, load_runs, paper_staircase, select_runs
 from analysis.fidelity import FIDELITY_COLUMNS, fidelity, kendall_rows, spearman_rows
 from analysis.images import image_columns
+from analysis.report import staircase_title
 from experiments.runs.predictions import write_predictions
 from roadmap.cli import main
 from roadmap.paper import paper_rows
@@ -190,6 +191,11 @@ def test_staircase_writes_stats_fidelity_and_power(smoke, tmp_path, capsys):
     for col in ("pooled_p", "pooled_p_holm", "change_p_bh", "mde80", "tost_p", "verdict"):
         assert col in staircase.columns
     assert (out / f"fidelity_{TRACK}.png").stat().st_size > 1000
+    # the smoke staircase says what it is, with the Spearman just measured
+    title = staircase_title("label", "smoke", table)
+    assert "a pipeline check, not the paper" in title
+    assert f"{table.iloc[0]['spearman']:.2f}".replace("-", "−") in title
+    assert "pipeline" not in staircase_title("label", "paper", table)
 
 
 def test_one_seed_per_step_without_predictions_still_works(tmp_path, capsys):
