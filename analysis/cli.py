@@ -120,8 +120,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="mark the paper's top-1 on each bar",
     )
+    _add_stats_args(parser)
     _add_figure_args(parser)
     parser.set_defaults(func=cmd_staircase)
+
+
+def _add_stats_args(parser: argparse.ArgumentParser) -> None:
+    """The options of the change tests: the equivalence margin and the power table."""
+    from analysis.pooled import DEFAULT_MARGIN
+    from analysis.report import positive
+
+    parser.add_argument(
+        "--equivalence",
+        type=positive,
+        default=DEFAULT_MARGIN,
+        metavar="MARGIN",
+        help=f"equivalence margin of the TOST, in top-1 points (default {DEFAULT_MARGIN})",
+    )
+    parser.add_argument(
+        "--power",
+        type=positive,
+        metavar="DELTA",
+        help="print and write power_TRACK.csv: seeds each change needs to detect DELTA points",
+    )
 
 
 def cmd_staircase(args: argparse.Namespace) -> int:
@@ -140,7 +161,7 @@ def cmd_staircase(args: argparse.Namespace) -> int:
         given = [flag for flag, value in selection.items() if value]
         if given or args.metric != DEFAULT_METRIC:
             raise ValueError(f"--paper draws both tracks as published; drop {' '.join(given)}")
-        return _paper(args.out, args.formats, width)
+        return _paper(args, width)
     return _runs(args, width)
 
 
@@ -148,6 +169,7 @@ def _runs(args: argparse.Namespace, width: float) -> int:
     """The staircase of the runs under `args.root`."""
     from analysis.collect import aggregate, draw_only, load_runs, select_runs
     from analysis.figure import draw_staircase
+    from analysis.report import root_statistics, staircase_title
     from analysis.table import write_tables
     from roadmap.select import select_steps
 
@@ -156,7 +178,7 @@ def _runs(args: argparse.Namespace, width: float) -> int:
     sel = select_runs(load_runs(args.root), track, args.preset, args.allow_mixed, args.metric)
     if args.steps:
         sel = draw_only(sel, chosen)
-    frame = aggregate(sel, with_paper=True if args.paper_overlay else None)
+    frame = aggregate(sel, True if args.paper_overlay else None, args.equivalence)
     print(summary(sel, frame))
     if frame["n"].fillna(0).sum() == 0:  # before anything is written: --out stays as it was
         raise ValueError(f"no runs to draw on {track} (see above for what was left out)")
@@ -165,13 +187,16 @@ def _runs(args: argparse.Namespace, width: float) -> int:
     paths = write_tables(frame, stem, caption)
     excluded = args.out / f"staircase_{track}_excluded.csv"
     sel.excluded.to_csv(excluded, index=False, lineterminator="\n")
+    names = (track, track_label(track), sel.preset)
+    more, table = root_statistics(args, frame, names, width)
+    paths += more
     paths += draw_staircase(
         frame,
         stem,
         args.formats,
         overlay=args.paper_overlay,
         legend=("adopted step", ""),
-        title=f"{track_label(track)} · preset {sel.preset}",
+        title=staircase_title(track_label(track), sel.preset, table),
         xlabel=METRIC_LABELS[args.metric],
         width=width,
     )
@@ -179,16 +204,19 @@ def _runs(args: argparse.Namespace, width: float) -> int:
     return 0
 
 
-def _paper(out: Path, formats: tuple[str, ...], width: float) -> int:
+def _paper(args: argparse.Namespace, width: float) -> int:
     """The paper's own staircases: Figure 2 (the first two tracks) and each track alone."""
     from analysis.collect import paper_staircase
     from analysis.figure import draw_staircase
+    from analysis.report import pooled_outputs
     from roadmap.paper import SOURCE
 
-    frames = {track: paper_staircase(track) for track in TRACKS}
+    out, formats = args.out, args.formats
+    frames = {track: paper_staircase(track, args.equivalence) for track in TRACKS}
     paths = []
     for track, frame in frames.items():
         paths += _paper_track(track, frame, out, formats, width)
+        paths += pooled_outputs(args, frame, track)
     fore, back = list(frames)[:2]
     paths += draw_staircase(
         frames[fore],

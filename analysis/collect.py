@@ -30,8 +30,9 @@ from analysis.bars import (
     reason_where,
     spec_change,
 )
+from analysis.changes import ALL_CHANGE_COLUMNS, all_change_columns
 from analysis.paper import PAPER_SEEDS, paper_by_step, reference_name
-from analysis.stats import CHANGE_COLUMNS, change_columns
+from analysis.pooled import DEFAULT_MARGIN
 from analysis.variants import find_step, recipe_json
 from experiments.runs import records, runstate
 from experiments.submitit_private import job_outcome_error
@@ -46,7 +47,7 @@ MIXED = "mixed"  # the preset label of a staircase that pools presets (allow_mix
 # Columns of a staircase frame, in order.
 COLUMNS = (
     "track", "index", "step", "group", "on_path", "reference", "parent", "n", "seeds",
-    "values", "top1_mean", "top1_std", "change", *CHANGE_COLUMNS, "params", "gflops",
+    "values", "top1_mean", "top1_std", "change", *ALL_CHANGE_COLUMNS, "params", "gflops",
     "paper_top1", "paper_top1_std", "paper_gflops", "paper_change",
 )  # fmt: skip
 
@@ -307,6 +308,7 @@ def _row(
         "n": len(values),
         "seeds": [int(s) if pd.notna(s) else None for s in runs["seed"]],
         "values": values,
+        "run_dirs": [str(d) for d in runs["run_dir"]] if "run_dir" in runs else [],
         "top1_mean": mean,
         "top1_std": std,
         "params": _num(first.get("params") if len(runs) else None),
@@ -319,8 +321,11 @@ def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _finish(frame: pd.DataFrame, track: str, with_paper: bool) -> pd.DataFrame:
-    """Add the paper's numbers (when asked) and the changes against each row's parent."""
+def _finish(frame: pd.DataFrame, track: str, with_paper: bool, margin: float) -> pd.DataFrame:
+    """Add the paper's numbers (when asked) and the changes against each row's parent.
+
+    The track's `analysis.pooled.Pooled` goes to `frame.attrs["pooled"]`.
+    """
     paper = paper_by_step(track)
     ref = reference_name(track)
     for attr in ("top1", "top1_std", "gflops"):
@@ -340,16 +345,20 @@ def _finish(frame: pd.DataFrame, track: str, with_paper: bool) -> pd.DataFrame:
             value - by_step.get(parent, math.nan) if parent else math.nan
             for value, parent in zip(frame[src], parents, strict=True)
         ]
-    for col, values in change_columns(frame.to_dict("records"), parents).items():
-        frame[col] = values
-    return frame[list(COLUMNS)].reset_index(drop=True)
+    cols, pooled = all_change_columns(frame.to_dict("records"), parents, margin)
+    out = frame.assign(**cols)[list(COLUMNS)].reset_index(drop=True)
+    out.attrs["pooled"] = pooled
+    return out
 
 
-def aggregate(sel: Selection, with_paper: bool | None = None) -> pd.DataFrame:
+def aggregate(
+    sel: Selection, with_paper: bool | None = None, margin: float = DEFAULT_MARGIN
+) -> pd.DataFrame:
     """The staircase of a selection: one row per step (and the reference row, if any).
 
     `with_paper` adds the paper's numbers beside the runs' (default: when the preset is
     `PAPER_PRESET`); the paper's reference row then appears even without reference runs.
+    `margin` is the equivalence margin of the pooled tests (`analysis.pooled`).
     """
     if with_paper is None:
         with_paper = sel.preset == PAPER_PRESET
@@ -361,17 +370,20 @@ def aggregate(sel: Selection, with_paper: bool | None = None) -> pd.DataFrame:
     for step in steps(track):
         of_step = runs[runs["step"] == step.name]
         rows.append(_row(track, step, step.name, of_step, metric))
-    frame = _finish(pd.DataFrame(rows), track, with_paper)
+    frame = _finish(pd.DataFrame(rows), track, with_paper, margin)
     if not sel.steps:
         return frame
     # Only the chosen steps are drawn; a step not chosen still gave its runs to the change of
     # a chosen step whose parent it is. The reference row goes with the first step.
     first = steps(track)[0].name
     keep = frame["step"].isin(sel.steps) | (frame["reference"] & (first in sel.steps))
-    return frame[keep].reset_index(drop=True)
+    pooled = frame.attrs["pooled"]
+    frame = frame[keep].reset_index(drop=True)
+    frame.attrs["pooled"] = pooled
+    return frame
 
 
-def paper_staircase(track: str) -> pd.DataFrame:
+def paper_staircase(track: str, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
     """The paper's own staircase of `track` from the shipped numbers (no runs, n unknown)."""
     paper = paper_by_step(track)
     no_runs = pd.DataFrame(columns=["seed", "top1"])
@@ -385,4 +397,4 @@ def paper_staircase(track: str) -> pd.DataFrame:
         }
         for name, row in sorted(paper.items(), key=lambda kv: kv[1].order)
     ]
-    return _finish(pd.DataFrame(rows), track, with_paper=False)
+    return _finish(pd.DataFrame(rows), track, False, margin)

@@ -29,7 +29,7 @@ from analysis.figure import (
     PAPER,
     ROW_IN,
     STYLE,
-    _metadata,
+    file_metadata,
     group_label,
     step_label,
 )
@@ -180,7 +180,7 @@ def draw_effects(
     paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
     with mpl.rc_context(STYLE):
         for path in paths:
-            fig.savefig(path, dpi=DPI, metadata=_metadata(path.suffix))
+            fig.savefig(path, dpi=DPI, metadata=file_metadata(path.suffix))
     return paths
 
 

@@ -26,7 +26,8 @@ from matplotlib.patches import Patch
 from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
-from analysis.table import NOISE_MARK, gflops_cell
+from analysis.table import MARKS, gflops_cell
+from analysis.table import mark as verdict_mark
 
 FORMATS = ("png", "pdf", "svg")
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
@@ -65,6 +66,12 @@ STYLE = {
     "svg.fonttype": "path",
 }
 
+# The legend's words for each verdict's mark (`analysis.pooled.verdict`).
+VERDICT_LEGEND = {
+    "significant": "significant (Holm)",
+    "equivalent": "equivalent (TOST)",
+    "n.s.": "n.s.",
+}
 Rows = list[tuple[str, pd.Series | None]]  # `_layout`: (label, step row or None)
 Label = tuple[Text, float | None]  # a bar's end label and the paper mark it avoids
 
@@ -117,17 +124,10 @@ def gflops_text(value: float) -> str:
     return one_decimal(value) if value >= 1 else gflops_cell(value)
 
 
-def within_noise(row: pd.Series) -> bool:
-    """Whether the row's change has a 95% interval that contains 0 (`analysis.stats`)."""
-    noisy = row.get("change_within_noise")
-    return bool(pd.notna(noisy) and noisy)
-
-
 def bar_label(row: pd.Series) -> str:
-    """The text at a bar's end: top-1 mean (one decimal), the noise mark, and GFLOPs."""
+    """The text at a bar's end: top-1 mean (one decimal), the verdict's mark, and GFLOPs."""
     gflops = "" if pd.isna(row["gflops"]) else f" · {gflops_text(row['gflops'])} GFLOPs"
-    mark = NOISE_MARK if within_noise(row) else ""
-    return f"{one_decimal(row['top1_mean'])}{mark}{gflops}"
+    return f"{one_decimal(row['top1_mean'])}{verdict_mark(row)}{gflops}"
 
 
 def draw_staircase(
@@ -149,11 +149,11 @@ def draw_staircase(
         stem.parent.mkdir(parents=True, exist_ok=True)
         paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
         for path in paths:
-            fig.savefig(path, dpi=DPI, metadata=_metadata(path.suffix))
+            fig.savefig(path, dpi=DPI, metadata=file_metadata(path.suffix))
     return paths
 
 
-def _metadata(suffix: str) -> dict[str, str | None]:
+def file_metadata(suffix: str) -> dict[str, str | None]:
     """File metadata without creation dates, so that reruns give the same files."""
     return {".png": {"Software": None}, ".pdf": {"CreationDate": None}}.get(suffix, {"Date": None})
 
@@ -247,8 +247,8 @@ def _style_axes(ax: Axes, rows: Rows, xlabel: str, title: str | None) -> None:
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.set_xlabel(xlabel)
-    if title:
-        ax.set_title(title, fontsize=6.5, loc="left")
+    if title:  # from the figure's left edge: the row labels leave the axes too narrow
+        ax.figure.suptitle(title, x=0.01, ha="left", fontsize=6.5)
 
 
 def _draw_row(
@@ -357,9 +357,10 @@ def _legend_handles(
         handles.append(Line2D([], [], **SEED_KEY, label="seeds"))
     if overlay:
         handles.append(Line2D([], [], **PAPER_KEY, label="paper"))
-    if any(within_noise(row) for row in drawn):
-        label = f"{NOISE_MARK} within seed noise"
-        handles.append(Line2D([], [], ls="", label=label))
+    shown = {row["verdict"] for row in drawn}
+    for verdict, text in VERDICT_LEGEND.items():
+        if verdict in shown:
+            handles.append(Line2D([], [], ls="", label=f"{MARKS[verdict]} {text}"))
     return handles
 
 

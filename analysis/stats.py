@@ -2,8 +2,10 @@
 
 Two-sided Student t tests from `scipy.stats`, on the difference step - parent of the metric:
 
-- `paired` (`ttest_rel`) where both steps have the same seeds, at least two: the same seed
-  means the same data order and augmentation here, so what a seed does to both cancels;
+- `paired` (`ttest_rel`) on the seeds both steps have, where there are at least two: a seed
+  fixes the data order and augmentation of both (not their initial weights, which differ
+  between architectures), so pairing helps only as far as the per-seed values correlate;
+  `seed_corr` (Pearson, on three or more common seeds) measures that;
 - `welch` (`ttest_ind`, unequal variances) otherwise, with at least two seeds on each side;
 - nothing (`test` empty, NaN numbers) below two seeds on either side;
 - from published summary statistics (mean, sample std, n), as the paper gives them: Welch's
@@ -26,7 +28,9 @@ TESTS = ("paired", "welch")
 # Columns of a staircase frame that `change_columns` fills.
 CHANGE_COLUMNS = (
     "change_ci95_low", "change_ci95_high", "change_p", "change_test", "change_within_noise",
+    "seed_corr",
 )  # fmt: skip
+MIN_CORR_SEEDS = 3  # common seeds below which a correlation is not reported (two give +-1)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Change:
     low: float
     high: float
     p: float
+    corr: float = math.nan  # Pearson correlation of the per-seed values on the common seeds
 
     @property
     def within_noise(self) -> bool | None:
@@ -55,32 +60,34 @@ def compare_runs(
     parent_values: Sequence[float],
     parent_seeds: Sequence[int | None],
 ) -> Change:
-    """Test values (one per seed) against the parent's: paired when the seeds match."""
+    """Test values (one per seed) against the parent's: paired on two or more common seeds."""
     if len(values) < 2 or len(parent_values) < 2:
         return NO_TEST
     mine = dict(zip(seeds, values, strict=True))
     theirs = dict(zip(parent_seeds, parent_values, strict=True))
-    paired = (
-        None not in mine
-        and len(mine) == len(values)
-        and len(theirs) == len(parent_values)
-        and set(mine) == set(theirs)
-    )
+    common = sorted(s for s in set(mine) & set(theirs) if s is not None)
+    a, b = [mine[s] for s in common], [theirs[s] for s in common]
     with warnings.catch_warnings():  # nearly equal differences: scipy's precision note
         warnings.simplefilter("ignore", RuntimeWarning)
-        if paired:
-            order = sorted(mine)
-            a, b = [mine[s] for s in order], [theirs[s] for s in order]
+        if len(common) >= 2:
             result = stats.ttest_rel(a, b)
         else:
             result = stats.ttest_ind(values, parent_values, equal_var=False)
         interval = result.confidence_interval(CONFIDENCE)
     return Change(
-        "paired" if paired else "welch",
+        "paired" if len(common) >= 2 else "welch",
         float(interval.low),
         float(interval.high),
         float(result.pvalue),
+        seed_corr(a, b),
     )
+
+
+def seed_corr(a: Sequence[float], b: Sequence[float]) -> float:
+    """Pearson's r of two steps' values on their common seeds (NaN below `MIN_CORR_SEEDS`)."""
+    if len(a) < MIN_CORR_SEEDS or len(set(a)) < 2 or len(set(b)) < 2:  # constant: no r
+        return math.nan
+    return float(stats.pearsonr(a, b).statistic)
 
 
 def compare_stats(mean: float, std: float, n: float, parent: tuple[float, float, float]) -> Change:
@@ -130,4 +137,5 @@ def change_columns(
         "change_p": [t.p for t in tests],
         "change_test": [t.test for t in tests],
         "change_within_noise": [t.within_noise for t in tests],
+        "seed_corr": [t.corr for t in tests],
     }

@@ -1,10 +1,11 @@
 """The staircase table in Markdown, LaTeX (booktabs) and CSV.
 
 Columns: step, group, on path (yes, side, ref), GFLOPs, params, top-1 mean +- std (n),
-change against the parent step (marked `NOISE_MARK` where its 95% interval contains 0), that
-interval, its p-value and test (`analysis.stats`), the paper's top-1 and GFLOPs. A column with
-no value in any row (params of the paper's staircase, paper columns of a non-paper preset) is
-left out.
+change against the parent step (marked with its verdict's `MARKS`), the per-pair test's
+interval, p-value and test (`analysis.stats`), the pooled model's p, its Holm-adjusted p, the
+minimum detectable change at 80% power and the verdict (`analysis.pooled`), the paper's top-1
+and GFLOPs. A column with no value in any row (params of the paper's staircase, paper columns
+of a non-paper preset, pooled columns without a pooled model) is left out.
 """
 
 from __future__ import annotations
@@ -17,14 +18,33 @@ import pandas as pd
 
 HEADERS = (
     "step", "group", "on path", "GFLOPs", "params", "top-1", "change", "95% CI", "p", "test",
-    "paper top-1", "paper GFLOPs",
+    "pooled p", "Holm p", "MDE80", "verdict", "paper top-1", "paper GFLOPs",
 )  # fmt: skip
-RIGHT = {"GFLOPs", "params", "top-1", "change", "p", "paper top-1", "paper GFLOPs"}
-NOISE_MARK = "†"
-NOISE_NOTE = (
-    f"{NOISE_MARK} the 95% interval of the change contains 0: not distinguishable from seed "
-    "noise (paired t-test by seed where both steps have the same seeds, else Welch's)"
-)
+RIGHT = {
+    "GFLOPs", "params", "top-1", "change", "p", "pooled p", "Holm p", "MDE80", "paper top-1",
+    "paper GFLOPs",
+}  # fmt: skip
+# The mark after a change, by its verdict (`analysis.pooled.VERDICTS`), and in LaTeX.
+MARKS = {"significant": "∗", "equivalent": "≈", "n.s.": "†"}  # ∗: U+2217, not markdown's *
+TEX_MARKS = {"∗": "$^{*}$", "≈": "$^{\\approx}$", "†": "$^\\dagger$"}
+
+
+def verdict_note(frame: pd.DataFrame) -> str:
+    """What the marks mean: the adjusted p the verdict reads and the equivalence margin."""
+    pooled = frame.attrs.get("pooled")
+    source = pooled.source if pooled else ""
+    which = "the pooled test's Holm p" if source else "the per-pair test's Holm p"
+    margin = f"{pooled.margin:g}" if pooled else "?"
+    return (
+        f"Marks: {MARKS['significant']} significant ({which} < 0.05); "
+        f"{MARKS['equivalent']} equivalent (TOST p < 0.05 within ±{margin} points); "
+        f"{MARKS['n.s.']} n.s.: neither shown"
+    )
+
+
+def mark(row: pd.Series) -> str:
+    """The verdict mark of a row's change ("" without a verdict)."""
+    return MARKS.get(row.get("verdict") or "", "")
 
 
 def _path(row: pd.Series) -> str:
@@ -44,21 +64,30 @@ def _top1(mean: float, std: float, n: float, plus_minus: str) -> str:
     return text
 
 
+def _p(p: float) -> str:
+    """A p-value cell: three decimals, `<0.001` below."""
+    return "" if pd.isna(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def _change(row: pd.Series) -> list[str]:
-    """The change, its interval, p and test; the change marked where the interval holds 0."""
+    """The change (with its verdict mark), per-pair interval, p and test, pooled cells."""
     if pd.isna(row["change"]):
-        return ["", "", "", ""]
-    noisy = row["change_within_noise"]
-    mark = NOISE_MARK if pd.notna(noisy) and bool(noisy) else ""
+        return [""] * 8
+    pooled = [
+        _p(row["pooled_p"]),
+        _p(row["pooled_p_holm"]),
+        "" if pd.isna(row["mde80"]) else f"{row['mde80']:.2f}",
+        row["verdict"] or "",
+    ]
     if not row["change_test"]:
-        return [f"{row['change']:+.2f}", "", "", ""]
-    low, high, p = row["change_ci95_low"], row["change_ci95_high"], row["change_p"]
-    p_text = "<0.001" if p < 0.001 else f"{p:.3f}"
+        return [f"{row['change']:+.2f}{mark(row)}", "", "", "", *pooled]
+    low, high = row["change_ci95_low"], row["change_ci95_high"]
     return [
-        f"{row['change']:+.2f}{mark}",
+        f"{row['change']:+.2f}{mark(row)}",
         f"[{low:+.2f}, {high:+.2f}]",
-        p_text,
+        _p(row["change_p"]),
         row["change_test"],
+        *pooled,
     ]
 
 
@@ -105,8 +134,8 @@ def to_markdown(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |"]
     lines.append("|" + "|".join("---:" if h in RIGHT else ":---" for h in head) + "|")
     lines += ["| " + " | ".join(row[i] for i in keep) + " |" for row in cells]
-    if any(NOISE_MARK in row[HEADERS.index("change")] for row in cells):
-        lines += ["", NOISE_NOTE]
+    if any(row[HEADERS.index("verdict")] for row in cells):
+        lines += ["", verdict_note(frame)]
     return "\n".join(lines) + "\n"
 
 
@@ -114,6 +143,13 @@ def _tex(text: str) -> str:
     """Text with LaTeX's special characters escaped."""
     for char in ("\\", "&", "%", "$", "#", "_", "{", "}"):
         text = text.replace(char, "\\" + char)
+    return text
+
+
+def _tex_marks(text: str) -> str:
+    """The verdict marks of `text` as LaTeX superscripts."""
+    for char, tex in TEX_MARKS.items():
+        text = text.replace(char, tex)
     return text
 
 
@@ -136,11 +172,11 @@ def to_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
         if i and groups[i] != groups[i - 1]:
             lines.append("\\midrule")
         line = " & ".join(_tex(row[i]) for i in keep)
-        line = line.replace("PLUSMINUS", "$\\pm$").replace(NOISE_MARK, "$^\\dagger$")
+        line = _tex_marks(line.replace("PLUSMINUS", "$\\pm$"))
         lines.append(line + " \\\\")
     lines.append("\\bottomrule")
-    if any(NOISE_MARK in row[HEADERS.index("change")] for row in cells):
-        note = _tex(NOISE_NOTE).replace(NOISE_MARK, "$^\\dagger$")
+    if any(row[HEADERS.index("verdict")] for row in cells):
+        note = _tex_marks(_tex(verdict_note(frame)).replace("±", "$\\pm$"))
         lines.append(f"\\multicolumn{{{len(keep)}}}{{l}}{{\\footnotesize {note}}} \\\\")
     lines.append("\\end{tabular}")
     return "\n".join(lines) + "\n"

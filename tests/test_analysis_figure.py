@@ -153,8 +153,11 @@ def test_cli_on_records(root, tmp_path, capsys):
     assert f"fewer seeds than the others (3): {MISSING} (0)" in printed
     names = sorted(p.name for p in out.iterdir())
     stem = f"staircase_{TRACK}"
+    stats_files = [f"stats_{TRACK}.csv", f"fidelity_{TRACK}.csv", f"fidelity_{TRACK}.png"]
     assert names == sorted(
-        [f"{stem}.{s}" for s in ("png", "md", "tex", "csv")] + [f"{stem}_excluded.csv"]
+        [f"{stem}.{s}" for s in ("png", "md", "tex", "csv")]
+        + [f"{stem}_excluded.csv"]
+        + stats_files
     )
     excluded = pd.read_csv(out / f"{stem}_excluded.csv")
     assert list(excluded["reason"]) == ["failed: out of memory"]

@@ -1,12 +1,12 @@
-"""`roadmap staircase --steps`: only the chosen rows; the noise mark in the figure."""
+"""`roadmap staircase --steps`: only the chosen rows; the verdict mark in the figure."""
 
 import pandas as pd
 import pytest
 from analysis_fixtures import build_root, write_run
 
 from analysis.collect import aggregate, draw_only, load_runs, select_runs
-from analysis.figure import bar_label, group_label, staircase_figure, step_label
-from analysis.table import NOISE_MARK
+from analysis.figure import VERDICT_LEGEND, bar_label, group_label, staircase_figure, step_label
+from analysis.table import MARKS
 from roadmap.cli import main
 from roadmap.steps import steps
 
@@ -72,6 +72,9 @@ def test_the_figure_has_only_the_chosen_rows_and_changes_keep_their_parents(root
         row = frame.set_index("step").loc[name]
         assert row["change"] == pytest.approx(full.loc[name, "change"])
         assert row["change_p"] == pytest.approx(full.loc[name, "change_p"])
+        # the pooled model and its Holm adjustment are the whole track's, drawn or not
+        for col in ("pooled_p", "pooled_p_holm", "verdict"):
+            assert row[col] == full.loc[name, col] or row[col] == pytest.approx(full.loc[name, col])
 
 
 def test_unknown_steps_are_an_error_naming_the_nearest(root, tmp_path, capsys):
@@ -80,7 +83,7 @@ def test_unknown_steps_are_an_error_naming_the_nearest(root, tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-def test_a_change_within_noise_is_marked_at_its_bar(tmp_path):
+def test_a_change_is_marked_with_its_verdict_at_its_bar(tmp_path):
     first, second = [s for s in steps(TRACK) if s.on_path][:2]
     for seed, (x, y) in enumerate([(30.0, 31.0), (31.0, 30.5), (32.0, 32.7)]):
         write_run(tmp_path, TRACK, first.name, seed, top1=x)
@@ -88,8 +91,10 @@ def test_a_change_within_noise_is_marked_at_its_bar(tmp_path):
     frame = aggregate(draw_only(select_runs(load_runs(tmp_path), TRACK), [second.name]))
     row = frame.iloc[0]
     assert row["change_test"] == "paired" and row["change_within_noise"]
+    assert row["verdict"] == "n.s."  # 3 seeds, a change of +0.4 on a sigma near 0.5
     fig = staircase_figure(frame)
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert texts == [bar_label(row)] and NOISE_MARK in texts[0]
+    assert texts == [bar_label(row)] and MARKS["n.s."] in texts[0]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert any(t.startswith(NOISE_MARK) for t in legend)
+    keys = [t for t in legend if t[0] in MARKS.values()]
+    assert keys == [f"{MARKS['n.s.']} {VERDICT_LEGEND['n.s.']}"]

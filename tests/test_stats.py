@@ -12,7 +12,7 @@ from scipy import stats
 
 from analysis.collect import aggregate, load_runs, paper_staircase, select_runs
 from analysis.stats import CONFIDENCE, NO_TEST, compare_runs, compare_stats
-from analysis.table import to_csv, to_latex, to_markdown
+from analysis.table import MARKS, to_csv, to_latex, to_markdown, verdict_note
 from roadmap.paper import paper_rows
 from roadmap.steps import steps
 
@@ -92,15 +92,30 @@ def test_other_seeds_are_welch_and_equal_scipy_ttest_ind(runs):
     assert row["change_p"] == pytest.approx(expected.pvalue, rel=1e-12)
 
 
-def test_paired_exactly_when_the_seed_sets_are_equal():
+def test_paired_on_two_or_more_common_seeds_else_welch():
     a, b = [1.0, 2.5, 2.0], [0.5, 1.0, 1.5]
     assert compare_runs(a, [0, 1, 2], b, [0, 1, 2]).test == "paired"
     assert compare_runs(a, [2, 0, 1], b, [0, 1, 2]).test == "paired"  # any order
-    assert compare_runs(a, [0, 1, 3], b, [0, 1, 2]).test == "welch"
-    assert compare_runs(a[:2], [0, 1], b, [0, 1, 2]).test == "welch"
-    assert compare_runs(a, [0, 1, None], b, [0, 1, None]).test == "welch"
+    assert compare_runs(a, [0, 1, 3], b, [0, 1, 2]).test == "paired"  # on 0 and 1
+    assert compare_runs(a[:2], [0, 1], b, [0, 1, 2]).test == "paired"
+    assert compare_runs(a, [0, 1, None], b, [0, 1, None]).test == "paired"  # None never pairs
+    assert compare_runs(a, [0, 3, 4], b, [0, 1, 2]).test == "welch"  # one common seed
+    assert compare_runs(a, [None] * 3, b, [None] * 3).test == "welch"
     assert compare_runs(a[:1], [0], b, [0, 1, 2]) == NO_TEST
     assert compare_runs(a, [0, 1, 2], b[:1], [0]) == NO_TEST
+
+
+def test_seeds_0_to_3_against_0_to_2_pair_on_the_common_three():
+    mine, theirs = [1.0, 2.5, 2.0, 9.0], [0.5, 1.0, 1.6]
+    change = compare_runs(mine, [0, 1, 2, 3], theirs, [0, 1, 2])
+    expected = stats.ttest_rel(mine[:3], theirs)
+    assert change.test == "paired"
+    assert change.p == pytest.approx(expected.pvalue, rel=1e-12)
+    interval = expected.confidence_interval(CONFIDENCE)
+    assert (change.low, change.high) == pytest.approx((interval.low, interval.high), rel=1e-12)
+    assert change.corr == pytest.approx(stats.pearsonr(mine[:3], theirs).statistic, rel=1e-12)
+    # two common seeds: a correlation of +-1 says nothing, so none is reported
+    assert math.isnan(compare_runs(mine[:2], [0, 1], theirs, [0, 1, 2]).corr)
 
 
 def test_below_two_seeds_and_missing_parents_have_no_test(runs):
@@ -139,25 +154,21 @@ def test_the_paper_staircase_tests_its_own_mean_std_and_seeds():
     assert (paper_staircase("resnet200")["change_test"] == "").all()
 
 
-def test_tables_carry_the_interval_and_the_noise_mark(runs):
+def test_tables_carry_the_interval_and_the_verdict_mark(runs):
     _, frame = runs
     frame = frame.reset_index()
     back = pd.read_csv(io.StringIO(to_csv(frame)), keep_default_na=False)
-    for col in ("change_ci95_low", "change_ci95_high", "change_p", "change_test"):
+    for col in ("change_ci95_low", "change_ci95_high", "change_p", "change_test", "verdict"):
         assert col in back.columns
     assert set(back["change_test"]) <= {"paired", "welch", ""}
     md, tex = to_markdown(frame), to_latex(frame)
     assert "95% CI" in md.splitlines()[0] and "95\\% CI" in tex
-    low, high = frame["change_ci95_low"], frame["change_ci95_high"]
-    noisy, clear = frame[(low <= 0) & (high >= 0)], frame[(low > 0) | (high < 0)]
-    assert len(noisy) and len(clear)
-    for _, row in noisy.iterrows():
+    assert set(frame["verdict"]) - {""}  # some change has a verdict
+    for _, row in frame.iterrows():
         line = next(x for x in md.splitlines() if x.startswith(f"| {row['step']} |"))
-        assert "†" in line
-    for _, row in clear.iterrows():
-        line = next(x for x in md.splitlines() if x.startswith(f"| {row['step']} |"))
-        assert "†" not in line
-    assert "† the 95% interval" in md
+        marks = [m for m in MARKS.values() if m in line]
+        assert marks == ([MARKS[row["verdict"]]] if row["verdict"] else []), line
+    assert md.rstrip().endswith(verdict_note(frame))
 
 
 def test_the_statistics_page_names_the_papers_changes_within_noise_as_computed():
