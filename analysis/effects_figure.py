@@ -44,7 +44,7 @@ STEP_KINDS = {
 }
 FACTORIAL_KINDS = {
     "main": ("main effect", COLOR, "o"),
-    "interaction": ("interaction", PAPER, "D"),
+    "interaction": ("interaction", "#7b3294", "^"),  # apart from the leave-one-out diamonds
     "shapley": ("Shapley value", "0.45", "s"),
 }
 NUMBERS = ("effect", "ci95_low", "ci95_high", "p")

@@ -62,6 +62,8 @@ def _replicates(frame: pd.DataFrame, steps: list[str]) -> np.ndarray:
             pick = rng.integers(0, len(values), (BOOTSTRAP, len(values)))
             means[name] = values[pick].mean(1)
     nan = np.full(BOOTSTRAP, np.nan)
+    if not steps:  # no change both have (one step, or none with a parent)
+        return np.empty((BOOTSTRAP, 0))
     return np.stack(
         [means.get(s, nan) - means.get(by_step.loc[s, "change_parent"], nan) for s in steps],
         axis=1,
