@@ -10,13 +10,13 @@ runs (`reason_where`) and the commonest value, a tie being an error (`most_frequ
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 import pandas as pd
 
 from analysis.variants import find_step, recipe_json_diff
+from experiments.data.identity import digest
 from roadmap.spec import ArchSpec
 
 
@@ -44,12 +44,11 @@ def spec_change(config: dict[str, Any]) -> str | None:
 
 
 def dataset_key(config: dict[str, Any]) -> str:
-    """A short fingerprint of the run's recorded dataset (its classes and content); "" if none."""
-    dataset = config.get("dataset")
-    if not isinstance(dataset, dict):
-        return ""
-    text = json.dumps(dataset, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    """A short fingerprint of the run's recorded dataset (its classes and content); "" if none.
+
+    `experiments.data.identity.digest`: the string a run's `predictions.npz` stores too.
+    """
+    return digest(config.get("dataset"))
 
 
 def dataset_label(config: dict[str, Any]) -> str:

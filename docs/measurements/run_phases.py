@@ -58,10 +58,10 @@ def main() -> None:
     start = _usage()
     import roadmap
     import roadmap.cli
-    from experiments.train import cli, trainer
+    from experiments.train import config, trainer  # the CLI imports prepare_run at its call
 
     _add("import the rest (roadmap, timm, experiments)", start)
-    _wrap(cli, "prepare_run", "prepare_run (config, identity, data check)")
+    _wrap(config, "prepare_run", "prepare_run (config, identity, data check)")
     _wrap(trainer.Trainer, "__init__", "Trainer.__init__")
     _wrap(trainer, "build_loaders", "  build_loaders (render Shapes)")
     _wrap(roadmap, "build_model", "  build_model")

@@ -114,7 +114,8 @@ def builtin_identity(classes: list[str], train: int, val: int) -> dict[str, Any]
 def digest(dataset: dict[str, Any] | None) -> str:
     """A dataset identity's short fingerprint: SHA-256 of its sorted JSON, 12 hex; "" if none.
 
-    The string `predictions.npz` stores and analysis compares runs by (`analysis.bars.dataset_key`).
+    The string `predictions.npz` stores and analysis compares runs by (`analysis.bars.dataset_key`
+    calls it).
     """
     if not isinstance(dataset, dict):
         return ""
