@@ -23,14 +23,13 @@ from matplotlib.lines import Line2D
 from analysis.figure import (
     COLOR,
     COLUMN_WIDTH_IN,
-    DPI,
     EXTRA_IN,
     FORMATS,
     PAPER,
     ROW_IN,
     STYLE,
-    file_metadata,
     group_label,
+    save_figure,
     step_label,
 )
 from analysis.table import _tex
@@ -174,14 +173,7 @@ def draw_effects(
     width: float = COLUMN_WIDTH_IN,
 ) -> list[Path]:
     """Draw the forest plot to `stem.<fmt>` for each format; return the paths."""
-    fig = effects_figure(frame, track, title, xlabel, width)
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
-    with mpl.rc_context(STYLE):
-        for path in paths:
-            fig.savefig(path, dpi=DPI, metadata=file_metadata(path.suffix))
-    return paths
+    return save_figure(effects_figure(frame, track, title, xlabel, width), stem, formats)
 
 
 def _cell(value: float, key: str) -> str:

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis.figure import COLOR, COLUMN_WIDTH_IN, DPI, STYLE, file_metadata, step_label
+from analysis.figure import COLOR, COLUMN_WIDTH_IN, STYLE, save_figure, step_label
 
 LABEL_PT = 4.5  # the size of a point's step label
 # Where a label may sit from its point (points: right, left, above, below, then further out).
@@ -119,11 +119,4 @@ def draw_fidelity(
     width: float = COLUMN_WIDTH_IN,
 ) -> list[Path]:
     """Draw the scatter to `stem.<fmt>` for each format; return the paths."""
-    fig = fidelity_figure(pts, title, width)
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
-    with mpl.rc_context(STYLE):
-        for path in paths:
-            fig.savefig(path, dpi=DPI, metadata=file_metadata(path.suffix))
-    return paths
+    return save_figure(fidelity_figure(pts, title, width), stem, formats)

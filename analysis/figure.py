@@ -145,9 +145,15 @@ def draw_staircase(
         raise ValueError(f"formats must be among {FORMATS}, got {list(formats)}")
     with mpl.rc_context(STYLE):
         fig = staircase_figure(frame, **options)
-        stem = Path(stem)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
+    return save_figure(fig, stem, formats)
+
+
+def save_figure(fig: Figure, stem: str | os.PathLike, formats: Sequence[str]) -> list[Path]:
+    """Write `fig` to `stem.<fmt>` for each format, in the house style; return the paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
+    with mpl.rc_context(STYLE):
         for path in paths:
             fig.savefig(path, dpi=DPI, metadata=file_metadata(path.suffix))
     return paths
