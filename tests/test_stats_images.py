@@ -123,7 +123,7 @@ def _paper_significant():
     sigma, df = math.sqrt(sum(s**2 for s in stds) / len(stds)), 2 * len(stds)
     names, p = [], []
     for step in steps(TRACK):
-        if step.parent:
+        if step.parent in rows and step.name in rows:  # a step the paper did not run: none
             t = (rows[step.name].top1 - rows[step.parent].top1) / (sigma * math.sqrt(2 / 3))
             names.append(step.name)
             p.append(2 * stats.t.sf(abs(t), df))

@@ -218,7 +218,7 @@ def _paper_reference():
     sigma, df = math.sqrt(sum(s**2 for s in stds) / len(stds)), 2 * len(stds)  # n = 3 each
     out = {}
     for step in steps(TRACK):
-        if step.parent is None:
+        if step.parent not in rows or step.name not in rows:  # the paper did not run it
             continue
         mine, theirs = rows[step.name], rows[step.parent]
         t = (mine.top1 - theirs.top1) / (sigma * math.sqrt(2 / 3))
