@@ -36,7 +36,8 @@ def test_configure_sets_the_flags_on_cuda_only(monkeypatch: pytest.MonkeyPatch) 
         torch.set_float32_matmul_precision(precision)
     assert cuda.optimizer_options("adamw", torch.device("cuda", 1)) == {"fused": True}
     assert cuda.optimizer_options("sgd", torch.device("cuda", 1)) == {}
-    assert cuda.optimizer_options("adamw", torch.device("cpu")) == {}
+    assert cuda.optimizer_options("adamw", torch.device("cpu")) == {"fused": True}
+    assert cuda.optimizer_options("sgd", torch.device("cpu")) == {}
 
 
 def _tiny_entry() -> Entry:
@@ -93,3 +94,26 @@ def test_local_gpu_slots_follow_the_parents_visible_devices(
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5e1f2a3b,GPU-77aa")
     with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES=GPU-5e1f2a3b,GPU-77aa"):
         local.local_slots()
+
+
+def test_a_cpu_run_uses_fused_adamw_and_it_follows_the_loop_implementation(
+    tmp_path: Path, tiny_overrides
+) -> None:
+    trainer = Trainer(fx.tiny_run(tmp_path / "r", "depthwise_conv", tiny_overrides))
+    assert trainer.optimizer.defaults["fused"] is True
+    # The fused CPU kernel computes torch's loop formula: 20 steps agree to float32 rounding.
+    torch.manual_seed(0)
+    start = [torch.randn(64, 32), torch.randn(32)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(20)]
+    finals = []
+    for fused in (False, True):
+        params = [p.clone().requires_grad_() for p in start]
+        opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.05, fused=fused)
+        for step in grads:
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        finals.append(params)
+    for a, b in zip(*finals, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # float32: a few ulps over 20 steps
+        assert not torch.equal(a, start[0] if a.dim() == 2 else start[1])
