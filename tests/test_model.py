@@ -16,7 +16,7 @@ from roadmap import (
     get_spec,
     steps,
 )
-from roadmap.layers import ACT_LAYERS, NORM_LAYERS
+from roadmap.layers import ACT_LAYERS, NORM_LAYERS, PointwiseConv2d
 from roadmap.registry import MODEL_NAMES
 from roadmap.steps import TRACKS
 
@@ -185,3 +185,34 @@ def test_norm_and_act_names_build_the_layers_of_the_table(norm, act):
         assert type(model.head.norm) is entry.layer_1d and model.head.norm.eps == eps
         acts = [type(m) for m in model.modules() if type(m) in (nn.ReLU, nn.GELU)]
         assert acts and set(acts) == {type(ACT_LAYERS[act]())}
+
+
+@pytest.mark.parametrize("size", [1, 2, 7])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_pointwise_conv_is_the_conv_it_replaces(size: int, bias: bool) -> None:
+    # Same parameters and state dict as nn.Conv2d; on channels-last CPU input a GEMM that gives
+    # the conv's output and gradients to float32 rounding (different summation order).
+    torch.manual_seed(0)
+    fast = PointwiseConv2d(64, 96, 1, bias=bias)
+    conv = nn.Conv2d(64, 96, 1, bias=bias)
+    conv.load_state_dict(fast.state_dict())
+    x = torch.randn(8, 64, size, size).to(memory_format=torch.channels_last)
+    outs = []
+    for layer in (fast, conv):
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs.append((y, xi.grad, layer.weight.grad))
+        layer.zero_grad()
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert outs[0][0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_builders_one_by_one_convs_are_pointwise() -> None:
+    convs = [m for s in steps("resnet50") for m in build_model(s.spec).modules()
+             if isinstance(m, nn.Conv2d)]  # fmt: skip
+    for m in convs:
+        one = m.kernel_size == (1, 1) and m.stride == (1, 1) and m.groups == 1
+        assert isinstance(m, PointwiseConv2d) == one, m
+    assert any(isinstance(m, PointwiseConv2d) for m in convs)
