@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from experiments.recipe import resolve_recipe
+from experiments.train import shapes
 from experiments.train.data import (
     EpochSampler,
     SeededDataset,
@@ -91,6 +92,38 @@ def test_builtin_dataset_is_deterministic_balanced_and_seeded() -> None:
     assert train.fingerprint() != val.fingerprint()  # disjoint draws for train and val
     image, label = train[0]
     assert image.size == (32, 32) and 0 <= label < 4
+
+
+def test_the_builtin_dataset_is_drawn_once_then_read_from_the_cache(
+    data_check_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = BuiltinShapes("train", 4, 3, 32, seed=0)
+    (saved,) = (data_check_cache / "shapes").glob("*.npz")
+
+    def no_drawing(*args: object) -> None:
+        raise AssertionError("drawn again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shapes, "render_shapes", no_drawing)
+        again = BuiltinShapes("train", 4, 3, 32, seed=0)
+        assert np.array_equal(first.images, again.images)
+        assert first.fingerprint() == again.fingerprint()
+        with pytest.raises(AssertionError, match="drawn again"):  # other arguments: another entry
+            BuiltinShapes("train", 4, 3, 32, seed=1)
+    for damage in (b"not an npz", saved.read_bytes()[:-100]):  # garbage, cut short: drawn again
+        saved.write_bytes(damage)
+        assert BuiltinShapes("train", 4, 3, 32, seed=0).fingerprint() == first.fingerprint()
+    # A changed pixel with the digest kept: refused, drawn again.
+    with np.load(saved) as z:
+        images, labels, digest = z["images"].copy(), z["labels"], z["digest"]
+    images[0, 0, 0, 0] ^= 1
+    with saved.open("wb") as f:
+        np.savez(f, images=images, labels=labels, digest=digest)
+    assert BuiltinShapes("train", 4, 3, 32, seed=0).fingerprint() == first.fingerprint()
+    blocked = data_check_cache / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("ROADMAP_CACHE_DIR", str(blocked))  # a cache that cannot be written
+    assert BuiltinShapes("train", 4, 3, 32, seed=0).fingerprint() == first.fingerprint()
 
 
 def test_sampler_resumes_mid_epoch_and_splits_ranks() -> None:

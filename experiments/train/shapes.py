@@ -4,17 +4,26 @@
 of shape (disk, ring, square, frame, triangle, cross, bar, ell, tee, pair), turned by up to 22.5
 degrees, of random size, aspect, place and colour, over a smooth two-tone background with thin
 line clutter, small dots and pixel noise. The label depends on the shape only: a model must
-learn shape, not colour.
+learn shape, not colour. `BuiltinShapes` keeps what it drew in the project's cache folder
+(experiments/data/cache.py `cache_dir()`, `shapes/`), keyed by the arguments, numpy's version and
+this file's text, with the SHA-256 of the arrays checked on load; the next run of a sweep reads
+it (milliseconds) instead of drawing it again. A cache that cannot be read or written is skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
+
+from experiments.data.cache import cache_dir
+from experiments.runs.files import atomic_file
 
 SHAPES = tuple("disk ring square frame triangle cross bar ell tee pair".split())
 MAX_ANGLE = np.pi / 8  # shapes turn by up to 22.5 degrees either way
@@ -138,6 +147,36 @@ def _segment_distance(grid: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.hypot(px - x0 - t * vx, py - y0 - t * vy)
 
 
+def cached_shapes(
+    count: int, classes: int, size: int, seed: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`render_shapes`, read from the cache when an intact copy is there (module docstring)."""
+    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    args = json.dumps([count, classes, size, seed, np.__version__, code])
+    path = cache_dir() / "shapes" / f"{hashlib.sha256(args.encode()).hexdigest()[:24]}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            images, labels = saved["images"], saved["labels"]
+            if str(saved["digest"]) == _digest(images, labels):
+                return images, labels
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # none, or damaged
+        pass
+    images, labels = render_shapes(count, classes, size, seed)
+    try:
+        with atomic_file(path, "wb") as f:
+            np.savez(f, images=images, labels=labels, digest=_digest(images, labels))
+    except OSError:  # a read-only or full cache folder: this run draws, as without a cache
+        pass
+    return images, labels
+
+
+def _digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 of the pixels and labels (what `BuiltinShapes.fingerprint` hashes)."""
+    h = hashlib.sha256(images.tobytes())
+    h.update(labels.tobytes())
+    return h.hexdigest()
+
+
 class BuiltinShapes(Dataset):
     """One split of the built-in Shapes dataset: (PIL image, label) pairs, held in memory."""
 
@@ -145,7 +184,7 @@ class BuiltinShapes(Dataset):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         stream = [seed, 0 if split == "train" else 1]
-        self.images, self.targets = render_shapes(classes * per_class, classes, size, stream)
+        self.images, self.targets = cached_shapes(classes * per_class, classes, size, stream)
         self.classes = list(SHAPES[:classes])
 
     def __len__(self) -> int:
@@ -156,6 +195,4 @@ class BuiltinShapes(Dataset):
 
     def fingerprint(self) -> str:
         """SHA-256 of the pixels and labels (the same on every machine and run)."""
-        h = hashlib.sha256(self.images.tobytes())
-        h.update(self.targets.tobytes())
-        return h.hexdigest()
+        return _digest(self.images, self.targets)
