@@ -32,7 +32,7 @@ from analysis.figure import (
     save_figure,
     step_label,
 )
-from analysis.table import _tex
+from analysis.table import tex_escape
 from roadmap.steps import steps
 
 # kind -> (legend label, colour, marker, offset within the row)
@@ -209,9 +209,9 @@ def write_effect_tables(frame: pd.DataFrame, stem: Path, caption: str) -> list[P
     cells = _table_cells(frame)
     md = ["| " + " | ".join(HEAD) + " |", "|:---|---:|---:|---:|---:|:---|"]
     md += ["| " + " | ".join(row) + " |" for row in cells]
-    tex = [f"% {_tex(caption)}", "\\begin{tabular}{lrrrrl}", "\\toprule"]
-    tex += [" & ".join(_tex(h) for h in HEAD) + " \\\\", "\\midrule"]
-    tex += [" & ".join(_tex(c) for c in row) + " \\\\" for row in cells]
+    tex = [f"% {tex_escape(caption)}", "\\begin{tabular}{lrrrrl}", "\\toprule"]
+    tex += [" & ".join(tex_escape(h) for h in HEAD) + " \\\\", "\\midrule"]
+    tex += [" & ".join(tex_escape(c) for c in row) + " \\\\" for row in cells]
     tex += ["\\bottomrule", "\\end{tabular}"]
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
     frame.to_csv(paths[0], index=False, lineterminator="\n")

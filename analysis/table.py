@@ -139,7 +139,7 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _tex(text: str) -> str:
+def tex_escape(text: str) -> str:
     """Text with LaTeX's special characters escaped."""
     for char in ("\\", "&", "%", "$", "#", "_", "{", "}"):
         text = text.replace(char, "\\" + char)
@@ -159,24 +159,24 @@ def to_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
     keep = _columns(cells)
     spec = "".join("r" if HEADERS[i] in RIGHT else "l" for i in keep)
     lines = [
-        f"% {_tex(caption)}" if caption else "% staircase",
+        f"% {tex_escape(caption)}" if caption else "% staircase",
         f"\\begin{{tabular}}{{{spec}}}",
     ]
     lines += [
         "\\toprule",
-        " & ".join(_tex(HEADERS[i]) for i in keep) + " \\\\",
+        " & ".join(tex_escape(HEADERS[i]) for i in keep) + " \\\\",
         "\\midrule",
     ]
     groups = list(frame.sort_values("index")["group"])
     for i, row in enumerate(cells):
         if i and groups[i] != groups[i - 1]:
             lines.append("\\midrule")
-        line = " & ".join(_tex(row[i]) for i in keep)
+        line = " & ".join(tex_escape(row[i]) for i in keep)
         line = _tex_marks(line.replace("PLUSMINUS", "$\\pm$"))
         lines.append(line + " \\\\")
     lines.append("\\bottomrule")
     if any(row[HEADERS.index("verdict")] for row in cells):
-        note = _tex_marks(_tex(verdict_note(frame)).replace("±", "$\\pm$"))
+        note = _tex_marks(tex_escape(verdict_note(frame)).replace("±", "$\\pm$"))
         lines.append(f"\\multicolumn{{{len(keep)}}}{{l}}{{\\footnotesize {note}}} \\\\")
     lines.append("\\end{tabular}")
     return "\n".join(lines) + "\n"

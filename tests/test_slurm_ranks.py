@@ -6,7 +6,8 @@ and UTS namespace; tests/conftest.py starts it when none answers). A run of two 
 resume from rank 0's checkpoint and end bit-identical to the same run uninterrupted. A job step
 killed on one node ends the job (srun --kill-on-bad-exit) without any result; a whole node
 killed mid-run is Slurm's node failure: the job requeues, no result is written meanwhile, and
-the run ends as the uninterrupted one. The multi-node tests need 2 nodes: with fewer they
+the run ends as the uninterrupted one. A 2-task job whose run another trainer holds ends within
+seconds, failed, rank 1 ended by srun. The multi-node tests need 2 nodes: with fewer they
 skip, or fail with CI=true.
 """
 
@@ -35,7 +36,7 @@ from slurm_fixtures import (
     wait_for,
 )
 
-from experiments.runs import records
+from experiments.runs import records, runlock
 from experiments.train import checkpoint as ckpt
 
 pytestmark = pytest.mark.slurm
@@ -213,6 +214,52 @@ def test_a_node_killed_mid_run_requeues_and_the_run_ends_as_if_whole(
     assert resume["global_step"] == STEPS_PER_EPOCH  # from epoch 1's checkpoint
     same_training(run_dir, ref)
     assert (STATE / "pids" / f"slurmd-{node}.pid").exists()
+
+
+def _squeue_state(job_id: str) -> str:
+    """The job's state as squeue shows it ('' once it has left the queue)."""
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                         text=True).stdout  # fmt: skip
+    return out.strip().splitlines()[0] if out.strip() else ""
+
+
+def _elapsed_s(job_id: str) -> int:
+    """Seconds the job ran (its last attempt), as sacct records them."""
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "ElapsedRaw"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return int(out.split()[-1])
+
+
+def test_a_refused_rank_0_ends_a_two_task_job_at_once(cluster: list[str], tmp_root: Path) -> None:
+    # Rank 0 finds the run's lock held by another trainer (this test process): it must fail, so
+    # that srun --kill-on-bad-exit ends rank 1, which waits for it in init_process_group (a
+    # rank 0 that returned would leave rank 1 there until the 30-minute timeout).
+    _need_nodes(cluster, 1)
+    # Every node busy, so the run's job waits in the queue while this test takes the lock.
+    blocker = subprocess.run(["sbatch", "--parsable", "-p", "debug", "-N", str(len(cluster)),
+                              "--exclusive", "-o", "/dev/null", "--wrap", "sleep 600"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    try:
+        wait_for("the blocking job to run", lambda: _squeue_state(blocker) == "RUNNING", 120, 1)
+        root = tmp_root / "refused"
+        job_id = submit(root, STEP, "0", *TINY, profile=_profile("2tasks"))
+        run_dir = run_dir_of(root, STEP)
+        assert _squeue_state(job_id) == "PENDING"
+        with runlock.lock_run(run_dir, by="a test holding the run"):
+            subprocess.run(["scancel", blocker], check=True)
+            waiting = ("PENDING", "RUNNING", "COMPLETING")
+            wait_for("the refused job to end", lambda: sacct_states(job_id)[-1] not in waiting,
+                     240, 1)  # fmt: skip
+    finally:
+        subprocess.run(["scancel", blocker], check=False)
+    assert sacct_states(job_id) == ["FAILED"]
+    assert _elapsed_s(job_id) <= 90  # imports, the refusal, srun ending rank 1: seconds
+    kinds = [e["event"] for e in records.read_events(run_dir)]
+    # Rank 1 may see rank 0's store go before srun ends it: at most its own event then.
+    assert kinds[0] == "refused" and set(kinds) <= {"refused", "peer-lost", "rank-failed"}, kinds
+    assert not (run_dir / records.RESULT).exists()  # no failure of the run: it was not ours
+    folder = root / "resnet50" / ".submitit"
+    assert "being trained by" in (folder / f"{job_id}_0_log.err").read_text()
 
 
 def test_more_nodes_than_the_cluster_has_is_refused_before_anything(
