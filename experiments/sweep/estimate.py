@@ -15,10 +15,11 @@ from experiments.sweep.plan import Plan
 
 # Stated when nothing measured is at hand. GPU: training images/s of one A100-class GPU at
 # 224 px, ConvNeXt-T's 1943.5 img/s inference (paper Table 12, A100, TF32, channels_last) / 3 for
-# forward + backward. CPU: per core (1 torch thread) at 32 px, smoke runs of resnet50 steps on
-# the project's 2-core machine (35-38 img/s). Other sizes scale with the pixel count.
+# forward + backward. CPU: per core (1 torch thread) at 32 px, the epochs of a `make run` on the
+# project's 2-core machine (2026-12-03, every step of the resnet50 track: 44-130 img/s, mean 78;
+# log.jsonl `img_s`). Other sizes scale with the pixel count.
 GPU_IMG_S, GPU_SIZE = 650.0, 224
-CPU_CORE_IMG_S, CPU_SIZE = 36.0, 32
+CPU_CORE_IMG_S, CPU_SIZE = 75.0, 32
 GPU_SOURCE = "paper Table 12 A100 inference / 3"
 CPU_SOURCE = "smoke runs on a 2-core CPU"
 
