@@ -198,3 +198,18 @@ def test_rank_0_chooses_the_checkpoint_for_nccl_ranks(tmp_path: Path) -> None:
     for step in (1, 2):
         ckpt.save(tmp_path / "c", step, {"state": {"global_step": step}}, {})
     torch.multiprocessing.spawn(_agree, args=(str(tmp_path / "c"), str(tmp_path / "s")), nprocs=2)
+
+
+def test_pointwise_convs_take_cudnns_conv_on_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PointwiseConv2d's GEMM is for tiny CPU maps only: on CUDA the conv runs, as nn.Conv2d's.
+    from roadmap import layers
+
+    def no_gemm(*args: object) -> None:
+        raise AssertionError("the GEMM ran on CUDA")
+
+    monkeypatch.setattr(layers, "pointwise_gemm", no_gemm)
+    fast = layers.PointwiseConv2d(64, 96, 1).cuda()
+    conv = torch.nn.Conv2d(64, 96, 1).cuda()
+    conv.load_state_dict(fast.state_dict())
+    x = torch.randn(8, 64, 1, 1, device="cuda").to(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast(x), conv(x), rtol=1e-6, atol=1e-6)
