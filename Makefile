@@ -22,12 +22,14 @@ run: $(STAMP)
 	$(VENV)/bin/roadmap sweep --preset smoke --seeds 0,1,2 --root $(ROOT)
 	$(VENV)/bin/roadmap staircase --root $(ROOT) --out $(ROOT)/figures
 
-## test: the default test suite (fast; `slow` and `slurm` suites run from .ci/run)
+## test: the default test suite (fast; `slow` and `slurm` suites run from .ci/run), in
+## TEST_WORKERS processes (pytest-xdist; 2 fits the 2-core CI machine, 0 runs one process)
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m slow
 
 ## gpu-check: the `gpu` tests and the GPU benchmark of both endpoints (bf16, channels_last), at
 ## most 8 minutes on one GPU; results (CSV, logs, environment) in docs/benchmarks/gpu-check-<date>/
