@@ -147,8 +147,10 @@ class Recipe:
     # -- system
     workers: int = 10  # data-loading processes per device (0: in the main process)
     threads: int = 0  # torch threads; 0: leave torch's default
-    # Autocast on CUDA (float16 adds a grad scaler); the CPU trains in float32.
-    amp_dtype: str = "bfloat16"
+    # Autocast dtype on CUDA; float32: none, as the official ConvNeXt code trains and evaluates
+    # (its --use_amp defaults to false), with TF32 matmuls and convs allowed (cuda.configure).
+    # bfloat16 (or float16, with a grad scaler) is one --set away; the CPU always trains float32.
+    amp_dtype: str = "float32"
     channels_last: bool = True  # memory format of the model and its inputs
     compile: bool = False  # torch.compile the training model
     checkpoint_minutes: float = 30.0  # checkpoint this often within an epoch too

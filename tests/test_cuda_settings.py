@@ -27,11 +27,14 @@ def test_configure_sets_the_flags_on_cuda_only(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     precision = torch.get_float32_matmul_precision()
     try:
+        torch.set_float32_matmul_precision("highest")
         cuda.configure(torch.device("cpu"))
-        assert not torch.backends.cudnn.benchmark
+        assert not torch.backends.cudnn.benchmark and not torch.backends.cuda.matmul.allow_tf32
         cuda.configure(torch.device("cuda", 0))
         assert torch.backends.cudnn.benchmark and torch.backends.cudnn.allow_tf32
+        # The float32 presets' matmuls may take TF32, as torch 1.8's (the official code's) did.
         assert torch.get_float32_matmul_precision() == "high"
+        assert torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.set_float32_matmul_precision(precision)
     assert cuda.optimizer_options("adamw", torch.device("cuda", 1)) == {"fused": True}

@@ -1,4 +1,4 @@
-"""The CUDA path: bf16 + channels_last, accumulation, fp16 with its scaler, resume, compile, bench.
+"""The CUDA path: fp32 + TF32, bf16 + channels_last, accumulation, fp16 + scaler, resume, compile.
 
 Marked `gpu` and skipped, with the reason, where torch sees no CUDA device; `make gpu-check`
 runs them with the GPU benchmark (experiments/bench/gpu_check.py). Each is a short run of a
@@ -65,6 +65,21 @@ def test_each_endpoint_trains_in_bf16_channels_last(tmp_path: Path, step: str) -
     assert set(dtypes) == {torch.bfloat16}  # training and evaluation ran under autocast
     losses = [loss for (loss,) in fx.epochs(trainer.run_dir, "train_loss")]
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_the_presets_float32_trains_and_evaluates_without_autocast_under_tf32(
+    tmp_path: Path,
+) -> None:
+    trainer = Trainer(fx.tiny_run(tmp_path / "fp32", ENDPOINTS[-1], SETS))  # the preset's dtype
+    assert trainer.recipe.amp_dtype == "float32" and trainer.place.amp_dtype == torch.float32
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    dtypes = set()
+    for layer in (torch.nn.Conv2d, torch.nn.Linear):
+        module = next(m for m in trainer.model.modules() if isinstance(m, layer))
+        module.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
+    result = trainer.fit()
+    assert result["status"] == "done" and result["top1"] is not None
+    assert dtypes == {torch.float32}  # no autocast in training or evaluation
 
 
 def test_accumulation_matches_the_large_batch(

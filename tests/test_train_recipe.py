@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 
 import pytest
 
@@ -55,6 +56,15 @@ def test_paper_preset_is_table5() -> None:
     assert r.lr_for(8 * 128 * r.accum_for(8)) == pytest.approx(4e-3)
     with pytest.raises(ValueError, match="not a multiple"):
         r.accum_for(3)
+
+
+def test_every_preset_trains_in_float32_and_bf16_is_one_set_away() -> None:
+    # The official ConvNeXt code trains and evaluates in float32 (--use_amp false by default);
+    # torchvision's reference recipe has --amp off too; the CPU never autocasts.
+    assert {name: r.amp_dtype for name, r in PRESETS.items()} == dict.fromkeys(PRESETS, "float32")
+    assert resolve_recipe("paper", ["recipe.amp_dtype=bfloat16"]).amp_dtype == "bfloat16"
+    with pytest.raises(ValueError, match="recipe.amp_dtype must be one of"):
+        resolve_recipe("paper", ["recipe.amp_dtype=fp8"])
 
 
 def test_original_preset_is_torchvision_classic() -> None:
@@ -222,3 +232,13 @@ def test_a_side_branch_after_the_endpoint_keeps_the_tracks_paper_drop_path(monke
         assert paper_drop_path("resnet50") == expected
     finally:
         steps_module._resolve.cache_clear()
+
+
+def test_roadmap_recipe_shows_the_autocast_dtype(capsys: pytest.CaptureFixture[str]) -> None:
+    from roadmap.cli import main
+
+    base = ["recipe", "--preset", "paper", "--step", "resnet50_modern_recipe"]
+    assert main(base) == 0
+    assert re.search(r'^recipe\.amp_dtype +"float32"$', capsys.readouterr().out, re.M)
+    assert main([*base, "--set", "recipe.amp_dtype=bfloat16", "--format", "json"]) == 0
+    assert '"amp_dtype": "bfloat16"' in capsys.readouterr().out

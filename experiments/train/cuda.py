@@ -7,8 +7,9 @@ time estimate reads) is that of the trainer's own step. On the CPU the flags cha
 
 - `cudnn.benchmark`: on. Every step of a run has the same shapes, so the autotuned algorithm is
   chosen once and reused; it also means a GPU run is reproducible to a tolerance, not bit for bit.
-- TF32: on for float32 convolutions (torch's default) and float32 matmuls (`"high"`). Under the
-  bf16 or fp16 autocast of every preset it touches only what autocast leaves in float32.
+- TF32: on for float32 convolutions (torch's default) and float32 matmuls (`"high"`). The presets
+  train in float32 (`recipe.amp_dtype`), as the official ConvNeXt code under torch 1.8, where both
+  were on by default; under a bf16 or fp16 autocast it touches only what autocast leaves in fp32.
 - AdamW (and Adam): torch's fused kernel, on CUDA (one launch for all parameters) and on the CPU
   (torch >= 2.4; a smoke step's optimizer update 0.11 -> 0.03 CPU s, docs/make-run-profile.md).
   Other optimizers keep torch's default (foreach on CUDA, a loop on the CPU).
