@@ -1,4 +1,4 @@
-"""The CUDA path: fp32 + TF32, bf16 + channels_last, accumulation, fp16 + scaler, resume, compile.
+"""The CUDA path: fp32+TF32, bf16 + channels_last, accumulation, fp16, resume, compile, bench.
 
 Marked `gpu` and skipped, with the reason, where torch sees no CUDA device; `make gpu-check`
 runs them with the GPU benchmark (experiments/bench/gpu_check.py). Each is a short run of a
