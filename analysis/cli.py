@@ -236,11 +236,13 @@ def _paper_track(
     track: str, frame: pd.DataFrame, out: Path, formats: tuple[str, ...], width: float
 ) -> list[Path]:
     """The paper's staircase of one track: its table and figure, and a line on them."""
+    from analysis.assumptions import mark_assumptions
     from analysis.figure import draw_staircase
     from analysis.paper import figure_label_mismatches
     from analysis.table import write_tables
     from roadmap.paper import SOURCE
 
+    frame = mark_assumptions(frame)  # what this project assumes to train the track
     stem = out / f"paper_{track}"
     paths = write_tables(frame, stem, f"{track} staircase: {SOURCE}")
     paths += draw_staircase(

@@ -33,6 +33,7 @@ from analysis.bars import (
 from analysis.changes import ALL_CHANGE_COLUMNS, all_change_columns
 from analysis.paper import PAPER_SEEDS, paper_by_step, reference_name
 from analysis.pooled import DEFAULT_MARGIN
+from analysis.precision import bar_precision
 from analysis.variants import find_step, recipe_json
 from experiments.runs import records, runstate
 from experiments.submitit_private import job_outcome_error
@@ -48,7 +49,7 @@ MIXED = "mixed"  # the preset label of a staircase that pools presets (allow_mix
 COLUMNS = (
     "track", "index", "step", "group", "on_path", "reference", "parent", "n", "seeds",
     "values", "top1_mean", "top1_std", "change", *ALL_CHANGE_COLUMNS, "params", "gflops",
-    "paper_top1", "paper_top1_std", "paper_gflops", "paper_change",
+    "precision", "paper_top1", "paper_top1_std", "paper_gflops", "paper_change",
 )  # fmt: skip
 
 
@@ -313,6 +314,7 @@ def _row(
         "top1_std": std,
         "params": _num(first.get("params") if len(runs) else None),
         "gflops": _num(first.get("gflops") if len(runs) else None),
+        "precision": bar_precision(runs),  # from the runs' records (analysis.precision)
     }
 
 
@@ -322,10 +324,7 @@ def _num(value: Any) -> float:
 
 
 def _finish(frame: pd.DataFrame, track: str, with_paper: bool, margin: float) -> pd.DataFrame:
-    """Add the paper's numbers (when asked) and the changes against each row's parent.
-
-    The track's `analysis.pooled.Pooled` goes to `frame.attrs["pooled"]`.
-    """
+    """Add the paper's numbers (if asked), the changes against each parent, attrs["pooled"]."""
     paper = paper_by_step(track)
     ref = reference_name(track)
     for attr in ("top1", "top1_std", "gflops"):

@@ -3,8 +3,10 @@
 Horizontal bars in roadmap order under bold group headers, top-1 on x (bars start at the
 axis), the seed spread as an error bar (mean +- std) and one dot per seed, GFLOPs written
 at each bar, side branches hatched, optional paper markers and an optional background track
-drawn as wide gray bars behind (the paper's ResNet-200 regime). One column wide by default
-(`COLUMN_WIDTH_IN` at `DPI`), so that it reads at paper-column size.
+drawn as wide gray bars behind (the paper's ResNet-200 regime). The bars' precision is a line
+under the title (`analysis.precision`; per bar where it differs), and a frame marked with its
+track's assumptions (`analysis.assumptions`) shows their marks and footnotes. One column wide
+by default (`COLUMN_WIDTH_IN` at `DPI`), so that it reads at paper-column size.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
+from analysis.assumptions import bar_footnotes, row_marks
+from analysis.figure_fit import Label, fit_right
+from analysis.precision import figure_precision, varies
 from analysis.table import MARKS, gflops_cell
 from analysis.table import mark as verdict_mark
 
@@ -34,6 +38,7 @@ COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
 DPI = 300
 ROW_IN = 0.14  # height of one row (a step or a group header)
 EXTRA_IN = 0.95  # title, x axis and legend
+NOTE_IN = 0.09  # one line of a footnote
 COLOR = "#3b6ea8"
 LIGHT = "#c9d8ea"
 BACK = "#d9d9d9"
@@ -64,6 +69,7 @@ STYLE = {
     "hatch.linewidth": 0.5,
     "pdf.fonttype": 42,
     "svg.fonttype": "path",
+    "legend.title_fontsize": 5,  # the footnotes
 }
 
 # The legend's words for each verdict's mark (`analysis.pooled.verdict`).
@@ -73,7 +79,6 @@ VERDICT_LEGEND = {
     "n.s.": "n.s.",
 }
 Rows = list[tuple[str, pd.Series | None]]  # `_layout`: (label, step row or None)
-Label = tuple[Text, float | None]  # a bar's end label and the paper mark it avoids
 
 
 def step_label(name: str) -> str:
@@ -94,13 +99,14 @@ def _layout(frame: pd.DataFrame) -> Rows:
         if row["group"] != last:
             rows.append((group_label(row["group"]), None))
             last = row["group"]
-        rows.append((step_label(row["step"]), row))
+        rows.append((step_label(row["step"]) + row_marks(row), row))
     return rows
 
 
 def figure_size(frame: pd.DataFrame, width: float = COLUMN_WIDTH_IN) -> tuple[float, float]:
     """Width and height (inches) of the staircase of `frame`."""
-    return width, round(len(_layout(frame)) * ROW_IN + EXTRA_IN, 2)
+    notes = len(bar_footnotes(frame, width / COLUMN_WIDTH_IN))
+    return width, round(len(_layout(frame)) * ROW_IN + EXTRA_IN + notes * NOTE_IN, 2)
 
 
 def _ends(row: pd.Series) -> list[float]:
@@ -124,10 +130,14 @@ def gflops_text(value: float) -> str:
     return one_decimal(value) if value >= 1 else gflops_cell(value)
 
 
-def bar_label(row: pd.Series) -> str:
-    """The text at a bar's end: top-1 mean (one decimal), the verdict's mark, and GFLOPs."""
+def bar_label(row: pd.Series, precision: bool = False) -> str:
+    """The text at a bar's end: top-1 mean (one decimal), the verdict's mark, and GFLOPs.
+
+    `precision`: the bar's precision too (where the bars of a figure differ in it).
+    """
     gflops = "" if pd.isna(row["gflops"]) else f" · {gflops_text(row['gflops'])} GFLOPs"
-    return f"{one_decimal(row['top1_mean'])}{verdict_mark(row)}{gflops}"
+    own = f" · {row['precision']}" if precision and row.get("precision") else ""
+    return f"{one_decimal(row['top1_mean'])}{verdict_mark(row)}{gflops}{own}"
 
 
 def draw_staircase(
@@ -211,17 +221,21 @@ def _draw(
     span = max(max(xs) - min(xs), 0.5)
     locator = MaxNLocator(nbins=6, steps=TICK_STEPS)
     left = float(locator.tick_values(min(xs) - 0.06 * span, max(xs))[0])
-    labels = []
+    labels, per_bar = [], varies(frame)
     for y, (_, row) in enumerate(rows):
         if row is None:
             if y:
                 ax.axhline(y - 0.5, color="0.85", lw=0.4, zorder=0)
             continue
         back_row = back.get(int(row["index"]))
-        labels.append(_draw_row(ax, y, row, back_row, left, overlay))
-    _style_axes(ax, rows, xlabel, title)
+        labels.append(_draw_row(ax, y, row, back_row, left, overlay, per_bar))
+    subtitle = figure_precision(frame)
+    _style_axes(ax, rows, xlabel, "\n".join(t for t in (title, subtitle) if t))
     _legend(fig, rows, overlay, background is not None, legend)
-    _fit_right(fig, ax, left, max(xs) + 0.04 * span, labels)
+    if notes := bar_footnotes(frame, width / COLUMN_WIDTH_IN):  # a legend without keys
+        note, where = "\n".join(notes), "outside lower left"
+        fig.legend(handles=[], title=note, loc=where, frameon=False, alignment="left")
+    fit_right(fig, ax, left, max(xs) + 0.04 * span, labels)
     return fig
 
 
@@ -258,7 +272,13 @@ def _style_axes(ax: Axes, rows: Rows, xlabel: str, title: str | None) -> None:
 
 
 def _draw_row(
-    ax: Axes, y: int, row: pd.Series, back: pd.Series | None, left: float, overlay: bool
+    ax: Axes,
+    y: int,
+    row: pd.Series,
+    back: pd.Series | None,
+    left: float,
+    overlay: bool,
+    precision: bool,
 ) -> Label:
     """Draw one step's bars, spread and marks; return its end label and the paper mark."""
     if back is not None and pd.notna(back["top1_mean"]):
@@ -283,7 +303,7 @@ def _draw_row(
     _draw_bar(ax, y, row, left)
     _draw_spread(ax, y, row)
     text = ax.annotate(
-        bar_label(row),
+        bar_label(row, precision),
         (max(_ends(row)), y),
         xytext=(3.5, 0),
         textcoords="offset points",
@@ -368,26 +388,3 @@ def _legend_handles(
         if verdict in shown:
             handles.append(Line2D([], [], ls="", label=f"{MARKS[verdict]} {text}"))
     return handles
-
-
-def _fit_right(fig: Figure, ax: Axes, left: float, right: float, labels: list[Label]) -> None:
-    """Widen the x range until every bar label fits; move a label past a marker it covers."""
-    ax.set_xlim(left, right)
-    for _ in range(6):
-        fig.canvas.draw()
-        box = ax.get_window_extent()
-        moved = False
-        for text, mark in labels:
-            if mark is None or mark <= text.xy[0]:
-                continue
-            ext = text.get_window_extent()
-            at = ax.transData.transform((mark, text.xy[1]))[0]
-            if ext.x0 - 4 <= at <= ext.x1 + 4:
-                text.xy, moved = (mark, text.xy[1]), True
-        ends = [text.get_window_extent().x1 for text, _ in labels]
-        over = max([end - box.x1 for end in ends] + [0.0])
-        if over > 0.5:
-            right += (over + 2) * (right - left) / box.width
-            ax.set_xlim(left, right)
-        elif not moved:
-            return

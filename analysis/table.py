@@ -1,6 +1,7 @@
 """The staircase table in Markdown, LaTeX (booktabs) and CSV.
 
-Columns: step, group, on path (yes, side, ref), GFLOPs, params, top-1 mean +- std (n),
+Columns: step (with the marks of its track's assumptions, `analysis.assumptions`), group, on path
+(yes, side, ref), GFLOPs, params, precision (`analysis.precision`), top-1 mean +- std (n),
 change against the parent step (marked with its verdict's `MARKS`), the per-pair test's
 interval, p-value and test (`analysis.stats`), the pooled model's p, its Holm-adjusted p, the
 minimum detectable change at 80% power and the verdict (`analysis.pooled`), the paper's top-1
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.assumptions import COLUMN, footnote_texts, footnotes, row_marks
+
 HEADERS = (
-    "step", "group", "on path", "GFLOPs", "params", "top-1", "change", "95% CI", "p", "test",
-    "pooled p", "Holm p", "MDE80", "verdict", "paper top-1", "paper GFLOPs",
+    "step", "group", "on path", "GFLOPs", "params", "precision", "top-1", "change", "95% CI", "p",
+    "test", "pooled p", "Holm p", "MDE80", "verdict", "paper top-1", "paper GFLOPs",
 )  # fmt: skip
 RIGHT = {
     "GFLOPs", "params", "top-1", "change", "p", "pooled p", "Holm p", "MDE80", "paper top-1",
@@ -26,7 +29,10 @@ RIGHT = {
 }  # fmt: skip
 # The mark after a change, by its verdict (`analysis.pooled.VERDICTS`), and in LaTeX.
 MARKS = {"significant": "∗", "equivalent": "≈", "n.s.": "†"}  # ∗: U+2217, not markdown's *
-TEX_MARKS = {"∗": "$^{*}$", "≈": "$^{\\approx}$", "†": "$^\\dagger$"}
+# ... and those of `roadmap.assumptions` (‡, §).
+TEX_MARKS = {
+    "∗": "$^{*}$", "≈": "$^{\\approx}$", "†": "$^\\dagger$", "‡": "$^\\ddagger$", "§": "$^\\S$"
+}  # fmt: skip
 
 
 def verdict_note(frame: pd.DataFrame) -> str:
@@ -107,11 +113,12 @@ def _cells(frame: pd.DataFrame, plus_minus: str) -> list[list[str]]:
 
     return [
         [
-            row["step"],
+            row["step"] + row_marks(row),
             row["group"],
             _path(row),
             "" if pd.isna(row["gflops"]) else gflops_cell(row["gflops"]),
             "" if pd.isna(row["params"]) else f"{row['params'] / 1e6:.2f}M",
+            row["precision"] if isinstance(row.get("precision"), str) else "",
             _top1(row["top1_mean"], row["top1_std"], row["n"], plus_minus),
             *_change(row),
             _top1(row["paper_top1"], row["paper_top1_std"], float("nan"), plus_minus),
@@ -136,6 +143,8 @@ def to_markdown(frame: pd.DataFrame) -> str:
     lines += ["| " + " | ".join(row[i] for i in keep) + " |" for row in cells]
     if any(row[HEADERS.index("verdict")] for row in cells):
         lines += ["", verdict_note(frame)]
+    if notes := footnotes(frame):
+        lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -178,6 +187,9 @@ def to_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
     if any(row[HEADERS.index("verdict")] for row in cells):
         note = _tex_marks(tex_escape(verdict_note(frame)).replace("±", "$\\pm$"))
         lines.append(f"\\multicolumn{{{len(keep)}}}{{l}}{{\\footnotesize {note}}} \\\\")
+    for note in footnotes(frame):
+        note = _tex_marks(tex_escape(note))
+        lines.append(f"\\multicolumn{{{len(keep)}}}{{l}}{{\\footnotesize {note}}} \\\\")
     lines.append("\\end{tabular}")
     return "\n".join(lines) + "\n"
 
@@ -185,6 +197,8 @@ def to_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
 def to_csv(frame: pd.DataFrame) -> str:
     """The staircase as CSV: raw numbers, seeds and per-seed values joined with `;`."""
     out = frame.copy()
+    if COLUMN in out:  # the footnotes themselves: a CSV has no room below
+        out[COLUMN] = [footnote_texts(row) for _, row in frame.iterrows()]
     for col in ("seeds", "values"):
         out[col] = [
             ";".join(f"{v:g}" if col == "values" else str(v) for v in per_seed)

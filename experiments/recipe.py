@@ -147,9 +147,8 @@ class Recipe:
     # -- system
     workers: int = 10  # data-loading processes per device (0: in the main process)
     threads: int = 0  # torch threads; 0: leave torch's default
-    # Autocast dtype on CUDA; float32: none, as the official ConvNeXt code trains and evaluates
-    # (its --use_amp defaults to false), with TF32 matmuls and convs allowed (cuda.configure).
-    # bfloat16 (or float16, with a grad scaler) is one --set away; the CPU always trains float32.
+    # Autocast on CUDA; float32: none, as the official code (--use_amp false; TF32 allowed), and
+    # always on the CPU (compute_dtype). bfloat16, or float16 with a grad scaler: one --set away.
     amp_dtype: str = "float32"
     channels_last: bool = True  # memory format of the model and its inputs
     compile: bool = False  # torch.compile the training model
@@ -246,7 +245,8 @@ def _kind_name(default: Any) -> str:
     return names[type(default)]
 
 
-# ImageNet-1K per "A ConvNet for the 2020s", Table 5 / Appendix A.1: the class defaults.
+# ImageNet-1K per "A ConvNet for the 2020s", Table 5 / Appendix A.1, in float32 as the official
+# code trains (docs/training.md, "Precision"): the class defaults.
 PAPER = Recipe()
 
 # fmt: off
@@ -281,12 +281,12 @@ SMOKE = dataclasses.replace(
 )
 # fmt: on
 
-PRESETS: dict[str, Recipe] = {
-    "paper": PAPER,
-    "original": ORIGINAL,
-    "proxy": PROXY,
-    "smoke": SMOKE,
-}
+PRESETS: dict[str, Recipe] = {"paper": PAPER, "original": ORIGINAL, "proxy": PROXY, "smoke": SMOKE}
+
+
+def compute_dtype(amp_dtype: str, device_type: str) -> str:
+    """The dtype a run computes in: its recipe's `amp_dtype` on CUDA, float32 on other devices."""
+    return amp_dtype if device_type == "cuda" else "float32"
 
 
 def valid_keys() -> list[str]:

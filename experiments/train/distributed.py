@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from experiments.recipe import Recipe
+from experiments.recipe import Recipe, compute_dtype
 from experiments.train import cuda
 
 # What gloo and NCCL say when another rank's process or its node has gone (torch 2.4-2.14).
@@ -94,12 +94,13 @@ class RankContext:
         if recipe.threads:
             torch.set_num_threads(recipe.threads)
         if not torch.cuda.is_available():
-            cpu, fp32 = torch.device("cpu"), torch.float32
+            cpu = torch.device("cpu")
+            fp32 = getattr(torch, compute_dtype(recipe.amp_dtype, cpu.type))
             return cls(rank, world, cpu, fp32, recipe.channels_last, owns and world > 1)
         device = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(device)
         cuda.configure(device)  # cudnn.benchmark and TF32, as the benchmark measures
-        amp = getattr(torch, recipe.amp_dtype)
+        amp = getattr(torch, compute_dtype(recipe.amp_dtype, device.type))
         # Before Ampere bf16 is only emulated (slowly): refused, as a GPU without it.
         if amp == torch.bfloat16 and not torch.cuda.is_bf16_supported(False):
             raise ValueError(
