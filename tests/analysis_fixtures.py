@@ -41,6 +41,7 @@ def write_run(
     created: str = "2024-05-01T12:00:00",
     name: str | None = None,
     epochs: int = 2,
+    device: str | None = None,
 ) -> Path:
     """Write one run's config.json, log.jsonl and (unless `status` is None) result.json."""
     run = Path(root) / track / preset / step / (name or f"seed{seed}")
@@ -90,6 +91,7 @@ def write_run(
                 "gflops": gflops,
                 "wall_s": 12.5,
                 "img_s": 321.0,
+                "device": device,
             },
         )
     return run
