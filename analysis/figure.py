@@ -69,7 +69,6 @@ STYLE = {
     "hatch.linewidth": 0.5,
     "pdf.fonttype": 42,
     "svg.fonttype": "path",
-    "legend.title_fontsize": 5,  # the footnotes
 }
 
 # The legend's words for each verdict's mark (`analysis.pooled.verdict`).
@@ -233,8 +232,8 @@ def _draw(
     _style_axes(ax, rows, xlabel, "\n".join(t for t in (title, subtitle) if t))
     _legend(fig, rows, overlay, background is not None, legend)
     if notes := bar_footnotes(frame, width / COLUMN_WIDTH_IN):  # a legend without keys
-        note, where = "\n".join(notes), "outside lower left"
-        fig.legend(handles=[], title=note, loc=where, frameon=False, alignment="left")
+        style = {"loc": "outside lower left", "frameon": False, "alignment": "left"}
+        fig.legend(handles=[], title="\n".join(notes), title_fontsize=5, **style)
     fit_right(fig, ax, left, max(xs) + 0.04 * span, labels)
     return fig
 
