@@ -58,9 +58,10 @@ def crossed_interval(a: np.ndarray, b: np.ndarray, paired: bool) -> tuple[float,
     The ANOVA estimate of a crossed design's variance sigma_seed^2 / runs + sigma_image^2 /
     images + sigma_resid^2 / (runs images): per side var(run means) / runs (the seeds, with
     the residual in them), plus var(image means of the difference) / images less each side's
-    MS_resid / (images runs) (the images alone, floored at 0). Paired: one side, the per-seed
-    differences. A side of one run borrows the other side's variances (equal variances); one
-    run a side: the images' part only, the residual in it (normal).
+    MS_resid / (images runs) (the images alone; floored at 0 only where the sum would not be
+    positive). Paired: one side, the per-seed differences. A side of one run borrows the other
+    side's variances (equal variances); one run a side: the images' part only, the residual in
+    it (t on images - 1 df).
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     sides = [a - b] if paired else [a, b]
@@ -75,11 +76,14 @@ def crossed_interval(a: np.ndarray, b: np.ndarray, paired: bool) -> tuple[float,
             seeds.append((var_r / x.shape[0], df_r))
             resid += ms_e / (m * x.shape[0])
     v_img = float(d.var(ddof=1)) / images
-    image = max(v_img - resid, 0.0) if seeds else v_img
-    terms = [*seeds, (image, images - 1)]  # Satterthwaite's degrees of freedom over them
-    var = sum(v for v, _ in terms)
+    image = v_img - resid if seeds else v_img  # unbiased, so it may be below 0
+    var = sum(v for v, _ in seeds) + image
+    if var <= 0:  # the seeds' part small by chance: the images' part floored at 0
+        image = max(image, 0.0)
+        var = sum(v for v, _ in seeds) + image
     if var <= 0:
         return math.nan, math.nan
+    terms = [*seeds, (image, images - 1)]  # Satterthwaite's degrees of freedom over them
     df = var**2 / sum(v**2 / k for v, k in terms)
     half = stats.t.ppf(0.975, df) * math.sqrt(var)
     est = float(np.mean(a) - np.mean(b))
