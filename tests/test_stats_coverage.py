@@ -100,6 +100,17 @@ def test_one_run_a_side_gives_the_images_part_only():
     assert (low, high) == pytest.approx((100 * d.mean() - half, 100 * d.mean() + half))
 
 
+def test_a_side_of_one_run_borrows_the_other_sides_seed_variance():
+    rng = np.random.default_rng(6)
+    shift = rng.normal(0, 0.3, 3)[:, None]  # seeds that move a run's accuracy
+    b = (rng.random((3, 500)) < expit(0.2 + shift)).astype(float)
+    a = (rng.random((1, 500)) < 0.6).astype(float)
+    low, high = crossed_interval(a, b, paired=False)
+    images_only = crossed_interval(a, b[:1], paired=False)  # one run a side
+    assert high - low > 2 * (images_only[1] - images_only[0])  # b's seed spread, twice over
+    assert low < 100 * (a.mean() - b.mean()) < high
+
+
 def _spearman_rows(x, y):
     """Spearman's rho of each row of x with the same row of y (average ranks for ties)."""
     rx, ry = stats.rankdata(x, axis=1), stats.rankdata(y, axis=1)
