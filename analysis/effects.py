@@ -11,13 +11,13 @@ From whatever design points a root holds (`roadmap.designs`), per track, one row
   and the seed as a block (`C(seed)`). An effect is the classical one, mean at +1 minus mean at
   -1: twice the OLS coefficient (and its interval); p is the coefficient's t test;
 - `shapley:<step>`: the Shapley value of the step over the factorial's points (the mean of
-  its marginal gains over every order of applying the factors), with a percentile bootstrap
-  interval over seeds (`BOOTSTRAP` resamples of the seeds common to all points, `RNG_SEED`).
+  its marginal gains over every order of applying the factors), with the t interval of the
+  per-seed Shapley values over the seeds common to all points (`analysis.stats.seed_interval`).
 
 The one-step differences use `analysis.stats.compare_runs` (paired on common seeds, else
 Welch). Columns (`COLUMNS`): term, effect, ci95_low, ci95_high, p, n (runs used) and the
 extras kind, step (the step or `a*b`), base (the design's base step) and test (paired, welch,
-ols or bootstrap). Nothing here names a toggle: steps, parents and points come from the table.
+ols or t). Nothing here names a toggle: steps, parents and points come from the table.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.stats import compare_runs
+from analysis.stats import compare_runs, seed_interval
 from roadmap.designs import (
     DESIGNS,
     Point,
@@ -43,8 +43,6 @@ from roadmap.designs import (
 from roadmap.steps import get_step, steps
 
 COLUMNS = ("term", "effect", "ci95_low", "ci95_high", "p", "n", "kind", "step", "base", "test")
-BOOTSTRAP = 2000
-RNG_SEED = 0
 Values = Mapping[str, Mapping[int, float]]  # run name (step or point) -> seed -> metric
 
 
@@ -283,22 +281,15 @@ def shapley_values(means: Mapping[tuple[int, ...], float], k: int) -> list[float
 
 
 def shapley_effects(frame: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
-    """Shapley values with a percentile bootstrap interval over the seeds common to all points."""
+    """Shapley values with the t interval of the per-seed values over the seeds all points have."""
     k, cols = len(factors), list(factors)
     cells = frame.groupby(cols)
     if cells.ngroups < 2**k:
         return pd.DataFrame()
     estimate = shapley_values(cells["y"].mean().to_dict(), k)
     wide = frame.pivot_table(index=cols, columns="seed", values="y").dropna(axis=1)
-    seeds = list(wide.columns)
-    low = high = [math.nan] * k
-    if len(seeds) >= 2:
-        rng = np.random.default_rng(RNG_SEED)
-        draws = []
-        for _ in range(BOOTSTRAP):
-            pick = rng.choice(len(seeds), size=len(seeds), replace=True)
-            draws.append(shapley_values(wide.iloc[:, pick].mean(axis=1).to_dict(), k))
-        low, high = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
+    per_seed = [shapley_values(wide[seed].to_dict(), k) for seed in wide.columns]
+    low, high = seed_interval(np.array(per_seed).reshape(len(per_seed), k))
     return pd.DataFrame(
         {
             "step": cols,
@@ -323,7 +314,7 @@ def factorial_effects(
     rows = []
     for part in parts:
         for r in part.to_dict("records"):
-            test = "bootstrap" if r["kind"] == "shapley" else "ols"
+            test = "t" if r["kind"] == "shapley" else "ols"
             numbers = {k: r[k] for k in ("effect", "ci95_low", "ci95_high", "p")}
             term = f"{r['kind']}{at}:{r['step']}"
             rows.append(_row(term, r["kind"], r["step"], base, **numbers, n=len(frame), test=test))

@@ -2,10 +2,15 @@
 
 Over the changes the root has (a change and a paper change on the same step): Spearman's and
 Kendall's (tau-b) correlation of the root's per-step changes with the paper's (scipy), each
-with a 95% percentile interval from a bootstrap over seeds (each step's seeds drawn with
-replacement, `BOOTSTRAP` times from a fixed seed), and the signs that agree (`sign_agree` of
-`sign_n`, the changes where the paper's is not zero). The same again over the paper's
-significant changes (its pooled test after Holm, `analysis.pooled`). `n_changes` counts them.
+with a 95% interval on Fisher's z (`correlation_interval`: Bonett and Wright's standard error
+for Spearman, Fieller's for Kendall), and the signs that agree (`sign_agree` of `sign_n`, the
+changes where the paper's is not zero). Against chance: the permutation distribution (`PERMUTATIONS`
+pairings of the root's changes with the paper's at random) gives the expected agreement
+(`sign_chance`) and one-sided p-values of the agreement and of Spearman (`sign_p`,
+`spearman_p`). Against the paper's own noise: `NOISE_DRAWS` redraws of its step means within
+their std / sqrt(n) (where the table gives a std) and their rounding (`PAPER_ROUNDING`) give
+the 2.5-97.5 percentiles of Spearman and of the agreement (`*_noise_low/high`). The same again
+over the paper's significant changes (its pooled test after Holm, `analysis.pooled`).
 """
 
 from __future__ import annotations
@@ -18,14 +23,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-BOOTSTRAP = 1000  # seed replicates
+PERMUTATIONS = 10_000  # random pairings for the chance baseline
+NOISE_DRAWS = 2000  # redraws of the paper's values within their noise and rounding
+PAPER_ROUNDING = 0.01  # Tables 10-11 give top-1 and its std to two decimals
 RNG_SEED = 0
 MIN_CHANGES = 3  # fewer changes: no correlation
+FISHER_SE = {"spearman": (3, 0.5, 1.0), "kendall": (4, 0.0, 0.437)}  # n - a, 1 + b r^2, c
 SUBSETS = ("all", "paper_significant")
 # Columns of `fidelity_<track>.csv`, one row per subset.
 FIDELITY_COLUMNS = (
     "track", "subset", "n_changes", "spearman", "spearman_ci95_low", "spearman_ci95_high",
     "kendall", "kendall_ci95_low", "kendall_ci95_high", "sign_agree", "sign_n",
+    "spearman_p", "sign_chance", "sign_p", "spearman_noise_low", "spearman_noise_high",
+    "sign_noise_low", "sign_noise_high",
 )  # fmt: skip
 
 
@@ -51,23 +61,72 @@ def points(frame: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _replicates(frame: pd.DataFrame, steps: list[str]) -> np.ndarray:
-    """Bootstrap replicates (BOOTSTRAP x changes) of the changes of `steps`, over seeds."""
+def paper_draws(paper: pd.DataFrame, steps: list[str]) -> np.ndarray:
+    """The paper's changes of `steps` redrawn within its noise (NOISE_DRAWS x steps).
+
+    Each step's mean gets N(0, std / sqrt(n)) where the table gives a std (itself redrawn
+    within its rounding) and U(-PAPER_ROUNDING / 2, +PAPER_ROUNDING / 2) for its rounding; a
+    change is then the redrawn mean minus its parent's.
+    """
     rng = np.random.default_rng(RNG_SEED)
-    by_step = frame.set_index("step")
-    means: dict[str, np.ndarray] = {}
-    for name, row in by_step.iterrows():
-        values = np.asarray(row["values"], dtype=float)
-        if len(values):
-            pick = rng.integers(0, len(values), (BOOTSTRAP, len(values)))
-            means[name] = values[pick].mean(1)
-    nan = np.full(BOOTSTRAP, np.nan)
-    if not steps:  # no change both have (one step, or none with a parent)
-        return np.empty((BOOTSTRAP, 0))
-    return np.stack(
-        [means.get(s, nan) - means.get(by_step.loc[s, "change_parent"], nan) for s in steps],
-        axis=1,
-    )
+    rows = paper.set_index("step")
+    half = PAPER_ROUNDING / 2
+    std = rows["top1_std"].to_numpy(dtype=float)
+    std = np.clip(std + rng.uniform(-half, half, (NOISE_DRAWS, len(rows))), 0.0, None)
+    se = np.nan_to_num(std / np.sqrt(rows["n"].to_numpy(dtype=float)))
+    noise = se * rng.standard_normal(se.shape) + rng.uniform(-half, half, se.shape)
+    means = pd.DataFrame(rows["top1_mean"].to_numpy() + noise, columns=rows.index)
+    parents = list(rows.loc[steps, "change_parent"])
+    return (means[steps].to_numpy() - means[parents].to_numpy()).reshape(NOISE_DRAWS, len(steps))
+
+
+def correlation_interval(r: float, n: int, kind: str) -> tuple[float, float]:
+    """The 95% interval of a rank correlation on Fisher's z (NaN for too few changes).
+
+    se(z) = sqrt((1 + b r^2) / (n - a)) ... sqrt(c (1 + b r^2) / (n - a)): Bonett and Wright
+    (2000) for Spearman (a 3, b 1/2, c 1), Fieller, Hartley and Pearson (1957) for Kendall
+    (a 4, b 0, c 0.437).
+    """
+    a, b, c = FISHER_SE[kind]
+    if n <= a or not np.isfinite(r):
+        return math.nan, math.nan
+    z = math.atanh(float(np.clip(r, -1 + 1e-12, 1 - 1e-12)))
+    half = stats.norm.ppf(0.975) * math.sqrt(c * (1 + b * r**2) / (n - a))
+    return math.tanh(z - half), math.tanh(z + half)
+
+
+def _agree(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Signs that agree of `x` and each row of `ys`, where x is not zero."""
+    return ((np.sign(ys) == np.sign(x)) & (x != 0)).sum(-1)
+
+
+def _chance(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The permutation baseline: expected agreement, one-sided p of agreement and Spearman."""
+    rng = np.random.default_rng(RNG_SEED)
+    perms = rng.permuted(np.tile(y, (PERMUTATIONS, 1)), axis=1)
+    n = len(y)
+    expected = ((x > 0).sum() * (y > 0).sum() + (x < 0).sum() * (y < 0).sum()) / n
+    out = {
+        "sign_chance": float(expected),
+        "sign_p": float((1 + (_agree(x, perms) >= _agree(x, y)).sum()) / (1 + PERMUTATIONS)),
+    }
+    if np.ptp(x) > 0 and np.ptp(y) > 0:
+        rho = spearman_rows(x, y[None])[0]
+        more = (spearman_rows(x, perms) >= rho - 1e-12).sum()
+        out["spearman_p"] = float((1 + more) / (1 + PERMUTATIONS))
+    return out
+
+
+def _noise(draws: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """2.5-97.5 percentiles of Spearman and of the agreement over the paper's redraws."""
+    low, high = np.percentile(_agree(draws, y), [2.5, 97.5])  # where each draw is not zero
+    out = {"sign_noise_low": low, "sign_noise_high": high}
+    rho = spearman_rows(y, draws)
+    rho = rho[np.isfinite(rho)]
+    if len(rho):
+        low, high = np.percentile(rho, [2.5, 97.5])
+        out |= {"spearman_noise_low": float(low), "spearman_noise_high": float(high)}
+    return {k: float(v) for k, v in out.items()}
 
 
 def kendall_rows(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -89,49 +148,43 @@ def spearman_rows(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
         return (ry @ rx) / np.sqrt((ry**2).sum(1) * (rx**2).sum())
 
 
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    """The 2.5 and 97.5 percentiles of the finite replicates (NaN if none)."""
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return math.nan, math.nan
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def _subset(pts: pd.DataFrame, reps: np.ndarray, track: str, subset: str) -> dict:
+def _subset(pts: pd.DataFrame, draws: np.ndarray, track: str, subset: str) -> dict:
     """The fidelity row of one subset of the changes."""
     x, y = pts["paper_change"].to_numpy(), pts["change"].to_numpy()
-    nonzero = x != 0
-    row = {
+    row = dict.fromkeys(FIDELITY_COLUMNS, math.nan) | {
         "track": track,
         "subset": subset,
         "n_changes": len(pts),
-        "sign_agree": int((np.sign(x) == np.sign(y))[nonzero].sum()),
-        "sign_n": int(nonzero.sum()),
+        "sign_agree": int(_agree(x, y)),
+        "sign_n": int((x != 0).sum()),
     }
+    if not len(pts):
+        return row
+    row |= _chance(x, y) | _noise(draws, y)
     if len(pts) < MIN_CHANGES or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return row | dict.fromkeys(FIDELITY_COLUMNS[3:9], math.nan)
+        return row | {"spearman_p": math.nan}
     rho, tau = stats.spearmanr(x, y).statistic, stats.kendalltau(x, y).statistic
-    rho_low, rho_high = _interval(spearman_rows(x, reps))
-    tau_low, tau_high = _interval(kendall_rows(x, reps))
+    spearman, kendall = (
+        correlation_interval(r, len(pts), k) for r, k in ((rho, "spearman"), (tau, "kendall"))
+    )
     return row | {
         "spearman": float(rho),
-        "spearman_ci95_low": rho_low,
-        "spearman_ci95_high": rho_high,
+        "spearman_ci95_low": spearman[0],
+        "spearman_ci95_high": spearman[1],
         "kendall": float(tau),
-        "kendall_ci95_low": tau_low,
-        "kendall_ci95_high": tau_high,
+        "kendall_ci95_low": kendall[0],
+        "kendall_ci95_high": kendall[1],
     }
 
 
 def fidelity(frame: pd.DataFrame, paper: pd.DataFrame, track: str) -> pd.DataFrame:
     """The rows of `fidelity_<track>.csv`: every change both have, then the paper's significant."""
     pts = points(frame, paper)
-    reps = _replicates(frame, list(pts["step"]))
+    draws = paper_draws(paper, list(pts["step"]))
     sig = pts["paper_significant"].to_numpy()
     rows = [
-        _subset(pts, reps, track, SUBSETS[0]),
-        _subset(pts[sig].reset_index(drop=True), reps[:, sig], track, SUBSETS[1]),
+        _subset(pts, draws, track, SUBSETS[0]),
+        _subset(pts[sig].reset_index(drop=True), draws[:, sig], track, SUBSETS[1]),
     ]
     return pd.DataFrame(rows, columns=list(FIDELITY_COLUMNS))
 
@@ -141,11 +194,19 @@ def fidelity_line(table: pd.DataFrame) -> str:
 
     def part(row: pd.Series) -> str:
         signs = f"signs agree {row['sign_agree']} of {row['sign_n']}"
+        if row["n_changes"]:
+            signs += (
+                f", chance {row['sign_chance']:.1f}, p = {row['sign_p']:.2f} "
+                f"({row['sign_noise_low']:.0f}-{row['sign_noise_high']:.0f} "
+                "within the paper's noise)"
+            )
         if pd.isna(row["spearman"]):
             return f"{row['n_changes']} changes, {signs}"
         return (
             f"{row['n_changes']} changes, Spearman {row['spearman']:.2f} "
-            f"[{row['spearman_ci95_low']:.2f}, {row['spearman_ci95_high']:.2f}], "
+            f"[{row['spearman_ci95_low']:.2f}, {row['spearman_ci95_high']:.2f}] "
+            f"(permutation p = {row['spearman_p']:.3f}; {row['spearman_noise_low']:.2f} to "
+            f"{row['spearman_noise_high']:.2f} within the paper's noise), "
             f"Kendall {row['kendall']:.2f} "
             f"[{row['kendall_ci95_low']:.2f}, {row['kendall_ci95_high']:.2f}], {signs}"
         )

@@ -1,13 +1,13 @@
-"""An image-level interval of each change: a bootstrap over validation images and seeds.
+"""An image-level interval of each change: seeds and validation images as two crossed samples.
 
 Where every run of a step and of its parent has `predictions.npz` (`experiments.runs.
-predictions`) on one dataset (the same fingerprint and labels), each replicate draws the
-validation images with replacement (the same draw for both steps: one validation set) and the
-seeds with replacement (the common seeds as pairs where there are two or more, as the paired
-test does; else each side's own), and takes the difference of the mean top-1 over the drawn
-seeds. `image_ci95_low/high` are the 2.5 and 97.5 percentiles of `BOOTSTRAP` replicates from
-a fixed seed, so the interval holds the validation set's own sampling error beside the seeds'.
-Without predictions on every run of both, NaN.
+predictions`) on one dataset (the same fingerprint and labels), the change is the difference of
+mean top-1 over runs and images (the common seeds as pairs where there are two or more, as the
+paired test does; else each side's own runs), and its variance is that of a mean over a random
+sample of seeds crossed with a random sample of images (`crossed_interval`). `image_ci95_low/
+high` is the Student t interval on the Satterthwaite degrees of freedom, so the interval holds
+the validation set's own sampling error beside the seeds'. Without predictions on every run of
+both, NaN.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from experiments.runs.predictions import read_predictions
 
-BOOTSTRAP = 1000  # replicates
-RNG_SEED = 0  # one fixed draw, so that reruns give the same interval
 IMAGE_COLUMNS = ("image_ci95_low", "image_ci95_high")
 
 Correct = tuple[str, bytes, np.ndarray]  # dataset, labels' bytes, correct (seeds x images)
@@ -41,51 +40,70 @@ def _correct(run_dirs: Sequence[str]) -> Correct | None:
     return dataset, labels, np.stack([p["pred"] == p["label"] for p in found]).astype(np.float32)
 
 
-def _weights(n_images: int, rng: np.random.Generator) -> np.ndarray:
-    """How often each image is drawn in each replicate (BOOTSTRAP x n_images), over n_images."""
-    draws = rng.integers(0, n_images, (BOOTSTRAP, n_images))
-    flat = (draws + n_images * np.arange(BOOTSTRAP)[:, None]).ravel()
-    counts = np.bincount(flat, minlength=BOOTSTRAP * n_images).reshape(BOOTSTRAP, n_images)
-    return counts.astype(np.float32) / n_images
+def _seed_part(x: np.ndarray) -> tuple[float, float, float, float]:
+    """One side's seed variance of a run's mean, the residual mean square and their df.
+
+    x: runs x images. var(row means) estimates sigma_seed^2 + sigma_resid^2 / images; the
+    residual mean square of the two-way layout estimates sigma_resid^2.
+    """
+    n, m = x.shape
+    rows = x.mean(1)
+    resid = x - rows[:, None] - x.mean(0)[None, :] + x.mean()
+    return float(rows.var(ddof=1)), float((resid**2).sum() / ((n - 1) * (m - 1))), n - 1, m
 
 
-def _interval(
-    a: np.ndarray, b: np.ndarray, seeds: tuple[list, list], rng: np.random.Generator
-) -> tuple[float, float]:
-    """The percentile interval of mean(a) - mean(b) over seed draws (a, b: BOOTSTRAP x runs)."""
+def crossed_interval(a: np.ndarray, b: np.ndarray, paired: bool) -> tuple[float, float]:
+    """The 95% t interval of mean(a) - mean(b) over seeds and images (a, b: runs x images).
+
+    The ANOVA estimate of a crossed design's variance sigma_seed^2 / runs + sigma_image^2 /
+    images + sigma_resid^2 / (runs images): per side var(run means) / runs (the seeds, with
+    the residual in them), plus var(image means of the difference) / images less each side's
+    MS_resid / (images runs) (the images alone; floored at 0 only where the sum would not be
+    positive). Paired: one side, the per-seed differences. A side of one run borrows the other
+    side's variances (equal variances); one run a side: the images' part only, the residual in
+    it (t on images - 1 df).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    sides = [a - b] if paired else [a, b]
+    parts = [_seed_part(x) if x.shape[0] >= 2 else None for x in sides]
+    known = [p for p in parts if p is not None]
+    d = np.mean(a, 0) - np.mean(b, 0)  # each image's difference of the mean over runs
+    images = len(d)
+    seeds, resid = [], 0.0  # (variance, df) of each side's seed part; the residual to take off
+    for x, part in zip(sides, parts, strict=True):
+        if known:
+            var_r, ms_e, df_r, m = part or known[0]
+            seeds.append((var_r / x.shape[0], df_r))
+            resid += ms_e / (m * x.shape[0])
+    v_img = float(d.var(ddof=1)) / images
+    image = v_img - resid if seeds else v_img  # unbiased, so it may be below 0
+    var = sum(v for v, _ in seeds) + image
+    if var <= 0:  # the seeds' part small by chance: the images' part floored at 0
+        image = max(image, 0.0)
+        var = sum(v for v, _ in seeds) + image
+    if var <= 0:
+        return math.nan, math.nan
+    terms = [*seeds, (image, images - 1)]  # Satterthwaite's degrees of freedom over them
+    df = var**2 / sum(v**2 / k for v, k in terms)
+    half = stats.t.ppf(0.975, df) * math.sqrt(var)
+    est = float(np.mean(a) - np.mean(b))
+    return 100.0 * (est - half), 100.0 * (est + half)
+
+
+def _interval(a: np.ndarray, b: np.ndarray, seeds: tuple[list, list]) -> tuple[float, float]:
+    """The interval of one change (a, b: runs x images), paired on two or more common seeds."""
     mine, theirs = seeds
     common = sorted(s for s in set(mine) & set(theirs) if s is not None)
     if len(common) >= 2:
-        a = a[:, [mine.index(s) for s in common]]
-        b = b[:, [theirs.index(s) for s in common]]
-        pick = rng.integers(0, len(common), (BOOTSTRAP, len(common)))
-        pick_a = pick_b = pick
-    else:
-        pick_a = rng.integers(0, a.shape[1], (BOOTSTRAP, a.shape[1]))
-        pick_b = rng.integers(0, b.shape[1], (BOOTSTRAP, b.shape[1]))
-    diff = np.take_along_axis(a, pick_a, 1).mean(1) - np.take_along_axis(b, pick_b, 1).mean(1)
-    low, high = np.percentile(100.0 * diff, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def _accuracies(correct: dict[str, Correct | None], rng: np.random.Generator) -> dict:
-    """Each step's bootstrap accuracies (BOOTSTRAP x runs): one product per number of images."""
-    out = {}
-    sizes = {c[2].shape[1] for c in correct.values() if c is not None}
-    for n in sorted(sizes):
-        names = [k for k, c in correct.items() if c is not None and c[2].shape[1] == n]
-        stacked = np.concatenate([correct[k][2] for k in names])  # runs x images
-        product = _weights(n, rng) @ stacked.T  # one pass over the weights
-        ends = np.cumsum([correct[k][2].shape[0] for k in names])
-        out |= dict(zip(names, np.split(product, ends[:-1], axis=1), strict=True))
-    return out
+        a = a[[mine.index(s) for s in common]]
+        b = b[[theirs.index(s) for s in common]]
+    return crossed_interval(a, b, paired=len(common) >= 2)
 
 
 def image_columns(
     rows: Sequence[Mapping[str, Any]], parents: Sequence[str | None]
 ) -> dict[str, list[float]]:
     """`IMAGE_COLUMNS` of a staircase: rows with `run_dirs`, `seeds`; NaN where not computable."""
-    rng = np.random.default_rng(RNG_SEED)
     correct = {r["step"]: _correct(r.get("run_dirs") or []) for r in rows}
     pairs = [
         (row["step"], parent)
@@ -94,11 +112,9 @@ def image_columns(
         and correct.get(parent) is not None
         and correct[row["step"]][:2] == correct[parent][:2]
     ]
-    used = {name for pair in pairs for name in pair}
-    accuracy = _accuracies({k: c for k, c in correct.items() if k in used}, rng)
     seeds = {r["step"]: list(r["seeds"]) for r in rows}
     found = {
-        step: _interval(accuracy[step], accuracy[parent], (seeds[step], seeds[parent]), rng)
+        step: _interval(correct[step][2], correct[parent][2], (seeds[step], seeds[parent]))
         for step, parent in pairs
     }
     out = [found.get(r["step"], (math.nan, math.nan)) for r in rows]

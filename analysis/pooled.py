@@ -4,9 +4,11 @@ From runs, the least-squares fit `top1 ~ C(step) + C(seed)` (statsmodels; a step
 gives its mean only); each change is the contrast step - parent, a t test on the model's
 residual degrees of freedom. From the paper's rows (mean, std, n), the pooled sigma of the
 published stds on sum(n - 1) degrees of freedom, and t tests from it. Then, over the track's
-changes: Holm and Benjamini-Hochberg adjusted p-values (of the per-pair and of the pooled p),
-the minimum detectable change at 80% power (`analysis.power`), the two one-sided tests (TOST)
-of equivalence within a margin, and a verdict per change (`verdict`).
+changes: Holm and Benjamini-Hochberg adjusted p-values (of the per-pair and of the pooled p;
+statsmodels' `multipletests`), the minimum detectable change at 80% power at the level the
+verdict holds a change to (Holm's first step, `analysis.power.family_alpha`), the two one-sided
+tests (TOST) of equivalence within a margin, whether the TOST can reach equivalence at all and
+the seeds it would need, and a verdict per change (`verdict`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
-from analysis.power import ALPHA, mde, se_of
+from analysis.power import ALPHA, family_alpha, mde, se_of, tost_reachable, tost_seeds_needed
 
 CONFIDENCE = 0.95
 DEFAULT_MARGIN = 0.1  # points of top-1: the default equivalence margin
@@ -44,32 +47,32 @@ class Pooled:
     bartlett_stat: float  # Bartlett's statistic over those steps' variances
     bartlett_p: float  # its p-value (chi-square on groups - 1 degrees of freedom)
     margin: float  # the equivalence margin of the TOST (points)
+    tost_unreachable: int = 0  # tested changes whose TOST cannot show equivalence at any estimate
+    tost_seeds_needed: float = math.nan  # seeds per step for 80% TOST power at a true change of 0
 
     def row(self, track: str) -> dict[str, Any]:
         """The line of `stats_<track>.csv`."""
         return {"track": track, **asdict(self)}
 
 
-def holm(p: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values of the non-NaN entries (NaN stays NaN)."""
-    values = np.asarray(p, dtype=float)
-    out = np.full(len(values), np.nan)
-    idx = np.flatnonzero(~np.isnan(values))
-    order = idx[np.argsort(values[idx], kind="stable")]
-    m = len(order)
-    scaled = np.maximum.accumulate((m - np.arange(m)) * values[order])
-    out[order] = np.minimum(scaled, 1.0)
-    return out.tolist()
-
-
-def bh(p: Sequence[float]) -> list[float]:
-    """Benjamini-Hochberg adjusted p-values (`scipy.stats.false_discovery_control`), NaN-aware."""
+def _adjusted(p: Sequence[float], method: str) -> list[float]:
+    """Adjusted p-values (`multipletests`, `method`) of the non-NaN entries (NaN stays NaN)."""
     values = np.asarray(p, dtype=float)
     out = np.full(len(values), np.nan)
     keep = ~np.isnan(values)
     if keep.any():
-        out[keep] = stats.false_discovery_control(values[keep], method="bh")
+        out[keep] = multipletests(values[keep], method=method)[1]
     return out.tolist()
+
+
+def holm(p: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values of the non-NaN entries (NaN stays NaN)."""
+    return _adjusted(p, "holm")
+
+
+def bh(p: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values of the non-NaN entries (NaN stays NaN)."""
+    return _adjusted(p, "fdr_bh")
 
 
 def bartlett(variances: Sequence[float], ns: Sequence[float]) -> tuple[float, float]:
@@ -157,8 +160,8 @@ def _contrast(row: Mapping[str, Any], parent: Mapping[str, Any] | None, model: t
     return row["top1_mean"] - parent["top1_mean"], se
 
 
-def _tests(est: float, se: float, df: float, margin: float) -> dict[str, float]:
-    """The contrast, its pooled t test and interval, the TOST p and the MDE (NaN without se)."""
+def _tests(est: float, se: float, df: float, margin: float, alpha: float) -> dict[str, float]:
+    """The contrast, its pooled t test and interval, the TOST p and the MDE at `alpha`."""
     if not (se > 0 and df > 0):
         return dict.fromkeys(("change", "low", "high", "p", "tost", "mde"), math.nan)
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
@@ -169,7 +172,7 @@ def _tests(est: float, se: float, df: float, margin: float) -> dict[str, float]:
         "high": est + half,
         "p": float(2 * stats.t.sf(abs(est) / se, df)),
         "tost": float(tost),
-        "mde": mde(se, df),
+        "mde": mde(se, df, alpha=alpha),
     }
 
 
@@ -191,7 +194,9 @@ def pooled_columns(
     by_step = {row["step"]: row for row in rows}
     found = [by_step.get(p) if p else None for p in parents]
     contrasts = [_contrast(r, p, model) for r, p in zip(rows, found, strict=True)]
-    tests = [_tests(est, se, df, margin) for est, se in contrasts]
+    tested = [se for _, se in contrasts if se > 0 and df > 0]
+    alpha = family_alpha(len(tested))  # the MDE's level: Holm's first step over the family
+    tests = [_tests(est, se, df, margin, alpha) for est, se in contrasts]
     change_p = [r["change_p"] for r in rows]
     pooled_p = [t["p"] for t in tests]
     cols = {
@@ -211,4 +216,7 @@ def pooled_columns(
     cols["verdict"] = [verdict(p, t) for p, t in zip(adjusted, cols["tost_p"], strict=True)]
     variances, ns = _groups(rows)
     stat, p = bartlett(variances, ns)
-    return cols, Pooled(source, sigma, df, len(ns), stat, p, margin)
+    unreachable = sum(not tost_reachable(se, df, margin) for se in tested)
+    n_steps = sum(1 for r in rows if pd.notna(r["n"]) and r["n"] > 0)
+    needed = tost_seeds_needed(sigma, margin, n_steps) if unreachable else math.nan
+    return cols, Pooled(source, sigma, df, len(ns), stat, p, margin, unreachable, needed)

@@ -14,7 +14,7 @@ import pandas as pd
 from analysis.collect import paper_staircase
 from analysis.fidelity import fidelity, fidelity_line, points, write_fidelity
 from analysis.fidelity_figure import draw_fidelity
-from analysis.power import ALPHA, POWER, power_table
+from analysis.power import ALPHA, POWER, family_alpha, power_table
 
 SMOKE_PRESET = "smoke"  # a pipeline check: its title says so
 
@@ -26,10 +26,30 @@ def pooled_line(frame: pd.DataFrame, track: str) -> str:
         return f"pooled {track}: no pooled model (fewer than two seeds on every step)"
     verdicts = frame["verdict"][frame["verdict"] != ""].value_counts()
     counts = ", ".join(f"{n} {v}" for v, n in verdicts.items())
-    return (
+    line = (
         f"pooled {track} ({pooled.source}): sigma {pooled.sigma:.3f} on {pooled.df:g} df; "
         f"Bartlett's test over {pooled.groups} steps: statistic {pooled.bartlett_stat:.2f}, "
         f"p = {pooled.bartlett_p:.2f}; verdicts (Holm, TOST ±{pooled.margin:g}): {counts}"
+    )
+    return line + tost_note(frame)
+
+
+def tost_note(frame: pd.DataFrame) -> str:
+    """Where the TOST cannot reach equivalence: how many changes, and the seeds it needs."""
+    pooled = frame.attrs["pooled"]
+    if not pooled.tost_unreachable:
+        return ""
+    n = frame.loc[frame["pooled_p"].notna(), "n"].astype(int)
+    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+    needs = (
+        f"needs {pooled.tost_seeds_needed:.0f} seeds per step"
+        if pd.notna(pooled.tost_seeds_needed)
+        else "needs more seeds per step than the planner looks at"
+    )
+    return (
+        f"\nequivalent at margin {pooled.margin:g} is unreachable with {seeds} seeds "
+        f"({pooled.tost_unreachable} of {int(frame['pooled_p'].notna().sum())} changes): "
+        f"{needs} at sigma {pooled.sigma:.3f} (80% TOST power at a true change of 0)"
     )
 
 
@@ -48,17 +68,21 @@ def write_power(frame: pd.DataFrame, out: Path, track: str, delta: float) -> lis
     if not pooled.source:
         print(f"power {track}: no pooled sigma to plan from")
         return []
-    table = power_table(frame.to_dict("records"), pooled.sigma, pooled.df, delta)
+    m = int(frame["pooled_p"].notna().sum())
+    alpha = family_alpha(m)
+    table = power_table(frame.to_dict("records"), pooled.sigma, pooled.df, delta, alpha)
     print(
         f"power {track}: seeds per step to detect {delta:g} points at {POWER:.0%} power "
-        f"(two-sided alpha {ALPHA}), from sigma {pooled.sigma:.3f} on {pooled.df:g} df"
+        f"(two-sided alpha {ALPHA}/{m} = {alpha:.4g}, Holm's first step), "
+        f"from sigma {pooled.sigma:.3f} on {pooled.df:g} df"
     )
     print(table.round(3).to_string(index=False))
     needed = table["seeds_needed"].max() if len(table) else float("nan")
     if pd.notna(needed):
         print(
-            f"to get there: roadmap sweep --seeds 0-{int(needed) - 1} --steps ... "
-            "(finished runs are not retrained), then re-read this table"
+            f"to get there: roadmap sweep --seeds 0-{int(needed) - 1} (every step alike; "
+            "finished runs are not retrained); extending only the steps chosen after seeing "
+            "results is exploratory"
         )
     path = out / f"power_{track}.csv"
     table.round(6).to_csv(path, index=False, lineterminator="\n")

@@ -94,7 +94,7 @@ def test_shapley_values_of_an_additive_fixture_equal_its_main_effects() -> None:
         assert shapley.loc[f, "effect"] == pytest.approx(main_[f], abs=1e-9)
         assert shapley.loc[f, "effect"] == pytest.approx(2 * half[f], abs=1e-9)
         assert shapley.loc[f, "ci95_low"] <= shapley.loc[f, "effect"] <= shapley.loc[f, "ci95_high"]
-    assert math.isnan(shapley["p"].iloc[0]) and set(shapley["test"]) == {"bootstrap"}
+    assert math.isnan(shapley["p"].iloc[0]) and set(shapley["test"]) == {"t"}
 
 
 def test_shapley_values_share_out_an_interaction_and_sum_to_the_whole_change() -> None:

@@ -187,6 +187,10 @@ def test_staircase_writes_stats_fidelity_and_power(smoke, tmp_path, capsys):
     assert f"sigma {pooled['sigma']:.3f} on {pooled['df']:g} df" in printed
     table = pd.read_csv(out / f"fidelity_{TRACK}.csv")
     assert f"Spearman {table.iloc[0]['spearman']:.2f}" in printed
+    every = table.iloc[0]  # the chance baseline and the paper's noise, printed beside it
+    assert f"chance {every['sign_chance']:.1f}, p = {every['sign_p']:.2f}" in printed
+    assert f"permutation p = {every['spearman_p']:.3f}" in printed
+    assert every["sign_noise_low"] <= every["sign_noise_high"] <= every["n_changes"]
     power = pd.read_csv(out / f"power_{TRACK}.csv")
     assert len(power) == int(frame["change_parent"].notna().sum())
     assert "roadmap sweep --seeds 0-" in printed

@@ -1,9 +1,11 @@
 """The pooled model, multiplicity, power, equivalence and verdicts, against statsmodels and scipy.
 
 The references are computed here: the model with statsmodels' formula API in its intercept
-form (`top1 ~ C(step) + C(seed)`, treatment coding), adjusted p-values with statsmodels'
-`multipletests`, power with statsmodels' `ttest_power`, Bartlett with `scipy.stats.bartlett`,
-and the paper's pooled tests with scipy from the published table.
+form (`top1 ~ C(step) + C(seed)`, treatment coding), adjusted p-values by hand (Holm's
+step-down) and with scipy (`false_discovery_control`), since the code calls statsmodels'
+`multipletests`; power from scipy's noncentral t, since the code calls statsmodels'
+`ttest_power`; Bartlett with `scipy.stats.bartlett`, and the paper's pooled tests with scipy
+from the published table.
 """
 
 import math
@@ -17,12 +19,10 @@ import pytest
 import statsmodels.formula.api as smf
 from analysis_fixtures import write_run
 from scipy import optimize, stats
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import ttest_power
 
 from analysis.collect import aggregate, load_runs, paper_staircase, select_runs
 from analysis.pooled import DEFAULT_MARGIN, bartlett, bh, holm
-from analysis.power import POWER_COLUMNS, mde, power_table, seeds_needed
+from analysis.power import POWER_COLUMNS, mde, power, power_table, seeds_needed
 from roadmap.paper import paper_rows
 from roadmap.steps import steps
 
@@ -131,59 +131,75 @@ def test_seeds_0_to_3_against_0_to_2_are_paired_on_the_common_three(fixture):
     assert row["seed_corr"] == pytest.approx(r.statistic, rel=1e-12)
 
 
-def test_holm_and_bh_equal_statsmodels_and_holm_is_never_below_p(fixture):
+def _holm_by_hand(p):
+    """Holm's step-down adjusted p-values: sorted, scaled by m - i, running maximum, capped at 1."""
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    scaled = np.maximum.accumulate((m - np.arange(m)) * np.asarray(p)[order])
+    out = np.empty(m)
+    out[order] = np.minimum(scaled, 1.0)
+    return out
+
+
+def _oracle(p, method):
+    """The independent reference of `method`: Holm by hand, BH from scipy."""
+    if method == "holm":
+        return _holm_by_hand(p)
+    return stats.false_discovery_control(p, method="bh")
+
+
+def test_holm_and_bh_equal_the_oracles_and_holm_is_never_below_p(fixture):
     _, frame = fixture
     for raw, name in (("change_p", "change_p"), ("pooled_p", "pooled_p")):
         p = frame[raw].to_numpy(dtype=float)
         tested = ~np.isnan(p)
         assert tested.sum() >= 2
-        for method, column in (("holm", f"{name}_holm"), ("fdr_bh", f"{name}_bh")):
-            expected = multipletests(p[tested], method=method)[1]
+        for method, column in (("holm", f"{name}_holm"), ("bh", f"{name}_bh")):
+            expected = _oracle(p[tested], method)
             got = frame[column].to_numpy(dtype=float)
             assert got[tested] == pytest.approx(expected, rel=1e-12)
             assert np.isnan(got[~tested]).all()
         assert (frame[f"{name}_holm"][tested] >= frame[raw][tested] - 1e-15).all()
 
 
-def test_holm_and_bh_by_hand_and_scipy_agree_with_statsmodels():
+def test_holm_and_bh_skip_nan_and_agree_with_the_oracles():
     p = [0.01, np.nan, 0.04, 0.03, 0.2, 0.04]
-    kept = [x for x in p if not np.isnan(x)]
-    assert [x for x in holm(p) if not np.isnan(x)] == pytest.approx(
-        multipletests(kept, method="holm")[1], rel=1e-12
-    )
-    assert [x for x in bh(p) if not np.isnan(x)] == pytest.approx(
-        multipletests(kept, method="fdr_bh")[1], rel=1e-12
-    )
+    kept = np.array([x for x in p if not np.isnan(x)])
+    assert np.isnan(holm(p)[1]) and np.isnan(bh(p)[1])
+    assert [x for x in holm(p) if not np.isnan(x)] == pytest.approx(_holm_by_hand(kept))
+    assert [x for x in bh(p) if not np.isnan(x)] == pytest.approx(_oracle(kept, "bh"))
 
 
-def _power(effect: float, df: float) -> float:
-    """statsmodels' power of the two-sided 0.05 t test, as its upper tail (one-sided at 0.025).
-
-    The lower tail adds below 1e-5 of the MDE here (scipy's noncentral t gives NaN for some
-    of it), hence the tolerances below.
-    """
-    return ttest_power(effect, nobs=1, alpha=0.025, df=df, alternative="larger")
+def _power(effect: float, df: float, alpha: float = 0.05) -> float:
+    """The two-sided t test's power from scipy's noncentral t (upper tail; the lower one adds
+    below 1e-5 of the MDE here, and scipy gives NaN for some of it, hence the tolerances)."""
+    return stats.nct.sf(stats.t.ppf(1 - alpha / 2, df), df, effect)
 
 
-def _mde_statsmodels(se: float, df: float) -> float:
-    """The change with power 0.8, solved here on statsmodels' power of the t test."""
-    return optimize.brentq(lambda d: _power(d / se, df) - 0.8, 1e-9, 50 * se)
+def _mde_reference(se: float, df: float, alpha: float = 0.05) -> float:
+    """The change with power 0.8, solved here on scipy's power of the t test."""
+    high = (stats.t.ppf(1 - alpha / 2, df) + 5) * se  # power ~1 there; scipy's far tail is NaN
+    return optimize.brentq(lambda d: _power(d / se, df, alpha) - 0.8, 1e-9, high)
 
 
-def test_mde80_equals_statsmodels_power(fixture):
+def test_mde80_is_at_the_holm_level_of_the_verdict(fixture):
     values, frame = fixture
     pooled = frame.attrs["pooled"]
     fit = _reference(values)
     rows = frame.set_index("step")
+    alpha = 0.05 / int(frame["pooled_p"].notna().sum())  # Holm's first step over the family
     for a, b in pairwise(_chain()):
         se = float(_contrast(fit, b.name, a.name).sd[0][0])  # the contrast's standard error
-        expected = _mde_statsmodels(se, fit.df_resid)
+        expected = _mde_reference(se, fit.df_resid, alpha)
         assert rows.loc[b.name, "mde80"] == pytest.approx(expected, rel=1e-5)
+        assert rows.loc[b.name, "mde80"] > _mde_reference(se, fit.df_resid)  # raw alpha: less
     # where both steps have the same seeds, that is sigma sqrt(1/n + 1/n_parent)
     s1, s2 = _chain()[1:3]
     se = pooled.sigma * math.sqrt(1 / 3 + 1 / 3)
-    assert rows.loc[s2.name, "mde80"] == pytest.approx(_mde_statsmodels(se, pooled.df), rel=1e-5)
-    assert mde(1.0, 30) == pytest.approx(_mde_statsmodels(1.0, 30), rel=1e-5)
+    expected = _mde_reference(se, pooled.df, alpha)
+    assert rows.loc[s2.name, "mde80"] == pytest.approx(expected, rel=1e-5)
+    assert mde(1.0, 30) == pytest.approx(_mde_reference(1.0, 30), rel=1e-5)
+    assert power(0.5, 0.2, 10) == pytest.approx(_power(2.5, 10), rel=1e-4)
 
 
 def test_the_verdict_reads_the_pooled_holm_p_then_the_tost(fixture):
