@@ -12,10 +12,10 @@ now: a run whose spec its step no longer trains is stale, and analysis leaves it
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from experiments.data.identity import describe_change
 from experiments.recipe import Recipe, recipe_dict
 from experiments.runs.records import IDENTITY_KEYS
 from roadmap.designs import point_spec
@@ -59,10 +59,16 @@ def normalised(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_difference(existing: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+def run_difference(
+    existing: dict[str, Any],
+    wanted: dict[str, Any],
+    describe_dataset: Callable[[dict[str, Any] | None, dict[str, Any]], str] | None = None,
+) -> str | None:
     """How an existing config differs from `wanted` as a run, in one line; None: the same run.
 
-    Both are `normalised` first; the line names each differing key or field.
+    Both are `normalised` first; the line names each differing key or field. A dataset that
+    differs is said by `describe_dataset` (recorded, wanted) where given (the data check's
+    `experiments.data.identity.describe_change`), else by its differing fields.
     """
     old, new = normalised(existing), normalised(wanted)
     diff = [k for k in IDENTITY_KEYS if old[k] != new[k]]
@@ -72,7 +78,9 @@ def run_difference(existing: dict[str, Any], wanted: dict[str, Any]) -> str | No
         part
         for k in diff
         for part in (
-            [_dataset_change(old[k], new[k])] if k == "dataset" else _field_diffs(k, old[k], new[k])
+            [describe_dataset(_dict_or_none(old[k]), new[k])]
+            if k == "dataset" and describe_dataset and isinstance(new[k], dict)
+            else _field_diffs(k, old[k], new[k])
         )
     ]
     return _joined(parts)
@@ -111,11 +119,9 @@ def _joined(parts: list[str]) -> str:
     return ", ".join(parts[:SHOWN_FIELDS]) + more
 
 
-def _dataset_change(old: Any, new: Any) -> str:
-    """How a run's recorded dataset differs from the wanted one."""
-    if not isinstance(new, dict):
-        return f"dataset {_short(old)} -> {_short(new)}"
-    return describe_change(old if isinstance(old, dict) else None, new)
+def _dict_or_none(value: Any) -> dict[str, Any] | None:
+    """`value` if it is a dict, else None."""
+    return value if isinstance(value, dict) else None
 
 
 def _field_diffs(key: str, old: Any, new: Any) -> list[str]:

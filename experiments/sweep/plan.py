@@ -292,7 +292,7 @@ def config_diff(directory: Path, wanted: dict[str, object]) -> str | None:
     An unreadable config is left to the run's state (`unreadable`, skipped and named).
     """
     existing, _ = records.read_or_reason(records.read_config, directory)
-    return None if existing is None else run_difference(existing, wanted)
+    return None if existing is None else run_difference(existing, wanted, describe_change)
 
 
 def conflict_message(root: Path, conflicts: list[tuple[Path, str]], what: str) -> str:

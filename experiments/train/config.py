@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from experiments.data.check import check_root, dataset_identity, usable
+from experiments.data.identity import describe_change
 from experiments.recipe import (
     Recipe,
     parse_overrides,
@@ -189,7 +190,7 @@ def prepare_run(
         config |= {"provenance": records.provenance(), "created": records.now()}
         records.atomic_write_json(out / records.CONFIG, config | {"out_dir": str(out)})
         return out
-    diff = run_difference(existing, config)
+    diff = run_difference(existing, config, describe_change)
     if diff:
         raise ValueError(f"{out} already holds a different run ({diff}); choose another --out")
     return out
