@@ -2,7 +2,8 @@
 
 `collect` groups a track's runs by these three and never pools across them: a run whose
 recorded spec is no longer what its step trains (the step table changed since) is left out
-with the fields that differ (`spec_change`), and so is a run on another dataset than the
+with the fields that differ (`experiments.runs.same_run.spec_change`: the rule `roadmap sweep`
+and `roadmap train` judge a run by), and so is a run on another dataset than the
 drawn one (`dataset_key`, `dataset_label`, `other_dataset`). The recipe's part is
 `analysis.variants` (`other_recipe`). The rules' shared pieces live here too: a reason for some
 runs (`reason_where`) and the commonest value, a tie being an error (`most_frequent`).
@@ -10,37 +11,30 @@ runs (`reason_where`) and the commonest value, a tie being an error (`most_frequ
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
 
-from analysis.variants import find_step, recipe_json_diff
+from analysis.variants import recipe_json_diff
 from experiments.data.identity import digest
-from roadmap.spec import ArchSpec
+from roadmap.designs import point_spec
+from roadmap.steps import step_names
 
 
-def spec_change(config: dict[str, Any]) -> str | None:
-    """How a run's spec differs from what its step trains now (`spec.width 64 -> 56`), or None.
+def known_names(found: pd.Series, track: str) -> set[str]:
+    """The step names of `track` and the valid design points among `found` (`roadmap.designs`).
 
-    A run's spec is its step's spec as written when it was configured (the recipe's drop path
-    and layer scale are build arguments, not spec fields). An unknown step or a run without a
-    spec is not judged here.
+    A run of a design point enters the selection as a step's run does (`roadmap effects`
+    uses it); the staircase draws steps only.
     """
-    from experiments.train.config import describe_diff
-
-    step = find_step(config.get("track"), config.get("step"))
-    recorded = config.get("spec")
-    if step is None or not isinstance(recorded, dict):
-        return None
-    wanted = step.spec.to_dict()
-    try:
-        recorded = ArchSpec.from_dict(recorded).to_dict()  # fields added since: defaults
-    except (ValueError, TypeError):
-        pass  # compared as written
-    recorded = json.loads(json.dumps(recorded))  # tuples as lists, as in config.json
-    wanted = json.loads(json.dumps(wanted))
-    return None if recorded == wanted else describe_diff("spec", recorded, wanted)
+    names = set(step_names(track))
+    for name in set(found.dropna().astype(str)) - names:
+        try:
+            point_spec(name, track)
+        except ValueError:
+            continue
+        names.add(name)
+    return names
 
 
 def dataset_key(config: dict[str, Any]) -> str:

@@ -337,8 +337,11 @@ def register_effects(sub: argparse._SubParsersAction) -> None:
 
 def cmd_effects(args: argparse.Namespace) -> int:
     """Write each track's effects table and forest plot; print what they hold."""
-    from analysis.collect import load_runs
-    from analysis.effects import run_values, track_effects, usable_runs
+    import pandas as pd
+
+    from analysis.bars import count
+    from analysis.collect import load_runs, select_runs
+    from analysis.effects import run_values, track_effects
     from analysis.effects_figure import draw_effects, write_effect_tables
     from analysis.figure import COLUMN_WIDTH_IN
 
@@ -348,10 +351,13 @@ def cmd_effects(args: argparse.Namespace) -> int:
         raise ValueError(f"no runs of a known track under {args.root}")
     paths = []
     for track in tracks:
-        runs, preset = usable_runs(df, track, args.preset, args.metric)
+        sel = select_runs(df, track, args.preset, metric=args.metric)  # the staircase's rules
+        preset, runs = sel.preset, pd.concat([sel.runs, sel.points])
         frame = track_effects(track, run_values(runs, args.metric))
         kinds = ", ".join(f"{n} {k}" for k, n in frame["kind"].value_counts().items())
         print(f"effects {track}, preset {preset!r}, {args.metric}: {len(frame)} terms ({kinds})")
+        if len(sel.excluded):
+            print(f"  left out {count(len(sel.excluded), 'run')} (as the staircase does)")
         if frame.empty:
             continue
         stem = args.out / f"effects_{track}"

@@ -21,22 +21,20 @@ from typing import Any
 import pandas as pd
 
 from analysis.bars import (
-    dataset_key,
-    dataset_label,
+    known_names,
     listing,
     most_frequent,
     other_dataset,
     other_recipe,
     reason_where,
-    spec_change,
 )
 from analysis.changes import ALL_CHANGE_COLUMNS, all_change_columns
 from analysis.paper import PAPER_SEEDS, paper_by_step, reference_name
 from analysis.pooled import DEFAULT_MARGIN
 from analysis.precision import bar_precision
-from analysis.variants import find_step, recipe_json
-from experiments.runs import records, runstate
-from experiments.submitit_private import job_outcome_error
+from analysis.run_rows import run_row
+from analysis.variants import find_step
+from experiments.runs import records
 from roadmap.steps import Step, steps
 
 PAPER_PRESET = "paper"  # the preset whose numbers the paper's tables report
@@ -63,34 +61,29 @@ class Selection:
     runs: pd.DataFrame  # one row per (step, seed), status done
     reference: pd.DataFrame  # original-recipe runs of the track's baseline step
     excluded: pd.DataFrame  # run, step, seed, preset, reason
+    points: pd.DataFrame = field(default_factory=pd.DataFrame)  # chosen runs of design points
     steps: tuple[str, ...] = ()  # the steps drawn (all, or --steps); others may be parents
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
 def load_runs(root: str | os.PathLike) -> pd.DataFrame:
-    """Every run under `root` (`experiments.runs.runstate.collect`) and what makes its bar.
+    """Every run under `root`, one row each, from its records only (`analysis.run_rows`).
 
-    Added columns: `recipe_json` (`analysis.variants`), `spec_change` (None, or how its spec
-    differs from its step's now), `dataset` (a short fingerprint, "" if not recorded) and
-    `dataset_label` (`analysis.bars`).
+    Columns: run_dir, run, track, step, seed, index, preset, created, what makes its bar
+    (`recipe_json`, `spec_change`, `dataset`, `dataset_label`), then every result key; a run
+    with no result is `unfinished`. In roadmap order (track, step, seed).
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such directory: {root}")
-    df = runstate.collect(root, job_error=job_outcome_error)  # a job's own error in reasons
-    if df.empty:
+    rows = [run_row(root, d) for d in records.run_dirs(root)]
+    if not rows:
         raise ValueError(f"no run records ({records.CONFIG}) under {root}")
-    configs = [records.read_or_reason(records.read_config, d)[0] or {} for d in df["run_dir"]]
-    df["recipe_json"] = [recipe_json(c) for c in configs]
-    df["spec_change"] = [spec_change(c) for c in configs]
-    df["dataset"] = [dataset_key(c) for c in configs]
-    df["dataset_label"] = [dataset_label(c) for c in configs]
-    df["run"] = [os.path.relpath(d, root) for d in df["run_dir"]]
-    for col in ("track", "step", "seed", "preset", "created", "reason"):
-        if col not in df:
-            df[col] = None
-    return df
+    df = pd.DataFrame(rows)
+    df["order"] = df["index"].where(df["index"] > 0, 10**9)  # design points after the steps
+    df = df.sort_values(["track", "order", "step", "seed"], kind="stable")
+    return df.drop(columns="order").reset_index(drop=True)
 
 
 def _why_unusable(row: pd.Series, names: set[str], metric: str) -> str | None:
@@ -122,8 +115,8 @@ def select_runs(
     Series indexed like the runs, NaN or None where the rule has none), and a run keeps
     the first reason it is given:
     1. runs of other tracks are not drawn (`_of_track`; a note counts them);
-    2. unknown step, a spec its step no longer has, failed, no result yet, no value for
-       `metric` (`_unusable`);
+    2. unknown step or design point, a spec its step no longer has (`same_run.spec_change`),
+       failed, no result yet, no value for `metric` (`_unusable`);
     3. `preset`, else the one with the most usable runs (a tie is an error): `_other_preset`;
     4. the dataset with the most of the remaining runs (a tie is an error): `other_dataset`;
     5. within it the recipe with the most runs (a tie is an error): `other_recipe`;
@@ -132,14 +125,15 @@ def select_runs(
        the reference row unless that preset is drawn: rule 3 passes them by, and rules 5
        and 6 judge them among themselves.
     `allow_mixed` skips rules 3 and 5 (runs of every preset and recipe are pooled, with a
-    warning naming what differs); rules 2 and 4 always hold. Long because this docstring is
-    the one list of the rules.
+    warning naming what differs); rules 2 and 4 always hold. Runs of design points are judged
+    with the rest and kept apart (`points`, for `roadmap effects`); the staircase draws steps.
+    Long because this docstring is the one list of the rules.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     track_steps = steps(track)
     runs, notes = _of_track(df, track, preset)
-    reasons = _unusable(runs, {s.name for s in track_steps}, metric)
+    reasons = _unusable(runs, known_names(runs["step"], track), metric)
     baseline = _baseline_runs(runs, reasons.isna(), track_steps[0].name)
     chosen = MIXED if allow_mixed else preset
     if chosen is None:
@@ -153,12 +147,17 @@ def select_runs(
     reasons, note, warnings = _recipes(runs, reasons, is_ref, chosen, allow_mixed)
     notes += note
     reasons = _keep_first_reason(reasons, _duplicates(runs, reasons.isna(), is_ref))
-    drawn = runs[reasons.isna() & ~is_ref]
+    chosen_runs = runs[reasons.isna() & ~is_ref]
+    of_step = chosen_runs["step"].isin([s.name for s in track_steps])
+    drawn, points = chosen_runs[of_step], chosen_runs[~of_step]
+    if len(points):
+        notes.append(f"{len(points)} run(s) of design points not drawn (see roadmap effects)")
     return Selection(
         track=track,
         preset=chosen,
         metric=metric,
         runs=drawn,
+        points=points,
         reference=runs[reasons.isna() & is_ref],
         excluded=_excluded(runs, reasons),
         notes=notes,

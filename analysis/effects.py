@@ -23,7 +23,6 @@ ols or t). Nothing here names a toggle: steps, parents and points come from the 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Mapping, Sequence
 
@@ -46,32 +45,12 @@ COLUMNS = ("term", "effect", "ci95_low", "ci95_high", "p", "n", "kind", "step", 
 Values = Mapping[str, Mapping[int, float]]  # run name (step or point) -> seed -> metric
 
 
-def usable_runs(
-    df: pd.DataFrame, track: str, preset: str | None = None, metric: str = "top1"
-) -> tuple[pd.DataFrame, str]:
-    """The usable runs of `track` and their preset.
-
-    Done runs with `metric`, of one preset (default: the one with the most runs) and its most
-    frequent recipe (a run's spec follows from its recipe and name), the newest of each
-    (name, seed).
-    """
-    runs = df[(df["track"] == track) & (df["status"] == "done")]
-    if metric in runs:
-        runs = runs[runs[metric].notna()]
-    if runs.empty or metric not in runs:
-        raise ValueError(f"no done run with {metric} on track {track!r}")
-    preset = preset or str(runs["preset"].value_counts().sort_index().idxmax())
-    runs = runs[runs["preset"] == preset]
-    if runs.empty:
-        raise ValueError(f"no done run of preset {preset!r} on track {track!r}")
-    recipes = runs["recipe_json"].map(lambda v: json.dumps(json.loads(v)["recipe"], sort_keys=True))
-    runs = runs[recipes == recipes.value_counts().sort_index().idxmax()]
-    runs = runs.sort_values("created", kind="stable")
-    return runs.drop_duplicates(["step", "seed"], keep="last"), preset
-
-
 def run_values(runs: pd.DataFrame, metric: str = "top1") -> dict[str, dict[int, float]]:
-    """Run name -> seed -> metric, from one track's and one recipe's usable runs."""
+    """Run name -> seed -> metric, from the runs the staircase's rules choose.
+
+    Those are `analysis.collect.select_runs`' runs and design points: one preset, dataset
+    and recipe, no stale spec, the newest of each (name, seed).
+    """
     out: dict[str, dict[int, float]] = {}
     for row in runs.itertuples():
         out.setdefault(str(row.step), {})[int(row.seed)] = float(getattr(row, metric))

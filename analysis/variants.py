@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.runs.same_run import ABSENT, normalised
 from roadmap.steps import Step, steps
 
 
@@ -24,14 +25,17 @@ def _json(obj: Any) -> Any:
 def recipe_json(config: dict[str, Any]) -> str:
     """A run's recipe as a canonical string: recipe plus its spec's departures from the step's.
 
-    Equal strings mean equal training.
+    Equal strings mean equal training: a recipe recorded before a field existed has that
+    field's default (`experiments.runs.same_run.normalised`).
     """
     delta: dict[str, Any] = {}
     step = find_step(config.get("track"), config.get("step"))
     if step is not None and isinstance(config.get("spec"), dict):
         ref = _json(asdict(step.spec))
         delta = {k: v for k, v in config["spec"].items() if k in ref and _json(v) != ref[k]}
-    return json.dumps({"recipe": config.get("recipe"), "spec": delta}, sort_keys=True)
+    recipe = normalised(config)["recipe"]  # fields added since: their defaults
+    recipe = None if recipe is ABSENT else recipe
+    return json.dumps({"recipe": recipe, "spec": delta}, sort_keys=True)
 
 
 def find_step(track: Any, name: Any) -> Step | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.runs import records
+from roadmap.designs import point_spec
 from roadmap.steps import get_step, steps
 
 RECIPE = {"epochs": 2, "lr": 0.004, "batch_size": 8, "ema": False, "warmup_epochs": 0}
@@ -45,11 +46,14 @@ def write_run(
 ) -> Path:
     """Write one run's config.json, log.jsonl and (unless `status` is None) result.json."""
     run = Path(root) / track / preset / step / (name or f"seed{seed}")
-    try:
-        found = get_step(step, track)
-        spec, index = asdict(found.spec), found.index
+    try:  # a step's or a design point's spec, as `roadmap train` records it
+        spec = asdict(point_spec(step, track))
     except ValueError:
-        spec, index = {}, 99
+        spec = {}
+    try:
+        index = get_step(step, track).index
+    except ValueError:
+        index = 99
     config = {
         "track": track,
         "step": step,

@@ -82,8 +82,8 @@ def test_left_out_runs_are_listed_with_their_reason(root, selected, frame):
     reasons = dict(zip(selected.excluded["run"], selected.excluded["reason"], strict=True))
     assert reasons == {
         f"{TRACK}/smoke/relu_to_gelu/seed3": "failed: loss is NaN",
-        f"{TRACK}/smoke/fewer_norms/seed4": "interrupted",
-        f"{TRACK}/smoke/fewer_norms/seed5": "missing",
+        f"{TRACK}/smoke/fewer_norms/seed4": "unfinished",  # analysis asks no job (status does)
+        f"{TRACK}/smoke/fewer_norms/seed5": "unfinished",
         f"{TRACK}/debug/stage_ratio/seed0": "other preset 'debug'",
         f"{TRACK}/smoke/no_such_step/seed0": "unknown step 'no_such_step'",
         f"{TRACK}/smoke/width_96/old": "duplicate seed (a newer run is drawn)",
@@ -264,11 +264,12 @@ def test_paper_table_leaves_out_empty_columns():
     assert "| resnet200_original_recipe | baseline | ref |" in md
 
 
-def test_a_runs_reason_names_the_error_its_submitit_job_pickled(tmp_path) -> None:
+def test_status_names_the_error_its_submitit_job_pickled_analysis_reads_no_job(tmp_path) -> None:
     import pickle
     import socket
 
-    from experiments.runs import records
+    from experiments.runs import records, runstate
+    from experiments.submitit_private import job_outcome_error
 
     run = write_run(tmp_path, TRACK, steps(TRACK)[0].name, 0, status=None)
     folder = tmp_path / "submitit"
@@ -278,6 +279,7 @@ def test_a_runs_reason_names_the_error_its_submitit_job_pickled(tmp_path) -> Non
     job = {"executor": "local", "job_id": "999999999", "host": socket.gethostname(),
            "submitit_folder": str(folder)}  # fmt: skip
     records.atomic_write_json(run / records.JOB, job)
-    row = load_runs(tmp_path).iloc[0]
-    assert row["status"] == "interrupted"
-    assert row["reason"].endswith("ValueError: bad shard")
+    (state,) = runstate.sweep_states(tmp_path, job_error=job_outcome_error)
+    assert state.status == "interrupted" and state.detail.endswith("ValueError: bad shard")
+    row = load_runs(tmp_path).iloc[0]  # records only: no job, no submitit file is read
+    assert row["status"] == "unfinished" and "roadmap status" in row["reason"]

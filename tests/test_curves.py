@@ -58,7 +58,7 @@ def test_runs_are_the_staircases_and_its_unfinished_ones(curves):
     assert sorted(runs.value_counts().items()) == [
         ("done", 6),
         ("failed", 1),
-        ("interrupted", 1),  # unfinished, drawn with an open end
+        ("unfinished", 1),  # no result yet: drawn with an open end
     ]
     assert set(curves["step"]) == {good.name, bad.name}
     assert not curves["run"].str.contains("/other/").any()

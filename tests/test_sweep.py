@@ -298,17 +298,20 @@ def test_the_sweep_has_an_action_for_every_run_state() -> None:
     assert ACTIONS["done"] == "skip" and ACTIONS["interrupted"] == "resume"
 
 
-def test_a_config_of_an_older_layout_is_refused_naming_the_fields(tmp_path: Path) -> None:
-    # No migrations: a config written without a field this version records is another run,
-    # refused in one short line that names the missing fields.
+def test_a_config_of_an_older_layout_is_refused_only_where_it_differs(tmp_path: Path) -> None:
+    # A field missing from a recorded config takes its default (it was added since): the same
+    # run where the default is what the run has, else refused in one line naming the field.
     step = get_step("stage_ratio")
     out = run_dir(tmp_path, "resnet50", step, 0)
     prepare_run("resnet50", step.name, 0, "smoke", out)
     old = records.read_json(out / records.CONFIG)
-    del old["recipe"]["init"], old["spec"]["width"]
+    del old["recipe"]["init"], old["spec"]["width"]  # the smoke run's are their defaults
+    records.atomic_write_json(out / records.CONFIG, old)
+    assert prepare_run("resnet50", step.name, 0, "smoke", out) == out.absolute()
+    del old["spec"]["depths"]  # its default, [3, 4, 6, 3], is not this step's
     records.atomic_write_json(out / records.CONFIG, old)
     with pytest.raises(ValueError) as err:
         prepare_run("resnet50", step.name, 0, "smoke", out)
     line = str(err.value)
     assert "\n" not in line and len(line) < 300, line
-    assert "recipe.init" in line and "spec.width" in line, line
+    assert "(spec.depths [3, 4, 6, 3] -> [3, 3, 9, 3])" in line, line

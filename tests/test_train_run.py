@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.runs import records, runstate
+from analysis.collect import load_runs
+from experiments.runs import records
 from experiments.train import Trainer, prepare_run
 from experiments.train import config as train_config
 from experiments.train.run import run
@@ -69,9 +70,10 @@ def test_run_record_schema(tmp_path: Path, tiny_overrides) -> None:
     assert result["params"] > 1e6 and 0 < result["gflops"] < 0.2 and result["img_s"] > 0
     assert not (run_dir / "checkpoints").exists()  # smoke keeps no checkpoint once done
     assert run(run_dir) == result  # done: returned without training
-    frame = runstate.collect(runs)
-    assert len(frame) == 1 and frame.loc[0, "spec.kernel_size"] == 3
-    assert frame.loc[0, "recipe.epochs"] == 2 and frame.loc[0, "status"] == "done"
+    frame = load_runs(runs)
+    assert len(frame) == 1 and frame.loc[0, "status"] == "done"
+    config = records.read_config(run_dir)
+    assert config["spec"]["kernel_size"] == 3 and config["recipe"]["epochs"] == 2
 
 
 def test_nan_loss_ends_as_a_failed_record(tmp_path: Path, tiny_overrides) -> None:

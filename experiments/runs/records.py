@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from experiments.runs.files import (
     UnreadableRecord,
@@ -62,31 +62,53 @@ IDENTITY_KEYS = (
 )
 CHECKPOINT_NAME = re.compile(r"^ckpt_(\d{9})\.pt$")  # ckpt_<optimizer step, 9 digits>.pt
 
-# Keys every result.json has, a failed run's too (None where unknown or not applicable).
-RESULT_KEYS = (
-    "status",  # "done" or "failed"
-    "reason",  # why it failed (None when done)
-    "top1",  # final top-1 (%)
-    "top5",  # final top-5 (%)
-    "best_top1",  # best top-1 over evaluated epochs (%)
-    "ema_top1",  # final top-1 of the EMA weights (%), None with EMA off
-    "ema_top5",  # final top-5 of the EMA weights (%), None with EMA off
-    "params",  # parameters of the trained model
-    "gflops",  # multiply-adds at the recipe's eval resolution, measured
-    "wall_s",  # seconds of training, summed over restarts
-    "img_s",  # mean training images per second
-    "epochs",  # finished epochs
-    "iterations",  # optimizer steps done
-    "failed_iteration",  # the optimizer step that failed (non-finite loss), else None
-    "lr",  # peak learning rate used
-    "effective_batch",  # images per optimizer step, all devices
-    "accum_steps",  # micro-batches per optimizer step
-    "world_size",  # devices
-    "device",  # of rank 0
-    "threads",  # torch threads
-    "dataset",  # name, classes, train/val images, fingerprint or root
-    "finished",  # when the run ended (ISO time)
-)
+
+class ConfigRecord(TypedDict, total=False):
+    """config.json: the run's identity (`IDENTITY_KEYS`), then what was written beside it."""
+
+    track: str
+    step: str  # a step of the track, or a design point (roadmap.designs)
+    seed: int
+    preset: str
+    overrides: dict[str, Any]  # `--set` values by key
+    data: str | None  # absolute ImageFolder root; None: the built-in data
+    dataset: dict[str, Any]  # class map and fingerprint (experiments/data/identity.py)
+    spec: dict[str, Any]  # `ArchSpec.to_dict()`
+    recipe: dict[str, Any]  # `experiments.recipe.recipe_dict`
+    excluded_images: list[dict[str, str]]  # path, problem
+    provenance: dict[str, Any]  # git, packages, python, host, slurm
+    created: str  # when it was written (ISO time)
+    out_dir: str
+
+
+class ResultRecord(TypedDict):
+    """result.json: every key, a failed run's too (None where unknown or not applicable)."""
+
+    status: str  # "done" or "failed"
+    reason: str | None  # why it failed (None when done)
+    top1: float | None  # final top-1 (%)
+    top5: float | None  # final top-5 (%)
+    best_top1: float | None  # best top-1 over evaluated epochs (%)
+    ema_top1: float | None  # final top-1 of the EMA weights (%), None with EMA off
+    ema_top5: float | None  # final top-5 of the EMA weights (%), None with EMA off
+    params: int | None  # parameters of the trained model
+    gflops: float | None  # multiply-adds at the recipe's eval resolution, measured
+    wall_s: float | None  # seconds of training, summed over restarts
+    img_s: float | None  # mean training images per second
+    epochs: int | None  # finished epochs
+    iterations: int | None  # optimizer steps done
+    failed_iteration: int | None  # the optimizer step that failed (non-finite loss), else None
+    lr: float | None  # peak learning rate used
+    effective_batch: int | None  # images per optimizer step, all devices
+    accum_steps: int | None  # micro-batches per optimizer step
+    world_size: int | None  # devices
+    device: str | None  # of rank 0
+    threads: int | None  # torch threads
+    dataset: dict[str, Any] | None  # name, classes, train/val images, fingerprint or root
+    finished: str | None  # when the run ended (ISO time)
+
+
+RESULT_KEYS = tuple(ResultRecord.__annotations__)  # keys every result.json has
 STATUSES = ("done", "failed")
 _PACKAGES = (
     "torch",
@@ -191,14 +213,14 @@ def _read(run_dir: str | os.PathLike, name: str) -> dict[str, Any] | None:
     return read_json(Path(run_dir) / name, lambda record: _shape_problem(name, record))
 
 
-def read_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+def read_config(run_dir: str | os.PathLike) -> ConfigRecord | None:
     """The run's config.json (None if absent); see `read_json` for an unreadable one."""
-    return _read(run_dir, CONFIG)
+    return cast("ConfigRecord | None", _read(run_dir, CONFIG))
 
 
-def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+def read_result(run_dir: str | os.PathLike) -> ResultRecord | None:
     """The run's result.json (None if absent); its status must be one of `STATUSES`."""
-    return _read(run_dir, RESULT)
+    return cast("ResultRecord | None", _read(run_dir, RESULT))
 
 
 def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:

@@ -16,7 +16,9 @@ A run is named by its config (track, step, seed) wherever its folder is; a folde
 is unreadable is named from its path (`<track>/<step>/seed<k>`).
 Training, the sweep and analysis all ask this module: `done_result`, `write_failure` and
 `set_aside_failure`, `failure_reason`, `run_state` / `sweep_states` / `find_runs` (one run, a
-root, a track's folders by identity) and `collect` (a root as one DataFrame). It starts nothing.
+root, a track's folders by identity). A done run whose spec its step no longer trains gets a
+note (`same_run.spec_change`: analysis leaves it out, the sweep refuses it). It starts nothing.
+Analysis reads the records themselves, never these states (analysis/run_rows.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.runs import records
+from experiments.runs.same_run import spec_change
 from experiments.runs.scheduler import (
     SACCT_GRACE_S,
     SACCT_UNAVAILABLE,
@@ -185,6 +188,8 @@ def run_state(
     if result is not None and result["status"] == "done":
         state.status, state.top1 = "done", result.get("top1")
         state.detail = "" if state.top1 is None else f"{state.top1:.2f}"
+        stale = spec_change(dict(records.read_config(run_dir) or {}))
+        state.notes += [f"stale spec, left out of the staircase: {stale}"] if stale else []
         return state
     state.checkpoint = records.newest_checkpoint_step(run_dir)
     state.resumable = state.checkpoint is not None
@@ -346,33 +351,3 @@ def sweep_states(
 def totals(states: list[RunState]) -> Counter:
     """How many runs are in each status."""
     return Counter(s.status for s in states)
-
-
-def collect(root: str | os.PathLike, job_error: JobError = no_job_error) -> Any:
-    """One pandas DataFrame row per run under `root`: config fields, then result fields.
-
-    Config keys are flattened with dots (`spec.kernel_size`, `recipe.epochs`); result keys keep
-    their names. A run without a result has its state (`sweep_states`) as `status` and the
-    state's detail as `reason`; an unreadable one is named by its folder.
-    """
-    import pandas as pd
-
-    rows = []
-    for state in sweep_states(root, job_error=job_error):
-        config = records.read_or_reason(records.read_config, state.run_dir)[0]
-        config = config or {
-            "track": state.track,
-            "step": state.step,
-            "seed": state.seed,
-        }
-        row: dict[str, Any] = {"run_dir": str(state.run_dir)}
-        row.update(pd.json_normalize(config, sep=".").iloc[0].to_dict())
-        result = None
-        if state.status in ("done", "failed"):
-            result = records.read_or_reason(records.read_result, state.run_dir)[0]
-        if result is None:
-            result = dict.fromkeys(records.RESULT_KEYS)
-            result.update(status=state.status, reason=state.detail or None)
-        row.update(result)
-        rows.append(row)
-    return pd.DataFrame(rows)

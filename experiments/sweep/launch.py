@@ -25,7 +25,7 @@ from experiments.runs.runstate import sweep_states
 from experiments.runs.scheduler import process_alive, this_process
 from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
 from experiments.sweep.local import LocalDriver, local_slots, stop_local_job
-from experiments.sweep.plan import Plan
+from experiments.sweep.plan import Plan, replan
 from experiments.sweep.slurm import cancel_slurm, submit_slurm
 from experiments.train.config import prepare_run
 
@@ -66,7 +66,7 @@ def prepare(plan: Plan) -> list[Path]:
     req, configs = plan.request, []
     for run in plan.to_run:
         config = run.run_dir.absolute() / records.CONFIG  # jobs may start elsewhere
-        if _needs_config(config):
+        if records.read_or_reason(records.read_config, run.run_dir)[0] is None:
             prepare_run(
                 req.track,
                 run.step.name,
@@ -83,23 +83,23 @@ def prepare(plan: Plan) -> list[Path]:
     return configs
 
 
-def _needs_config(config: Path) -> bool:
-    """Whether `prepare_run` must write the config: none yet, or one without its dataset."""
-    existing, _ = records.read_or_reason(records.read_config, config.parent)
-    return existing is None or "dataset" not in existing
-
-
 def launch(plan: Plan, out: Out = print) -> int:
-    """Submit the plan's runs with its executor; 0 when every run submitted/finished fine."""
+    """Submit the plan's runs with its executor; 0 when every run submitted/finished fine.
+
+    The runs are planned again under the sweep lock (`replan`): a run that another sweep
+    submitted since this one planned is not submitted twice.
+    """
     req = plan.request
     track_dir = req.root / req.track
+    nothing = "nothing to submit: every run is done, active, failed (see --retry-failed) or "
     if not plan.to_run:
-        out(
-            "nothing to submit: every run is done, active, failed (see --retry-failed) "
-            "or unreadable"
-        )
+        out(nothing + "unreadable")
         return 0
     with sweep_lock(track_dir):
+        plan = replan(plan)
+        if not plan.to_run:
+            out(nothing + "unreadable (another sweep submitted the rest)")
+            return 0
         configs = prepare(plan)
         stamp = records.now()
         entry: Entry = {

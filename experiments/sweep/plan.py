@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from experiments.data.identity import brief, describe_change
@@ -28,17 +28,12 @@ from experiments.recipe import Recipe, resolve_recipe
 from experiments.runs import records
 from experiments.runs.files import check_writable
 from experiments.runs.runstate import RunState, find_runs, run_state
+from experiments.runs.same_run import run_difference
 from experiments.runs.scheduler import sacct_states
 from experiments.submitit_private import job_outcome_error
 from experiments.sweep.profile import Profile, load_profile
 from experiments.sweep.slurm import check_slurm
-from experiments.train.config import (
-    RunData,
-    check_fills_a_step,
-    identity_diff,
-    run_data,
-    run_identity,
-)
+from experiments.train.config import RunData, check_fills_a_step, run_data, run_identity
 from roadmap.designs import planned_steps
 from roadmap.select import select_steps
 from roadmap.steps import DEFAULT_TRACK, Step
@@ -163,6 +158,19 @@ def make_plan(request: Request) -> Plan:
     return plan
 
 
+def replan(plan: Plan) -> Plan:
+    """`plan` with its runs planned again from their records now (`roadmap sweep` under its lock).
+
+    Between planning and taking the sweep lock, another sweep of the root may have submitted
+    or finished some of the runs: planned again, they are skipped.
+    """
+    chosen = list({r.step.name: r.step for r in plan.runs}.values())
+    seeds = list(dict.fromkeys(r.seed for r in plan.runs))
+    runs = _plan_runs(plan.request, chosen, seeds, plan.data)
+    check_other_runs(plan.request, runs, plan.data)
+    return replace(plan, runs=runs)
+
+
 def design_steps(request: Request) -> tuple[list[Step], list[str]]:
     """The steps or design points to run, and a note for each invalid point (skipped).
 
@@ -284,7 +292,7 @@ def config_diff(directory: Path, wanted: dict[str, object]) -> str | None:
     An unreadable config is left to the run's state (`unreadable`, skipped and named).
     """
     existing, _ = records.read_or_reason(records.read_config, directory)
-    return None if existing is None else identity_diff(existing, wanted)
+    return None if existing is None else run_difference(existing, wanted, describe_change)
 
 
 def conflict_message(root: Path, conflicts: list[tuple[Path, str]], what: str) -> str:
@@ -306,8 +314,8 @@ def conflict_message(root: Path, conflicts: list[tuple[Path, str]], what: str) -
 def check_other_runs(request: Request, runs: list[PlannedRun], data: RunData) -> None:
     """Every run under the root must have been configured on this very dataset.
 
-    (The planned runs' own configs are compared by `config_diff`.) A config of an older
-    version, without its dataset, is not compared.
+    (The planned runs' own configs are compared by `config_diff`.) A config without a
+    dataset was configured on data nobody can tell: it conflicts too.
     """
     planned = {r.run_dir.absolute() for r in runs}
     found = find_runs(request.root, request.track) if request.root.is_dir() else {}
@@ -316,12 +324,13 @@ def check_other_runs(request: Request, runs: list[PlannedRun], data: RunData) ->
         if directory.absolute() in planned:
             continue
         config, _ = records.read_or_reason(records.read_config, directory)
-        if config and "dataset" in config and config["dataset"] != data.identity:
+        if config and config.get("dataset") != data.identity:
             on = config.get("data") or "built-in data"
+            recorded = config.get("dataset")
             change = (  # the same root changed since, or another dataset
-                describe_change(config["dataset"], data.identity)
-                if config.get("data") == data.root
-                else f"{brief(config['dataset'])} vs {brief(data.identity)}"
+                describe_change(recorded, data.identity)
+                if config.get("data") == data.root and isinstance(recorded, dict)
+                else f"{brief(recorded)} vs {brief(data.identity)}"
             )
             conflicts.append((directory, f"on {on}: {change}"))
     if conflicts:

@@ -4,9 +4,10 @@
 identity (`run_identity`, the keys `records.IDENTITY_KEYS` compares) and the files its dataset
 leaves out. `roadmap train` (`prepare_run`) writes it, `roadmap recipe` prints it, and both
 `prepare_run` and `roadmap sweep` (its plan) compare an existing config with it through
-`identity_diff`, which refuses any difference, in one line naming it. `run_data` is the one
-check of a run's dataset: `roadmap data check` (cached), the class map and fingerprint
-(experiments/data/identity.py), and the files `recipe.skip_bad_images` leaves out.
+`experiments.runs.same_run.run_difference`, which refuses any difference, in one line naming
+it (a spec or recipe field added since the run was configured takes its default). `run_data`
+is the one check of a run's dataset: `roadmap data check` (cached), the class map and
+fingerprint (experiments/data/identity.py), and the files `recipe.skip_bad_images` leaves out.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ from experiments.recipe import (
 )
 from experiments.runs import records
 from experiments.runs.files import check_writable
+from experiments.runs.same_run import run_difference
 from roadmap.designs import point_spec
 
 RANK0_CONFIG_WAIT_S = 300.0  # how long another rank waits for rank 0's config.json
-SHORT = 40  # characters of a value shown in a difference
-SHOWN_FIELDS = 4  # differing fields named in a difference, then "and N more"
 
 
 @dataclass
@@ -133,28 +133,6 @@ def run_identity(
     }
 
 
-def identity_diff(existing: dict[str, Any], wanted: dict[str, Any]) -> str | None:
-    """How an existing config differs from `wanted` in its identity (None: the same run).
-
-    Every key is compared as written: a config of another layout (a key missing, a field
-    added or removed) differs, and the line names what.
-    """
-    diff = [k for k in records.IDENTITY_KEYS if existing.get(k) != wanted[k]]
-    if not diff:
-        return None
-    parts = [
-        part
-        for k in diff
-        for part in (
-            [describe_change(existing.get(k), wanted[k])]
-            if k == "dataset"
-            else _field_diffs(k, existing.get(k), wanted[k])
-        )
-    ]
-    more = f" and {len(parts) - SHOWN_FIELDS} more" if len(parts) > SHOWN_FIELDS else ""
-    return ", ".join(parts[:SHOWN_FIELDS]) + more
-
-
 def run_config(
     track: str,
     step: str,
@@ -212,7 +190,7 @@ def prepare_run(
         config |= {"provenance": records.provenance(), "created": records.now()}
         records.atomic_write_json(out / records.CONFIG, config | {"out_dir": str(out)})
         return out
-    diff = identity_diff(existing, config)
+    diff = run_difference(existing, config, describe_change)
     if diff:
         raise ValueError(f"{out} already holds a different run ({diff}); choose another --out")
     return out
@@ -227,24 +205,3 @@ def _written_by_rank0(out: Path) -> dict[str, Any]:
             raise TimeoutError(f"rank 0 wrote no {out / records.CONFIG} in {timeout_s:.0f} s")
         time.sleep(0.2)
     return config
-
-
-def describe_diff(key: str, old: Any, new: Any) -> str:
-    """`key old -> new`, naming the differing fields of dict values; values cut to `SHORT`."""
-    parts = _field_diffs(key, old, new)
-    more = f" and {len(parts) - SHOWN_FIELDS} more" if len(parts) > SHOWN_FIELDS else ""
-    return ", ".join(parts[:SHOWN_FIELDS]) + more
-
-
-def _field_diffs(key: str, old: Any, new: Any) -> list[str]:
-    """`key.field old -> new` per differing field of dict values, else `key old -> new`."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        fields = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        return [f"{key}.{f} {_short(old.get(f))} -> {_short(new.get(f))}" for f in fields]
-    return [f"{key} {_short(old)} -> {_short(new)}"]
-
-
-def _short(value: Any) -> str:
-    """`repr(value)`, a dict as its number of fields, anything longer than `SHORT` cut."""
-    text = f"{{{len(value)} fields}}" if isinstance(value, dict) and value else repr(value)
-    return text if len(text) <= SHORT else text[: SHORT - 3] + "..."

@@ -244,7 +244,7 @@ def datasets(recipe: Recipe, config: dict[str, Any]) -> tuple[Dataset, Dataset, 
         found = dataset_identity(check, set(left))
         train, val = (ListedImages(listing.splits[s], set(left)) for s in ("train", "val"))
         info = {"name": "imagefolder", "root": config["data"], "excluded": left}
-    if "dataset" in config and found != config["dataset"]:  # absent: an older config
+    if found != config.get("dataset"):
         where = config["data"] or "the built-in dataset"
         raise ValueError(
             f"{where}: {describe_change(config.get('dataset'), found)}, since this run was "
