@@ -7,6 +7,7 @@ one precision, `mixed` if they differ, "" where no run records one (docs/statist
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,7 +18,7 @@ from experiments.recipe import compute_dtype
 # The short names tables and figures show, by `recipe.amp_dtype`.
 LABELS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 MIXED = "mixed"  # a bar (or a figure) whose runs trained in more than one precision
-AMP_COLUMN = "recipe.amp_dtype"  # the recorded recipe's field, as `load_runs` flattens it
+AMP_FIELD = "amp_dtype"  # the recorded recipe's field, read from each run's `recipe_json`
 
 
 def run_precision(amp_dtype: Any, device: Any) -> str:
@@ -42,9 +43,18 @@ def bar_precision(runs: pd.DataFrame) -> str:
     """The precision of the bar made of `runs` (rows of `analysis.collect.load_runs`)."""
     if runs.empty:
         return ""
-    amp = runs[AMP_COLUMN] if AMP_COLUMN in runs else [None] * len(runs)
+    recipes = runs["recipe_json"] if "recipe_json" in runs else [None] * len(runs)
+    amp = [_recorded_amp(r) for r in recipes]
     device = runs["device"] if "device" in runs else [None] * len(runs)
     return one_label(run_precision(a, d) for a, d in zip(amp, device, strict=True))
+
+
+def _recorded_amp(recipe: Any) -> Any:
+    """The `amp_dtype` of a run's normalised recipe (`analysis.variants.recipe_json`), or None."""
+    if not isinstance(recipe, str):
+        return None
+    found = (json.loads(recipe).get("recipe") or {}) if recipe else {}
+    return found.get(AMP_FIELD) if isinstance(found, dict) else None
 
 
 def figure_precision(frame: pd.DataFrame) -> str:
