@@ -1,9 +1,10 @@
 """Carry out a validated plan (configs, then jobs) and cancel a sweep's jobs.
 
 Each `roadmap sweep` that submits anything appends one entry to `<root>/<track>/sweep.json`
-(time, command, executor, profile, runs, job ids, the driving process), under an exclusive lock
-on `<root>/<track>/.sweep.lock` (naming its holder) that the local executor holds until its
-last job ends; a second sweep of the track is refused at once, naming the first.
+(time, command, executor, profile, runs, job ids, the driving process, the copy of the code its
+jobs import: experiments/sweep/snapshot.py), under an exclusive lock on
+`<root>/<track>/.sweep.lock` (naming its holder) that the local executor holds until its last
+job ends; a second sweep of the track is refused at once, naming the first.
 """
 
 from __future__ import annotations
