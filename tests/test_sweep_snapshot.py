@@ -90,6 +90,8 @@ def test_waiting_and_requeued_jobs_build_the_launchs_model_and_a_mixed_bar_is_na
     preempt(runs[0])  # it checkpoints, is requeued and resumes: with the launch's code
     out, _ = launch.communicate(timeout=600)
     assert launch.returncode == 0, out
+    (snap,) = root.glob(f"{SNAPSHOTS}/*/{MANIFEST}")
+    assert f"jobs import the code copied to {snap.parent} " in out
     kinds = [e["event"] for e in records.read_events(runs[0])]
     assert kinds == ["start", "checkpoint", "requeue", "start", "resume", "end"], kinds
     waited = [e for e in records.read_events(runs[1]) if e["event"] == "start"]

@@ -105,6 +105,8 @@ def launch(plan: Plan, out: Out = print) -> int:
         configs = prepare(plan)
         # The debug executor trains in this process, at once: it needs no copy of the code.
         code = None if req.executor == "debug" else snapshot_code(req.root)
+        if code is not None:
+            out(f"jobs import the code copied to {code.path} (edits from now on are not used)")
         stamp = records.now()
         entry: Entry = {
             "id": f"{stamp[:19].replace('-', '').replace(':', '')}-{os.getpid()}",
