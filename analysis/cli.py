@@ -114,6 +114,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="pool runs of every preset and recipe into one staircase",
     )
+    parser.add_argument(
+        "--strict-code",
+        action="store_true",
+        help="refuse to draw a bar whose runs trained with different model or training code",
+    )
     parser.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRIC_LABELS))
     parser.add_argument(
         "--paper-overlay",
@@ -155,6 +160,7 @@ def cmd_staircase(args: argparse.Namespace) -> int:
             "--track": args.track,
             "--preset": args.preset,
             "--allow-mixed": args.allow_mixed,
+            "--strict-code": args.strict_code,
             "--paper-overlay": args.paper_overlay,
             "--steps": args.steps,
         }
@@ -167,6 +173,7 @@ def cmd_staircase(args: argparse.Namespace) -> int:
 
 def _runs(args: argparse.Namespace, width: float) -> int:
     """The staircase of the runs under `args.root`."""
+    from analysis.code_bars import mixed_code_bars
     from analysis.collect import aggregate, draw_only, load_runs, select_runs
     from analysis.figure import draw_staircase
     from analysis.report import root_statistics, staircase_title
@@ -178,8 +185,12 @@ def _runs(args: argparse.Namespace, width: float) -> int:
     sel = select_runs(load_runs(args.root), track, args.preset, args.allow_mixed, args.metric)
     if args.steps:
         sel = draw_only(sel, chosen)
+    mixed = mixed_code_bars(sel)
+    sel.warnings += mixed
     frame = aggregate(sel, True if args.paper_overlay else None, args.equivalence)
     print(summary(sel, frame))
+    if mixed and args.strict_code:
+        raise ValueError(f"--strict-code: {len(mixed)} bar(s) of mixed code (see above)")
     if frame["n"].fillna(0).sum() == 0:  # before anything is written: --out stays as it was
         raise ValueError(f"no runs to draw on {track} (see above for what was left out)")
     stem = args.out / f"staircase_{track}"

@@ -20,6 +20,7 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,25 @@ def controller_env(
 
 
 class SessionLocalExecutor(submitit.LocalExecutor):
-    """LocalExecutor whose controllers start in their own session (safe from the sweep's ^C)."""
+    """LocalExecutor whose controllers start in their own session (safe from the sweep's ^C).
+
+    `environ` and `cwd` (default: this process's) are the controller's, and so its tasks'.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        environ: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(folder, **kwargs)
+        self.environ, self.cwd = environ, cwd
 
     def _submit_command(self, command: str) -> submitit.LocalJob:
         ntasks = self.parameters.get("tasks_per_node", 1)
         gpus = self.parameters.get("visible_gpus", ())
-        env = dict(os.environ)
+        env = dict(os.environ if self.environ is None else self.environ)
         env.update(
             controller_env(
                 ntasks,
@@ -70,7 +84,7 @@ class SessionLocalExecutor(submitit.LocalExecutor):
             )
         )
         cmd = [sys.executable, "-m", LOCAL_CONTROLLER, str(self.folder)]
-        process = subprocess.Popen(cmd, env=env, start_new_session=True)
+        process = subprocess.Popen(cmd, env=env, cwd=self.cwd, start_new_session=True)
         return submitit.LocalJob(
             folder=self.folder,
             job_id=str(process.pid),

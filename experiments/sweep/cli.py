@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from experiments.recipe import PRESETS
-from experiments.runs.runstate import sweep_states, totals
+from experiments.runs import records
+from experiments.runs.code_digest import mixed_code
+from experiments.runs.runstate import RunState, sweep_states, totals
 from experiments.submitit_private import job_outcome_error
 from experiments.sweep.estimate import estimate
 from experiments.sweep.launch import cancel, launch
@@ -130,20 +133,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the step x seed table (or JSON) of every track under --root."""
     states = sweep_states(args.root, args.track, job_outcome_error)
+    mixed = mixed_code_steps(states)
     if args.format == "json":
-        print(
-            json.dumps(
-                {"runs": [s.as_dict() for s in states], "totals": dict(totals(states))},
-                indent=1,
-                default=str,
-            )
-        )
+        runs = {"runs": [s.as_dict() for s in states], "totals": dict(totals(states))}
+        print(json.dumps(runs | {"mixed_code": mixed}, indent=1, default=str))
         return 0
     if not states:
         print(f"no runs under {args.root}")
         return 0
     print(format_status(states, args.root))
+    for row in mixed:
+        print(f"mixed code: {row['track']}/{row['step']}: {row['detail']}")
     return 0
+
+
+def mixed_code_steps(states: list[RunState]) -> list[dict[str, str]]:
+    """The steps whose done runs trained with different code: track, step, how (`mixed_code`)."""
+    codes: dict[tuple[str, str], dict[str, Any]] = {}
+    for s in states:
+        if s.status == "done":
+            result = records.read_or_reason(records.read_result, s.run_dir)[0] or {}
+            codes.setdefault((s.track, s.step), {})[f"seed{s.seed}"] = result.get("code")
+    found = {key: mixed_code(runs) for key, runs in codes.items()}
+    return [{"track": t, "step": s, "detail": d} for (t, s), d in found.items() if d]
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """Carry out a validated plan (configs, then jobs) and cancel a sweep's jobs.
 
 Each `roadmap sweep` that submits anything appends one entry to `<root>/<track>/sweep.json`
-(time, command, executor, profile, runs, job ids, the driving process), under an exclusive lock
-on `<root>/<track>/.sweep.lock` (naming its holder) that the local executor holds until its
-last job ends; a second sweep of the track is refused at once, naming the first.
+(time, command, executor, profile, runs, job ids, the driving process, the copy of the code its
+jobs import: experiments/sweep/snapshot.py), under an exclusive lock on
+`<root>/<track>/.sweep.lock` (naming its holder) that the local executor holds until its last
+job ends; a second sweep of the track is refused at once, naming the first.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from experiments.sweep.job import STOP_WAIT_S, RunJob, new_job
 from experiments.sweep.local import LocalDriver, local_slots, stop_local_job
 from experiments.sweep.plan import Plan, replan
 from experiments.sweep.slurm import cancel_slurm, submit_slurm
+from experiments.sweep.snapshot import CodeSnapshot, snapshot_code
 from experiments.train.config import prepare_run
 
 Entry = dict[str, Any]  # one submission in sweep.json
@@ -101,6 +103,10 @@ def launch(plan: Plan, out: Out = print) -> int:
             out(nothing + "unreadable (another sweep submitted the rest)")
             return 0
         configs = prepare(plan)
+        # The debug executor trains in this process, at once: it needs no copy of the code.
+        code = None if req.executor == "debug" else snapshot_code(req.root)
+        if code is not None:
+            out(f"jobs import the code copied to {code.path} (edits from now on are not used)")
         stamp = records.now()
         entry: Entry = {
             "id": f"{stamp[:19].replace('-', '').replace(':', '')}-{os.getpid()}",
@@ -111,6 +117,7 @@ def launch(plan: Plan, out: Out = print) -> int:
             "preset": req.preset,
             "runs": [str(c.parent.relative_to(req.root.absolute())) for c in configs],
             "driver": this_process(),
+            "code": None if code is None else {"digest": code.digest, "path": str(code.path)},
         }
         _record(track_dir, entry)
         executors = {
@@ -118,17 +125,19 @@ def launch(plan: Plan, out: Out = print) -> int:
             "debug": _launch_debug,
             "local": _launch_local,
         }
-        return executors[req.executor](plan, configs, entry, out)
+        return executors[req.executor](plan, configs, entry, code, out)
 
 
-def _launch_slurm(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> int:
+def _launch_slurm(
+    plan: Plan, configs: list[Path], entry: Entry, code: CodeSnapshot | None, out: Out
+) -> int:
     """Submit one job array and return: the jobs run on the cluster."""
     req = plan.request
     track_dir = req.root / req.track
     folder = (track_dir / SUBMITIT).absolute()
     name = f"roadmap-{req.track}-{req.preset}"
     try:
-        ids = submit_slurm(configs, plan.profile, folder, name)
+        ids = submit_slurm(configs, plan.profile, folder, name, code)
     except ValueError as err:
         entry["error"] = str(err)
         _record(track_dir, entry)
@@ -143,7 +152,9 @@ def _launch_slurm(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> in
     return 0
 
 
-def _launch_debug(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> int:
+def _launch_debug(
+    plan: Plan, configs: list[Path], entry: Entry, code: CodeSnapshot | None, out: Out
+) -> int:
     """Run the jobs one after another in this process (submitit's DebugExecutor)."""
     folder = plan.request.root / plan.request.track / SUBMITIT
     failed = 0
@@ -163,12 +174,14 @@ def _launch_debug(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> in
     return int(failed > 0)
 
 
-def _launch_local(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> int:
+def _launch_local(
+    plan: Plan, configs: list[Path], entry: Entry, code: CodeSnapshot | None, out: Out
+) -> int:
     """Run the jobs on this machine, a few at a time, until the last one ends."""
     req = plan.request
     track_dir = req.root / req.track
     slots = local_slots(req.jobs)
-    driver = LocalDriver(track_dir / SUBMITIT, slots, plan.profile.max_requeues, out)
+    driver = LocalDriver(track_dir / SUBMITIT, slots, plan.profile.max_requeues, out, code)
     counts = driver.run(configs)
     entry["counts"] = counts
     _record(track_dir, entry)

@@ -27,6 +27,7 @@ from experiments.runs.locks import update_job
 from experiments.runs.scheduler import process_alive, process_start, this_process
 from experiments.submitit_private import SessionLocalExecutor, job_outcome_error
 from experiments.sweep.job import STOP_WAIT_S, RunJob, mark_stopped, new_job
+from experiments.sweep.snapshot import CodeSnapshot
 
 POLL_S = 0.5
 
@@ -128,8 +129,10 @@ class LocalDriver:
         slots: list[Slot],
         max_requeues: int = 3,
         out: Callable[[str], None] | None = None,
+        code: CodeSnapshot | None = None,
     ) -> None:
         self.folder = folder
+        self.code = code  # the launch's copy of the code, which every job imports from
         self.slots = slots
         self.max_requeues = max_requeues
         self.out = out or (lambda line: print(line, flush=True))
@@ -197,7 +200,13 @@ class LocalDriver:
 
     def _start(self, config: Path, slot: Slot) -> submitit.LocalJob:
         """Start one local job on `slot`; record its controller in job.json."""
-        executor = SessionLocalExecutor(folder=self.folder, max_num_timeout=self.max_requeues)
+        code = self.code
+        executor = SessionLocalExecutor(
+            folder=self.folder,
+            max_num_timeout=self.max_requeues,
+            environ=None if code is None else code.env(os.environ),
+            cwd=None if code is None else code.path,
+        )
         executor.update_parameters(
             timeout_min=60 * 24 * 365,
             visible_gpus=slot.gpus,
@@ -213,6 +222,7 @@ class LocalDriver:
             submitit_folder=str(self.folder),
             threads=slot.threads,
             gpus=list(slot.gpus),
+            code_snapshot=None if code is None else str(code.path),
         )
         return job
 

@@ -21,14 +21,27 @@ from experiments.runs.scheduler import SLURM_RUNNING, sacct_states
 from experiments.submitit_private import sbatch_script
 from experiments.sweep.job import STOP_WAIT_S, RunJob, failure_reason, mark_stopped, new_job
 from experiments.sweep.profile import Profile
+from experiments.sweep.snapshot import CodeSnapshot
 
 SLURM_DEFAULTS: dict[str, Any] = {"job_name": "roadmap"}
 
 
-def submit_slurm(configs: list[Path], profile: Profile, folder: Path, job_name: str) -> list[str]:
-    """Submit one Slurm job array (one task per config); write each run's job.json; job ids."""
+def submit_slurm(
+    configs: list[Path],
+    profile: Profile,
+    folder: Path,
+    job_name: str,
+    code: CodeSnapshot | None = None,
+) -> list[str]:
+    """Submit one Slurm job array (one task per config); write each run's job.json; job ids.
+
+    With `code`, every task (and requeue: the same script) imports from that snapshot.
+    """
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile.max_requeues)
-    executor.update_parameters(job_name=job_name, **profile.slurm_parameters())
+    params = profile.slurm_parameters()
+    if code is not None:
+        params["setup"] = [*code.shell_setup(), *params.get("setup", [])]
+    executor.update_parameters(job_name=job_name, **params)
     jobs = []
     try:
         with executor.batch():
@@ -44,6 +57,7 @@ def submit_slurm(configs: list[Path], profile: Profile, folder: Path, job_name: 
             job_id=str(job.job_id),
             submitit_folder=str(folder),
             profile=profile.path,
+            code_snapshot=None if code is None else str(code.path),
         )
     return [str(j.job_id) for j in jobs]
 

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from experiments.recipe import Recipe
-from experiments.runs import records
+from experiments.runs import code_digest, records
 from experiments.train import wandb_log
 from experiments.train.data import Loaders
 
@@ -172,6 +172,7 @@ def result_record(trainer: TrainerView, status: str, reason: str | None) -> dict
         "device": str(trainer.device),
         "threads": torch.get_num_threads(),
         "dataset": trainer.data.info,
+        "code": code_digest.code_record(state.get("code", ())),  # the model and training code
         "finished": records.now(),
     }
 

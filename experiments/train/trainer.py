@@ -23,7 +23,7 @@ from torch import nn
 
 import roadmap
 from experiments.recipe import build_arguments, recipe_from_dict
-from experiments.runs import records, runstate
+from experiments.runs import code_digest, records, runstate
 from experiments.runs.predictions import drop_unmatched
 from experiments.train import checkpoint as ckpt
 from experiments.train import wandb_log
@@ -76,6 +76,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir / records.CHECKPOINT_DIR
         self._trusted: set[Path] = set()  # checkpoints this process wrote or verified
         self.resumed_from = self._resume()
+        self.state["code"] = code_digest.trained_with(self.state.get("code"))  # result's `code`
 
     def _setup_model(self) -> None:
         """The step's model (the same initial weights on every rank and restart), its EMA."""
