@@ -34,7 +34,7 @@ def test_two_sweeps_of_one_root_submit_each_missing_run_once(
 ) -> None:
     submitted = tmp_path / "submitted.txt"
 
-    def executor(plan, configs, entry, out) -> int:
+    def executor(plan, configs, entry, code, out) -> int:
         """The local executor, faked: note each run, then finish it."""
         for config in configs:
             with submitted.open("a") as f:
