@@ -36,6 +36,7 @@ from analysis.pooled import DEFAULT_MARGIN
 from analysis.variants import find_step, recipe_json
 from experiments.runs import records, runstate
 from experiments.submitit_private import job_outcome_error
+from roadmap.errors import UserError
 from roadmap.steps import Step, steps
 
 PAPER_PRESET = "paper"  # the preset whose numbers the paper's tables report
@@ -79,7 +80,7 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
         raise FileNotFoundError(f"no such directory: {root}")
     df = runstate.collect(root, job_error=job_outcome_error)  # a job's own error in reasons
     if df.empty:
-        raise ValueError(f"no run records ({records.CONFIG}) under {root}")
+        raise UserError(f"no run records ({records.CONFIG}) under {root}")
     configs = [records.read_or_reason(records.read_config, d)[0] or {} for d in df["run_dir"]]
     df["recipe_json"] = [recipe_json(c) for c in configs]
     df["spec_change"] = [spec_change(c) for c in configs]
@@ -135,7 +136,7 @@ def select_runs(
     the one list of the rules.
     """
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise UserError(f"metric must be one of {METRICS}, got {metric!r}")
     track_steps = steps(track)
     runs, notes = _of_track(df, track, preset)
     reasons = _unusable(runs, {s.name for s in track_steps}, metric)
@@ -207,10 +208,10 @@ def _of_track(df: pd.DataFrame, track: str, preset: str | None) -> tuple[pd.Data
     notes = [f"runs of other tracks not drawn: {tracks}"] if len(other) else []
     runs = df[df["track"] == track]
     if runs.empty:
-        raise ValueError(f"no runs of track {track!r}; found {tracks}")
+        raise UserError(f"no runs of track {track!r}; found {tracks}")
     if preset is not None and preset not in set(runs["preset"]):
         found = f"presets found: {listing(runs['preset'].value_counts())}"
-        raise ValueError(f"no runs of preset {preset!r} on {track}; {found}")
+        raise UserError(f"no runs of preset {preset!r} on {track}; {found}")
     return runs, notes
 
 

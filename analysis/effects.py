@@ -40,6 +40,7 @@ from roadmap.designs import (
     make_point,
     parse_point,
 )
+from roadmap.errors import UserError
 from roadmap.steps import get_step, steps
 
 COLUMNS = ("term", "effect", "ci95_low", "ci95_high", "p", "n", "kind", "step", "base", "test")
@@ -61,11 +62,11 @@ def usable_runs(
     if metric in runs:
         runs = runs[runs[metric].notna()]
     if runs.empty or metric not in runs:
-        raise ValueError(f"no done run with {metric} on track {track!r}")
+        raise UserError(f"no done run with {metric} on track {track!r}")
     preset = preset or str(runs["preset"].value_counts().sort_index().idxmax())
     runs = runs[runs["preset"] == preset]
     if runs.empty:
-        raise ValueError(f"no done run of preset {preset!r} on track {track!r}")
+        raise UserError(f"no done run of preset {preset!r} on track {track!r}")
     recipes = runs["recipe_json"].map(lambda v: json.dumps(json.loads(v)["recipe"], sort_keys=True))
     runs = runs[recipes == recipes.value_counts().sort_index().idxmax()]
     runs = runs.sort_values("created", kind="stable")

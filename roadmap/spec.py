@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
 
+from roadmap.errors import UserError
+
 STEMS = ("resnet", "patchify")
 # The names of norms (bn_to_ln) and activations (relu_to_gelu) a spec may give; each has its
 # layers in `roadmap.layers` (NORM_LAYERS, ACT_LAYERS), which the builder alone imports, so that
@@ -111,7 +113,7 @@ class ArchSpec:
         """Return a copy with `changes`; an unknown field name is an error naming it."""
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"ArchSpec has no field {', '.join(map(repr, unknown))}; "
                 f"fields are: {', '.join(f.name for f in fields(self))}"
             )
@@ -185,7 +187,7 @@ def _is_int(value: Any) -> bool:
 def _check(ok: bool, name: str, message: str) -> None:
     """Raise a ValueError naming the field `name` unless `ok`."""
     if not ok:
-        raise ValueError(f"ArchSpec.{name} {message}")
+        raise UserError(f"ArchSpec.{name} {message}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

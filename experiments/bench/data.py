@@ -16,6 +16,7 @@ from experiments.data.listing import IMAGE_EXTENSIONS
 from experiments.recipe import resolve_recipe
 from experiments.train.parts import build_transforms
 from experiments.train.signals import worker_signals
+from roadmap.errors import UserError
 
 
 def check_bench_data(root: str | Path) -> DataCheck:
@@ -31,7 +32,7 @@ def check_bench_data(root: str | Path) -> DataCheck:
     check = check_split(train_dir)
     split = next(iter(check.listing.splits.values()))
     if not split.classes or not split.images:
-        raise ValueError(
+        raise UserError(
             f"--data {root}: {train_dir} is not an ImageFolder (class folders with "
             f"{', '.join(IMAGE_EXTENSIONS)} images)"
         )

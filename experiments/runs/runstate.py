@@ -38,7 +38,7 @@ from experiments.runs.scheduler import (
     process_alive,
     sacct_states,
 )
-from roadmap.errors import describe_error
+from roadmap.errors import UserError, describe_error
 from roadmap.steps import step_names
 
 STATUSES = (
@@ -320,7 +320,7 @@ def find_runs(root: str | os.PathLike, track: str) -> dict[tuple[str, int], Path
         if state.track != track:
             continue
         if key in found:
-            raise ValueError(
+            raise UserError(
                 f"two folders hold the run {track}/{state.step} seed {state.seed}: "
                 f"{found[key]} and {run_dir}; move one of them out of {root}"
             )

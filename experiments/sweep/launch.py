@@ -28,6 +28,7 @@ from experiments.sweep.local import LocalDriver, local_slots, stop_local_job
 from experiments.sweep.plan import Plan
 from experiments.sweep.slurm import cancel_slurm, submit_slurm
 from experiments.train.config import prepare_run
+from roadmap.errors import UserError
 
 Entry = dict[str, Any]  # one submission in sweep.json
 Out = Callable[[str], None]
@@ -45,7 +46,7 @@ def sweep_lock(track_dir: Path) -> Iterator[None]:
     try:
         lock.acquire(0, f"the sweep lock of {track_dir}")
     except LockBusy as busy:
-        raise ValueError(
+        raise UserError(
             f"another sweep ({describe(busy.holder)}) is submitting or running under "
             f"{track_dir}; see `roadmap status --root {track_dir.parent}`"
         ) from None

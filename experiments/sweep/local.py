@@ -27,6 +27,7 @@ from experiments.runs.locks import update_job
 from experiments.runs.scheduler import process_alive, process_start, this_process
 from experiments.submitit_private import SessionLocalExecutor, job_outcome_error
 from experiments.sweep.job import STOP_WAIT_S, RunJob, mark_stopped, new_job
+from roadmap.errors import UserError
 
 POLL_S = 0.5
 
@@ -48,7 +49,7 @@ def local_slots(jobs: int | None = None) -> list[Slot]:
     one-thread jobs do not slow down under other load the way multi-threaded torch does.
     """
     if jobs is not None and jobs < 1:
-        raise ValueError("--jobs must be >= 1")
+        raise UserError("--jobs must be >= 1")
     cores = len(os.sched_getaffinity(0))
     gpus = _gpu_count()
     if gpus:  # numbered as the machine does (through our CUDA_VISIBLE_DEVICES), not 0..n-1

@@ -21,6 +21,7 @@ from experiments.runs.scheduler import SLURM_RUNNING, sacct_states
 from experiments.submitit_private import sbatch_script
 from experiments.sweep.job import STOP_WAIT_S, RunJob, failure_reason, mark_stopped, new_job
 from experiments.sweep.profile import Profile
+from roadmap.errors import UserError
 
 SLURM_DEFAULTS: dict[str, Any] = {"job_name": "roadmap"}
 
@@ -36,7 +37,7 @@ def submit_slurm(configs: list[Path], profile: Profile, folder: Path, job_name: 
                 job = RunJob(str(config), profile.threads, profile.max_requeues)
                 jobs.append(executor.submit(job))
     except Exception as err:  # sbatch refused: nothing was submitted
-        raise ValueError(f"sbatch refused the job array: {failure_reason(err)}") from err
+        raise UserError(f"sbatch refused the job array: {failure_reason(err)}") from err
     for config, job in zip(configs, jobs, strict=True):
         new_job(
             config.parent,
@@ -63,11 +64,11 @@ def check_slurm(profile: Profile, tasks: int, folder: Path) -> str:
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=90)
         except subprocess.TimeoutExpired:
-            raise ValueError("sbatch --test-only did not answer within 90 s") from None
+            raise UserError("sbatch --test-only did not answer within 90 s") from None
     answer = " ".join((proc.stderr + proc.stdout).split())
     if proc.returncode:
         where = f" (profile {profile.path})" if profile.path else ""
-        raise ValueError(f"Slurm refuses the job array{where}: {answer}")
+        raise UserError(f"Slurm refuses the job array{where}: {answer}")
     return answer
 
 

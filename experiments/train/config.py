@@ -28,6 +28,7 @@ from experiments.recipe import (
 from experiments.runs import records
 from experiments.runs.files import check_writable
 from roadmap.designs import point_spec
+from roadmap.errors import UserError
 
 RANK0_CONFIG_WAIT_S = 300.0  # how long another rank waits for rank 0's config.json
 SHORT = 40  # characters of a value shown in a difference
@@ -84,7 +85,7 @@ def check_fills_a_step(recipe: Recipe, images: int, world: int, builtin: bool) -
         if builtin
         else "set recipe.batch_size and recipe.accum_steps (or recipe.base_batch)"
     )
-    raise ValueError(
+    raise UserError(
         f"{'the built-in dataset' if builtin else 'the dataset'}'s {images} training images "
         f"cannot fill one optimizer step of {per_step} images ({world} device(s)): {where}"
     )
@@ -93,7 +94,7 @@ def check_fills_a_step(recipe: Recipe, images: int, world: int, builtin: bool) -
 def check_seed(seed: Any) -> None:
     """A seed is a non-negative int."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise UserError(f"seed must be a non-negative int, got {seed!r}")
 
 
 def run_identity(
@@ -116,7 +117,7 @@ def run_identity(
     recipe = run_recipe(resolve_recipe(preset, tuple(overrides)), track)
     if dataset is None:
         if data_root is not None:
-            raise ValueError(f"{data_root}: check it first (run_data) for its identity")
+            raise UserError(f"{data_root}: check it first (run_data) for its identity")
         from experiments.train.data import builtin_dataset
 
         dataset = builtin_dataset(recipe)
@@ -214,7 +215,7 @@ def prepare_run(
         return out
     diff = identity_diff(existing, config)
     if diff:
-        raise ValueError(f"{out} already holds a different run ({diff}); choose another --out")
+        raise UserError(f"{out} already holds a different run ({diff}); choose another --out")
     return out
 
 

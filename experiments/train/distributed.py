@@ -23,6 +23,7 @@ from torch import nn
 
 from experiments.recipe import Recipe
 from experiments.train import cuda
+from roadmap.errors import UserError
 
 # What gloo and NCCL say when another rank's process or its node has gone (torch 2.4-2.14).
 PEER_LOST_MARKERS = (
@@ -102,7 +103,7 @@ class RankContext:
         amp = getattr(torch, recipe.amp_dtype)
         # Before Ampere bf16 is only emulated (slowly): refused, as a GPU without it.
         if amp == torch.bfloat16 and not torch.cuda.is_bf16_supported(False):
-            raise ValueError(
+            raise UserError(
                 f"recipe.amp_dtype=bfloat16: {torch.cuda.get_device_name(device)} has no "
                 "bfloat16 units; use --set recipe.amp_dtype=float16 (with a gradient scaler)"
             )

@@ -41,6 +41,7 @@ from experiments.train.report import (
     show_step,
 )
 from experiments.train.signals import DeferredSignals, StopRequested
+from roadmap.errors import UserError
 
 
 class Trainer:
@@ -120,7 +121,7 @@ class Trainer:
             self.steps_per_epoch,
             self.effective_batch,
         ):
-            raise ValueError(
+            raise UserError(
                 f"{path} was written with {saved['steps_per_epoch']} steps per epoch of "
                 f"{saved['effective_batch']} images, this job has {self.steps_per_epoch} of "
                 f"{self.effective_batch}: resume it with the same devices and batch"
