@@ -364,7 +364,7 @@ def run_recipe(recipe: Recipe, track: str) -> Recipe:
     A recipe without a drop path (`paper`, `proxy`) takes the paper's for the track, the same
     for every step (`roadmap.endpoints.paper_drop_path` says why); a preset's or a `--set`
     value wins. Layer scale and init are the recipe's on every track. An unknown track is a
-    ValueError naming it.
+    UserError naming it.
     """
     if recipe.drop_path is not None:
         return recipe

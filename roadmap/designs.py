@@ -142,7 +142,7 @@ def parse_point(name: str, track: str) -> Point:
 
 
 def point_spec(name: str, track: str) -> ArchSpec:
-    """The spec of a step or of a design point, by name; an unknown one is a ValueError."""
+    """The spec of a step or of a design point, by name; an unknown one is a UserError."""
     if "-" not in name:
         return get_step(name, track).spec
     point = parse_point(name, track)

@@ -5,7 +5,7 @@ layer scale and initialisation are arguments of `roadmap.build_model`, which the
 decides (experiments/recipe.py). Every field names the step of "A ConvNet for the 2020s" (Liu et
 al., CVPR 2022, Section 2 and Appendix C) that changes it. Defaults describe torchvision's
 ResNet-50 (same layers, same parameters), so a field that no step touches is neutral. A bad
-value is a ValueError naming the field, raised where the spec is made.
+value is a UserError naming the field, raised where the spec is made.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _check(ok: bool, name: str, message: str) -> None:
-    """Raise a ValueError naming the field `name` unless `ok`."""
+    """Raise a UserError naming the field `name` unless `ok`."""
     if not ok:
         raise UserError(f"ArchSpec.{name} {message}")
 

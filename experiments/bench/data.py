@@ -23,7 +23,7 @@ def check_bench_data(root: str | Path) -> DataCheck:
     """Check the training folder of `--data` (ROOT/train, or ROOT itself) before measuring.
 
     `roadmap data check` on it (cached): a folder that is not an ImageFolder, or one with a bad
-    file that would stop the measurement halfway, is one ValueError naming the files.
+    file that would stop the measurement halfway, is one UserError naming the files.
     """
     root = Path(root).expanduser()
     train_dir = root / "train" if (root / "train").is_dir() else root

@@ -321,7 +321,7 @@ class Progress:
 
 
 def usable(check: DataCheck, skip: bool) -> Usable:
-    """What a run trains on; one ValueError naming the first problems otherwise.
+    """What a run trains on; one UserError naming the first problems otherwise.
 
     Problems of the layout are always refused; bad files and folders are refused unless
     `skip`, which leaves them out (a class left with no image is then refused).

@@ -133,7 +133,7 @@ class Plan:
 
 
 def make_plan(request: Request) -> Plan:
-    """Validate the request and plan every run; any problem is one ValueError, nothing written.
+    """Validate the request and plan every run; any problem is one UserError, nothing written.
 
     Everything a run would fail on as it starts is checked here: the data (`run_data`: the
     check, cached), one optimizer step's worth of images, the recipe's timm parts.

@@ -126,7 +126,7 @@ class Profile:
 
 
 def load_profile(path: str | os.PathLike) -> Profile:
-    """Read and check `slurm/NAME.toml`; any problem is one ValueError naming the file."""
+    """Read and check `slurm/NAME.toml`; any problem is one UserError naming the file."""
     path = Path(path)
     if not path.is_file():
         known = (

@@ -53,7 +53,7 @@ def check_slurm(profile: Profile, tasks: int, folder: Path) -> str:
     """Ask Slurm whether it would accept the job array (`sbatch --test-only`); its answer.
 
     Catches what only the cluster knows (partition, account, qos, constraint, limits) before
-    anything is written or submitted; a refusal is a ValueError with sbatch's message.
+    anything is written or submitted; a refusal is a UserError with sbatch's message.
     """
     params = SLURM_DEFAULTS | profile.slurm_parameters()
     script = sbatch_script("true", folder, max(tasks, 1), **params)

@@ -47,7 +47,7 @@ class RunData:
 
 
 def run_data(recipe: Recipe, data: str | Path | None, out: IO[str] | None = None) -> RunData:
-    """Check the run's dataset; one ValueError for its problems, unless the recipe skips them.
+    """Check the run's dataset; one UserError for its problems, unless the recipe skips them.
 
     An ImageFolder root is checked by `roadmap data check` (every image not in the check's
     cache decoded, progress to `out`); the built-in dataset needs no check.
@@ -110,7 +110,7 @@ def run_identity(
 
     `data_root` and `dataset` are a checked ImageFolder's (`run_data(...)`: root, identity),
     or None for the built-in dataset. An unknown track, step (with the nearest name), preset
-    or `--set` key, or a bad seed is one ValueError.
+    or `--set` key, or a bad seed is one UserError.
     """
     spec = point_spec(step, track)  # a step, or a design point (roadmap.designs)
     check_seed(seed)
@@ -189,7 +189,7 @@ def prepare_run(
     `write=False` (the other ranks of a `torchrun` run) checks the same and writes nothing: it
     waits for the config that rank 0 writes, and compares it.
 
-    Raises ValueError / OSError with one message for an unknown track, step (with the nearest
+    Raises UserError / OSError with one message for an unknown track, step (with the nearest
     name), preset or `--set` key (with the valid ones), a bad seed, a data root with problems
     (`run_data`; `checked`: its result, when the caller has it already), too few images for one
     optimizer step, an out_dir that cannot be written (read-only, full, under a file) or that

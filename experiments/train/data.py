@@ -57,7 +57,7 @@ def validate_data(path: str | os.PathLike) -> dict[str, Any]:
 
     train/ and val/ with the same class folders, none empty, none hidden, nested, linked in a
     loop or broken: the walk's problems (experiments/data/listing.py). Returns {"root": absolute
-    path, "classes": [...]}; any problem is one FileNotFoundError or ValueError naming it.
+    path, "classes": [...]}; any problem is one FileNotFoundError or UserError naming it.
     """
     listing = list_root(path)
     problems = listing.all_problems() + class_problems(listing, set())
