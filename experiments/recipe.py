@@ -147,7 +147,7 @@ class Recipe:
     ema_decay: float = 0.9999
     # -- system
     workers: int = 10  # data-loading processes per device (0: in the main process)
-    threads: int = 0  # torch threads; 0: leave torch's default
+    threads: int = 0  # torch threads; 0: the executor's share, else torch's default
     # Autocast on CUDA (float16 adds a grad scaler); the CPU trains in float32.
     amp_dtype: str = "bfloat16"
     channels_last: bool = True  # memory format of the model and its inputs
@@ -195,6 +195,14 @@ class Recipe:
     def mixing(self) -> bool:
         """Whether Mixup/CutMix is on."""
         return self.mixup_prob > 0 and (self.mixup > 0 or self.cutmix > 0)
+
+    def torch_threads(self, share: int = 0) -> int:
+        """The torch threads a run applies: `threads` if set, else the executor's `share`.
+
+        The one rule (0: torch's default); `RankContext.start` applies it, and the sweep's
+        job.json, start event and estimate record what it gives (docs/sweeps.md).
+        """
+        return self.threads or share
 
     def accum_for(self, world_size: int) -> int:
         """Micro-batches per optimizer step on `world_size` devices (resolves accum_steps=0)."""

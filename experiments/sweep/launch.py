@@ -168,7 +168,7 @@ def _launch_local(plan: Plan, configs: list[Path], entry: Entry, out: Out) -> in
     """Run the jobs on this machine, a few at a time, until the last one ends."""
     req = plan.request
     track_dir = req.root / req.track
-    slots = local_slots(req.jobs)
+    slots = local_slots(req.jobs, plan.recipe)
     driver = LocalDriver(track_dir / SUBMITIT, slots, plan.profile.max_requeues, out)
     counts = driver.run(configs)
     entry["counts"] = counts

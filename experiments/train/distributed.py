@@ -88,12 +88,15 @@ class RankContext:
     owns_group: bool  # this placement started the process group (and ends it)
 
     @classmethod
-    def start(cls, recipe: Recipe) -> RankContext:
-        """Join (or start) the run's process group and choose this rank's device."""
+    def start(cls, recipe: Recipe, threads_share: int = 0) -> RankContext:
+        """Join (or start) the run's process group, set its torch threads, choose its device.
+
+        The threads are `recipe.torch_threads(threads_share)`: the one place that sets them.
+        """
         owns = dist.is_available() and not dist.is_initialized()
         rank, world, local = init_distributed()
-        if recipe.threads:
-            torch.set_num_threads(recipe.threads)
+        if threads := recipe.torch_threads(threads_share):
+            torch.set_num_threads(threads)
         if not torch.cuda.is_available():
             cpu, fp32 = torch.device("cpu"), torch.float32
             return cls(rank, world, cpu, fp32, recipe.channels_last, owns and world > 1)
