@@ -111,12 +111,17 @@ def write_failure(
 
 
 def set_aside_failure(run_dir: str | os.PathLike) -> Path | None:
-    """Keep a result as result.failed-<n>.json, so that the run runs again; its new path."""
+    """Keep a result as result.failed-<n>.json, so that the run runs again; its new path.
+
+    `n` is one above the highest kept, so a kept failure is never overwritten (one deleted
+    leaves a gap in the numbers, not a number to reuse).
+    """
     run_dir = Path(run_dir)
     result = run_dir / records.RESULT
     if not result.exists():
         return None
-    n = 1 + len(list(run_dir.glob("result.failed-*.json")))
+    kept = (p.stem.removeprefix("result.failed-") for p in run_dir.glob("result.failed-*.json"))
+    n = 1 + max((int(k) for k in kept if k.isdigit()), default=0)
     kept = run_dir / f"result.failed-{n}.json"
     result.rename(kept)
     return kept
