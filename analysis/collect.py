@@ -190,9 +190,7 @@ def draw_only(sel: Selection, names: Sequence[str]) -> Selection:
     """`sel`, drawing only the steps `names`; the others' runs stay, as parents of changes."""
     chosen = [s for s in steps(sel.track) if s.name in set(names)]
     return replace(
-        sel,
-        steps=tuple(s.name for s in chosen),
-        warnings=_seed_warnings(sel.runs, chosen),
+        sel, steps=tuple(s.name for s in chosen), warnings=_seed_warnings(sel.runs, chosen)
     )
 
 

@@ -197,11 +197,7 @@ class Recipe:
         return self.mixup_prob > 0 and (self.mixup > 0 or self.cutmix > 0)
 
     def torch_threads(self, share: int = 0) -> int:
-        """The torch threads a run applies: `threads` if set, else the executor's `share`.
-
-        The one rule (0: torch's default); `RankContext.start` applies it, and the sweep's
-        job.json, start event and estimate record what it gives (docs/sweeps.md).
-        """
+        """Torch threads a run applies: `threads` if set, else the job's share (docs/sweeps.md)."""
         return self.threads or share
 
     def accum_for(self, world_size: int) -> int:
@@ -288,12 +284,7 @@ SMOKE = dataclasses.replace(
 )
 # fmt: on
 
-PRESETS: dict[str, Recipe] = {
-    "paper": PAPER,
-    "original": ORIGINAL,
-    "proxy": PROXY,
-    "smoke": SMOKE,
-}
+PRESETS: dict[str, Recipe] = {"paper": PAPER, "original": ORIGINAL, "proxy": PROXY, "smoke": SMOKE}
 
 
 def valid_keys() -> list[str]:
