@@ -18,6 +18,7 @@ from experiments.bench import report as bench_report
 from experiments.bench.models import BenchConfig, plan
 from experiments.bench.report import CSV_COLUMNS, load_measured_throughput
 from roadmap.cli import main
+from roadmap.errors import UserError
 from roadmap.steps import steps
 
 REQUIRED = (
@@ -233,7 +234,7 @@ def test_steps_take_commas_or_spaces(monkeypatch, steps: list[str]) -> None:
 
     def planned(groups, cfg, progress=None):
         seen.append([[e.model for e in g] for g in groups])
-        raise ValueError("planned, not timed")
+        raise UserError("planned, not timed")  # stops the command: one line, exit 2
 
     monkeypatch.setattr(bench_measure, "run", planned)
     assert main(["bench", "--steps", *steps, *TINY]) == 2
