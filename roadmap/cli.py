@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as err:  # a bug: keep its traceback, then say what it was in one line
         traceback.print_exc()
-        summary = f"{type(err).__name__}: {describe_error(err)}"
+        first = (describe_error(err).strip().splitlines() or [""])[0]
+        summary = f"{type(err).__name__}: {first}".rstrip(": ")
         print(f"roadmap {args.command}: internal error: {summary}", file=sys.stderr)
         return 1
 
