@@ -33,9 +33,11 @@ test-slow: $(STAMP)
 
 ## gpu-check: the `gpu` tests and the GPU benchmark of both endpoints (bf16, channels_last), at
 ## most 8 minutes on one GPU; results (CSV, logs, environment) in docs/benchmarks/gpu-check-<date>/
-## to commit. Without CUDA the tests report skipped, with the reason, and nothing is written.
+## to commit; it says how many GPU tests ran and skipped. Without CUDA the tests report skipped,
+## with the reason, nothing is written, and it exits 77 (skipped); GPU_REQUIRE_ALL=1: 77 if any skips.
 gpu-check: $(STAMP)
-	$(PY) -m experiments.bench.gpu_check $(if $(GPU_OUT),--out $(GPU_OUT))
+	$(PY) -m experiments.bench.gpu_check $(if $(GPU_OUT),--out $(GPU_OUT)) \
+		$(if $(GPU_REQUIRE_ALL),--require-all)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -18,6 +18,7 @@ import pandas as pd
 from analysis.variants import recipe_json_diff
 from experiments.data.identity import digest
 from roadmap.designs import point_spec
+from roadmap.errors import UserError
 from roadmap.steps import step_names
 
 
@@ -69,7 +70,7 @@ def most_frequent(counts: pd.Series, what: str, how: str) -> str:
     """The most frequent value of `counts`; a tie is an error saying `how` to choose."""
     top = counts[counts == counts.max()]
     if len(top) > 1:
-        raise ValueError(f"runs of several {what}: {listing(counts)}; {how}")
+        raise UserError(f"runs of several {what}: {listing(counts)}; {how}")
     return str(top.index[0])
 
 

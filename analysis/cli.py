@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from roadmap.errors import UserError
 from roadmap.select import STEPS_HELP
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
@@ -166,7 +167,7 @@ def cmd_staircase(args: argparse.Namespace) -> int:
         }
         given = [flag for flag, value in selection.items() if value]
         if given or args.metric != DEFAULT_METRIC:
-            raise ValueError(f"--paper draws both tracks as published; drop {' '.join(given)}")
+            raise UserError(f"--paper draws both tracks as published; drop {' '.join(given)}")
         return _paper(args, width)
     return _runs(args, width)
 
@@ -192,7 +193,7 @@ def _runs(args: argparse.Namespace, width: float) -> int:
     if mixed and args.strict_code:
         raise ValueError(f"--strict-code: {len(mixed)} bar(s) of mixed code (see above)")
     if frame["n"].fillna(0).sum() == 0:  # before anything is written: --out stays as it was
-        raise ValueError(f"no runs to draw on {track} (see above for what was left out)")
+        raise UserError(f"no runs to draw on {track} (see above for what was left out)")
     stem = args.out / f"staircase_{track}"
     caption = f"{track} staircase, preset {sel.preset}, {args.metric}, runs under {args.root}"
     paths = write_tables(frame, stem, caption)
@@ -303,7 +304,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
     curves = read_curves(runs)
     drawn = [s for s in chosen if s.name in set(curves["step"])]
     if not drawn:
-        raise ValueError(f"no logged epoch of the chosen steps under {args.root}")
+        raise UserError(f"no logged epoch of the chosen steps under {args.root}")
     left = [s.name for s in chosen if s not in drawn]
     preset = runs["preset"].iloc[0]
     statuses = ", ".join(f"{n} {k}" for k, n in runs["status"].value_counts().items())
@@ -359,7 +360,7 @@ def cmd_effects(args: argparse.Namespace) -> int:
     df = load_runs(args.root)
     tracks = [args.track] if args.track else [t for t in TRACKS if (df["track"] == t).any()]
     if not tracks:
-        raise ValueError(f"no runs of a known track under {args.root}")
+        raise UserError(f"no runs of a known track under {args.root}")
     paths = []
     for track in tracks:
         sel = select_runs(df, track, args.preset, metric=args.metric)  # the staircase's rules

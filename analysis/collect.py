@@ -35,6 +35,7 @@ from analysis.precision import bar_precision
 from analysis.run_rows import run_row
 from analysis.variants import find_step
 from experiments.runs import records
+from roadmap.errors import UserError
 from roadmap.steps import Step, steps
 
 PAPER_PRESET = "paper"  # the preset whose numbers the paper's tables report
@@ -79,7 +80,7 @@ def load_runs(root: str | os.PathLike) -> pd.DataFrame:
         raise FileNotFoundError(f"no such directory: {root}")
     rows = [run_row(root, d) for d in records.run_dirs(root)]
     if not rows:
-        raise ValueError(f"no run records ({records.CONFIG}) under {root}")
+        raise UserError(f"no run records ({records.CONFIG}) under {root}")
     df = pd.DataFrame(rows)
     df["order"] = df["index"].where(df["index"] > 0, 10**9)  # design points after the steps
     df = df.sort_values(["track", "order", "step", "seed"], kind="stable")
@@ -130,7 +131,7 @@ def select_runs(
     Long because this docstring is the one list of the rules.
     """
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise UserError(f"metric must be one of {METRICS}, got {metric!r}")
     track_steps = steps(track)
     runs, notes = _of_track(df, track, preset)
     reasons = _unusable(runs, known_names(runs["step"], track), metric)
@@ -189,9 +190,7 @@ def draw_only(sel: Selection, names: Sequence[str]) -> Selection:
     """`sel`, drawing only the steps `names`; the others' runs stay, as parents of changes."""
     chosen = [s for s in steps(sel.track) if s.name in set(names)]
     return replace(
-        sel,
-        steps=tuple(s.name for s in chosen),
-        warnings=_seed_warnings(sel.runs, chosen),
+        sel, steps=tuple(s.name for s in chosen), warnings=_seed_warnings(sel.runs, chosen)
     )
 
 
@@ -207,10 +206,10 @@ def _of_track(df: pd.DataFrame, track: str, preset: str | None) -> tuple[pd.Data
     notes = [f"runs of other tracks not drawn: {tracks}"] if len(other) else []
     runs = df[df["track"] == track]
     if runs.empty:
-        raise ValueError(f"no runs of track {track!r}; found {tracks}")
+        raise UserError(f"no runs of track {track!r}; found {tracks}")
     if preset is not None and preset not in set(runs["preset"]):
         found = f"presets found: {listing(runs['preset'].value_counts())}"
-        raise ValueError(f"no runs of preset {preset!r} on {track}; {found}")
+        raise UserError(f"no runs of preset {preset!r} on {track}; {found}")
     return runs, notes
 
 

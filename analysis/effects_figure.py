@@ -33,6 +33,7 @@ from analysis.figure import (
     step_label,
 )
 from analysis.table import tex_escape
+from roadmap.errors import UserError
 from roadmap.steps import steps
 
 # kind -> (legend label, colour, marker, offset within the row)
@@ -145,7 +146,7 @@ def effects_figure(
     n_factorial = len(factorial) + factorial["base"].nunique()
     heights = [h for h in (n_steps, n_factorial) if h]
     if not heights:
-        raise ValueError(f"no effect to draw on {track}")
+        raise UserError(f"no effect to draw on {track}")
     size = (width, round(sum(heights) * ROW_IN * 1.6 + EXTRA_IN, 2))
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=size, layout="constrained")

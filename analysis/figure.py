@@ -32,6 +32,7 @@ from analysis.figure_fit import Label, fit_right
 from analysis.precision import figure_precision, varies
 from analysis.table import MARKS, gflops_cell
 from analysis.table import mark as verdict_mark
+from roadmap.errors import UserError
 
 FORMATS = ("png", "pdf", "svg")
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
@@ -151,7 +152,7 @@ def draw_staircase(
     """
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        raise ValueError(f"formats must be among {FORMATS}, got {list(formats)}")
+        raise UserError(f"formats must be among {FORMATS}, got {list(formats)}")
     with mpl.rc_context(STYLE):
         fig = staircase_figure(frame, **options)
     return save_figure(fig, stem, formats)
@@ -247,7 +248,7 @@ def _x_values(rows: Rows, back: dict[int, pd.Series], overlay: bool) -> list[flo
         ]
     xs += [row["top1_mean"] for row in back.values() if pd.notna(row["top1_mean"])]
     if not xs:
-        raise ValueError("nothing to draw: no step has a top-1 value")
+        raise UserError("nothing to draw: no step has a top-1 value")
     return xs
 
 

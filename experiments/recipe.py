@@ -16,6 +16,7 @@ from typing import Any
 
 from experiments.timm_names import recipe_string_problem
 from roadmap.endpoints import paper_drop_path
+from roadmap.errors import UserError
 from roadmap.spec import INIT_NAMES
 
 OPTIMIZERS = ("adamw", "momentum")  # timm: AdamW; SGD with (non-Nesterov) momentum
@@ -146,7 +147,7 @@ class Recipe:
     ema_decay: float = 0.9999
     # -- system
     workers: int = 10  # data-loading processes per device (0: in the main process)
-    threads: int = 0  # torch threads; 0: leave torch's default
+    threads: int = 0  # torch threads; 0: the executor's share, else torch's default
     # Autocast on CUDA; float32: none, as the official code (--use_amp false; TF32 allowed), and
     # always on the CPU (compute_dtype). bfloat16, or float16 with a grad scaler: one --set away.
     amp_dtype: str = "float32"
@@ -174,20 +175,20 @@ class Recipe:
             value, sample = getattr(self, f.name), _sample(f.name, f.default)
             if not (value is None and f.name in OPTIONAL or _fits(value, sample)):
                 kind = _kind_name(sample) + (" or none" if f.name in OPTIONAL else "")
-                raise ValueError(f"recipe.{f.name} must be {kind}, got {value!r}")
+                raise UserError(f"recipe.{f.name} must be {kind}, got {value!r}")
             if isinstance(sample, float) and isinstance(value, int):
                 object.__setattr__(self, f.name, float(value))
         for name, (ok, rule) in RULES.items():
             value = getattr(self, name)
             if value is not None and not ok(value):
-                raise ValueError(f"recipe.{name} must be {rule}, got {value!r}")
+                raise UserError(f"recipe.{name} must be {rule}, got {value!r}")
         if self.warmup_epochs >= self.epochs:
-            raise ValueError(
+            raise UserError(
                 f"recipe.warmup_epochs must be below recipe.epochs ({self.epochs}), "
                 f"got {self.warmup_epochs!r}"
             )
         if self.mixing and self.batch_size % 2:
-            raise ValueError(
+            raise UserError(
                 f"recipe.batch_size: Mixup/CutMix need an even batch_size, got {self.batch_size}"
             )
 
@@ -196,13 +197,17 @@ class Recipe:
         """Whether Mixup/CutMix is on."""
         return self.mixup_prob > 0 and (self.mixup > 0 or self.cutmix > 0)
 
+    def torch_threads(self, share: int = 0) -> int:
+        """Torch threads a run applies: `threads` if set, else the job's share (docs/sweeps.md)."""
+        return self.threads or share
+
     def accum_for(self, world_size: int) -> int:
         """Micro-batches per optimizer step on `world_size` devices (resolves accum_steps=0)."""
         if self.accum_steps:
             return self.accum_steps
         per_step = world_size * self.batch_size
         if self.base_batch % per_step:
-            raise ValueError(
+            raise UserError(
                 f"recipe: base_batch {self.base_batch} is not a multiple of {world_size} "
                 f"device(s) x batch_size {self.batch_size}; set recipe.accum_steps"
             )
@@ -302,18 +307,18 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
         key, sep, text = str(item).partition("=")
         key, text = key.strip(), text.strip()
         if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected recipe.<field>=value")
+            raise UserError(f"--set {item!r}: expected recipe.<field>=value")
         if key not in defaults:
             near = difflib.get_close_matches(key, defaults, n=1)
             near = near or difflib.get_close_matches(f"recipe.{key}", defaults, n=1)
             hint = f" Did you mean {near[0]!r}?" if near else ""
-            raise ValueError(f"--set: unknown key {key!r}.{hint} Valid keys: {', '.join(defaults)}")
+            raise UserError(f"--set: unknown key {key!r}.{hint} Valid keys: {', '.join(defaults)}")
         if key.removeprefix("recipe.") in OPTIONAL and text.lower() in ("none", "null"):
             parsed[key] = None
             continue
         value = _parse(text, defaults[key])
         if value is None:
-            raise ValueError(f"--set {key}={text}: expected {_kind_name(defaults[key])}")
+            raise UserError(f"--set {key}={text}: expected {_kind_name(defaults[key])}")
         parsed[key] = value
     return parsed
 
@@ -340,12 +345,12 @@ def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
     if preset not in PRESETS:
         near = difflib.get_close_matches(preset, PRESETS, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"unknown preset {preset!r}.{hint} Presets: {', '.join(PRESETS)}")
+        raise UserError(f"unknown preset {preset!r}.{hint} Presets: {', '.join(PRESETS)}")
     changes = {k.removeprefix("recipe."): v for k, v in parse_overrides(overrides).items()}
     recipe = dataclasses.replace(PRESETS[preset], **changes)
     for extra in ("tensorboard", "wandb"):  # the optional extras a recipe can ask for
         if getattr(recipe, extra) and importlib.util.find_spec(extra) is None:
-            raise ValueError(
+            raise UserError(
                 f"recipe.{extra}=true needs the {extra} package: "
                 f"pip install 'convnext-roadmap[{extra}]'"
             )
@@ -355,7 +360,7 @@ def resolve_recipe(preset: str, overrides: Iterable[str] = ()) -> Recipe:
 def timm_checked(recipe: Recipe) -> Recipe:
     """`recipe` once timm takes its strings (not in `__post_init__`: presets import no timm)."""
     if problem := recipe_string_problem(recipe.interpolation, recipe.auto_augment):
-        raise ValueError(problem)
+        raise UserError(problem)
     return recipe
 
 
@@ -365,7 +370,7 @@ def run_recipe(recipe: Recipe, track: str) -> Recipe:
     A recipe without a drop path (`paper`, `proxy`) takes the paper's for the track, the same
     for every step (`roadmap.endpoints.paper_drop_path` says why); a preset's or a `--set`
     value wins. Layer scale and init are the recipe's on every track. An unknown track is a
-    ValueError naming it.
+    UserError naming it.
     """
     if recipe.drop_path is not None:
         return recipe
@@ -394,7 +399,7 @@ def recipe_from_dict(data: dict[str, Any]) -> Recipe:
     """Inverse of `dataclasses.asdict` after a JSON round trip (as in config.json)."""
     unknown = sorted(set(data) - {f.name for f in fields(Recipe)})
     if unknown:
-        raise ValueError(f"config recipe has unknown fields: {', '.join(unknown)}")
+        raise UserError(f"config recipe has unknown fields: {', '.join(unknown)}")
     return timm_checked(
         Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
     )

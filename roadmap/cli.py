@@ -6,9 +6,11 @@ and sets `func` on them;
 `func(args)` returns the exit status. So this package names none of the modules that train,
 sweep or plot, and another installed package can add a command the same way.
 
-A command's ValueError or OSError is its caller's mistake or its environment's (a bad option,
-a read-only or full disk): one line, `roadmap CMD: error: ...`, exit status 2. A command that
-fails later, at work, says so itself and returns 1 (`roadmap train`).
+Two kinds of error (roadmap/errors.py): a `UserError` (a bad option, spec, recipe, config or
+record) or an OSError (the environment's: a missing path, a read-only or full disk) is one line,
+`roadmap CMD: error: ...`, exit status 2. Any other exception is a bug: its traceback, then one
+line `roadmap CMD: internal error: TYPE: ...`, exit status 1. A command that fails later, at
+work, says so itself and returns 1 (`roadmap train`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from roadmap.errors import describe_error
+from roadmap.errors import UserError, describe_error
 
 COMMAND_GROUP = "roadmap.commands"
 
@@ -49,9 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError) as err:
+    except (UserError, OSError) as err:
         print(f"roadmap {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
+    except Exception as err:  # a bug: keep its traceback, then say what it was in one line
+        traceback.print_exc()
+        first = (describe_error(err).strip().splitlines() or [""])[0]
+        summary = f"{type(err).__name__}: {first}".rstrip(": ")
+        print(f"roadmap {args.command}: internal error: {summary}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from roadmap.errors import UserError
+
 Rule = tuple[str, str, Callable[[torch.Tensor], torch.Tensor] | None]
 
 
@@ -103,7 +105,7 @@ def convert_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Map a reference `state_dict` of kind `source` onto `target`'s names and shapes, strictly."""
     if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; sources are: {', '.join(SOURCES)}")
+        raise UserError(f"unknown source {source!r}; sources are: {', '.join(SOURCES)}")
     rules = SOURCES[source]
     wanted = target.state_dict()
     out: dict[str, torch.Tensor] = {}
@@ -134,7 +136,7 @@ def convert_state_dict(
             + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
         )
     if problems:
-        raise ValueError(f"cannot convert {source} weights: " + " | ".join(problems))
+        raise UserError(f"cannot convert {source} weights: " + " | ".join(problems))
     return out
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from roadmap.errors import UserError
 from roadmap.spec import ArchSpec
 from roadmap.steps import Step, get_step, steps
 
@@ -74,7 +75,7 @@ class Point:
     def as_step(self) -> Step:
         """The step it equals, or a Step (index 0, off the path) named and specified by it."""
         if self.spec is None:
-            raise ValueError(f"design point {self.name!r} is invalid: {self.reason}")
+            raise UserError(f"design point {self.name!r} is invalid: {self.reason}")
         if self.same_as_step:
             return get_step(self.same_as_step, self.track)
         base = get_step(self.base, self.track)
@@ -85,7 +86,7 @@ class Point:
 def _parent_spec(step: Step) -> ArchSpec:
     """The spec a step's delta is applied to (its parent's)."""
     if step.parent is None:
-        raise ValueError(f"step {step.name!r} is the first of track {step.track!r}: no parent")
+        raise UserError(f"step {step.name!r} is the first of track {step.track!r}: no parent")
     return get_step(step.parent, step.track).spec
 
 
@@ -104,7 +105,7 @@ def _revert(spec: ArchSpec, step: Step) -> ArchSpec:
 def _check_mover(step: Step) -> None:
     """A step that a design moves must change something."""
     if not step.changes:
-        raise ValueError(f"step {step.name!r} changes no spec field: nothing to apply or revert")
+        raise UserError(f"step {step.name!r} changes no spec field: nothing to apply or revert")
 
 
 def make_point(track: str, base: str, moves: Sequence[tuple[str, str]]) -> Point:
@@ -113,10 +114,10 @@ def make_point(track: str, base: str, moves: Sequence[tuple[str, str]]) -> Point
     get_step(base, track)
     for op, name in moves:
         if op not in OPS:
-            raise ValueError(f"design point move {op!r}: must be one of {OPS}")
+            raise UserError(f"design point move {op!r}: must be one of {OPS}")
         _check_mover(get_step(name, track))
     if len({name for _, name in moves}) != len(moves):
-        raise ValueError(f"design point {base!r}: a step moved twice in {list(moves)}")
+        raise UserError(f"design point {base!r}: a step moved twice in {list(moves)}")
     ordered = tuple(sorted(moves, key=lambda m: names.index(m[1])))
     spec = get_step(base, track).spec
     try:
@@ -134,19 +135,19 @@ def parse_point(name: str, track: str) -> Point:
     """The point called `name` (`<base>[-minus-<step>|-plus-<step>]...`)."""
     parts = name.split("-")
     if len(parts) % 2 == 0 or any(op not in OPS for op in parts[1::2]):
-        raise ValueError(
+        raise UserError(
             f"design point {name!r}: expected <base>-minus-<step> or <base>-plus-<step>, ..."
         )
     return make_point(track, parts[0], list(zip(parts[1::2], parts[2::2], strict=True)))
 
 
 def point_spec(name: str, track: str) -> ArchSpec:
-    """The spec of a step or of a design point, by name; an unknown one is a ValueError."""
+    """The spec of a step or of a design point, by name; an unknown one is a UserError."""
     if "-" not in name:
         return get_step(name, track).spec
     point = parse_point(name, track)
     if point.spec is None:
-        raise ValueError(f"design point {name!r} is invalid: {point.reason}")
+        raise UserError(f"design point {name!r} is invalid: {point.reason}")
     return point.spec
 
 
@@ -179,10 +180,10 @@ def _add_one_in(track: str, base: str) -> list[Point]:
 def _factorial(track: str, base: str, factors: Sequence[str], fraction: int) -> list[Point]:
     """Every combination of the factors' levels (+1 applied, -1 reverted) at the base."""
     if len(factors) < 2:
-        raise ValueError("--factors: a factorial needs two or more steps, e.g. --factors a,b")
+        raise UserError("--factors: a factorial needs two or more steps, e.g. --factors a,b")
     chosen = sorted((get_step(f, track) for f in factors), key=lambda s: s.index)
     if len({s.name for s in chosen}) != len(chosen):
-        raise ValueError(f"--factors {','.join(factors)}: a step named twice")
+        raise UserError(f"--factors {','.join(factors)}: a step named twice")
     for step in chosen:
         _check_mover(step)
     _check_fraction(fraction, len(chosen))
@@ -207,9 +208,9 @@ def _factorial(track: str, base: str, factors: Sequence[str], fraction: int) -> 
 def _check_fraction(fraction: int, k: int) -> None:
     """The fraction must be one of FRACTIONS; a half fraction needs resolution V or more."""
     if fraction not in FRACTIONS:
-        raise ValueError(f"--fraction must be one of {FRACTIONS} (1/fraction of the runs)")
+        raise UserError(f"--fraction must be one of {FRACTIONS} (1/fraction of the runs)")
     if fraction == 2 and k < MIN_RESOLUTION:
-        raise ValueError(
+        raise UserError(
             f"--fraction 2 with {k} factors has resolution {k}: two-way interactions would be "
             f"aliased; use {MIN_RESOLUTION} or more factors, or the full factorial"
         )
@@ -224,12 +225,12 @@ def design_points(
 ) -> list[Point]:
     """The points of design `name` on `track` (see the module doc); bad options raise."""
     if name not in DESIGNS:
-        raise ValueError(f"unknown design {name!r}; designs are: {', '.join(DESIGNS)}")
+        raise UserError(f"unknown design {name!r}; designs are: {', '.join(DESIGNS)}")
     if factors and name != "factorial":
-        raise ValueError(f"--factors is for the factorial design, not {name!r}")
+        raise UserError(f"--factors is for the factorial design, not {name!r}")
     if name == "path":
         if base:
-            raise ValueError("--base is not for the path design")
+            raise UserError("--base is not for the path design")
         return [make_point(track, s.name, []) for s in steps(track)]
     if name == "add-one-in":
         return _add_one_in(track, get_step(base or steps(track)[0].name, track).name)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 
 from roadmap.endpoints import ENDPOINTS
+from roadmap.errors import UserError
 from roadmap.steps import Step, get_step, steps
 
 STEP_SETS = ("all", "on-path", "endpoints")
@@ -28,10 +29,10 @@ def select_steps(values: str | Sequence[str], track: str) -> list[Step]:
     track_steps = steps(track)
     words = split_words(values)
     if not words:
-        raise ValueError(f"--steps is empty; give {', '.join(STEP_SETS)} or step names")
+        raise UserError(f"--steps is empty; give {', '.join(STEP_SETS)} or step names")
     sets = [w for w in words if w in STEP_SETS]
     if sets and len(words) > 1:
-        raise ValueError(
+        raise UserError(
             f"--steps {' '.join(words)}: {sets[0]!r} stands alone, not with other names"
         )
     if words == ["all"]:
@@ -44,5 +45,5 @@ def select_steps(values: str | Sequence[str], track: str) -> list[Step]:
     try:
         chosen = {get_step(word, track).name for word in words}
     except ValueError as err:
-        raise ValueError(f"{err} (or one of: {', '.join(STEP_SETS)})") from None
+        raise UserError(f"{err} (or one of: {', '.join(STEP_SETS)})") from None
     return [s for s in track_steps if s.name in chosen]

@@ -5,7 +5,7 @@ layer scale and initialisation are arguments of `roadmap.build_model`, which the
 decides (experiments/recipe.py). Every field names the step of "A ConvNet for the 2020s" (Liu et
 al., CVPR 2022, Section 2 and Appendix C) that changes it. Defaults describe torchvision's
 ResNet-50 (same layers, same parameters), so a field that no step touches is neutral. A bad
-value is a ValueError naming the field, raised where the spec is made.
+value is a UserError naming the field, raised where the spec is made.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import typing
 from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
+
+from roadmap.errors import UserError
 
 STEMS = ("resnet", "patchify")
 # The names of norms (bn_to_ln) and activations (relu_to_gelu) a spec may give; each has its
@@ -111,7 +113,7 @@ class ArchSpec:
         """Return a copy with `changes`; an unknown field name is an error naming it."""
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"ArchSpec has no field {', '.join(map(repr, unknown))}; "
                 f"fields are: {', '.join(f.name for f in fields(self))}"
             )
@@ -183,9 +185,9 @@ def _is_int(value: Any) -> bool:
 
 
 def _check(ok: bool, name: str, message: str) -> None:
-    """Raise a ValueError naming the field `name` unless `ok`."""
+    """Raise a UserError naming the field `name` unless `ok`."""
     if not ok:
-        raise ValueError(f"ArchSpec.{name} {message}")
+        raise UserError(f"ArchSpec.{name} {message}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

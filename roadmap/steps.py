@@ -20,6 +20,7 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from roadmap.errors import UserError
 from roadmap.spec import ArchSpec
 
 GROUPS = (
@@ -95,7 +96,7 @@ _BASES = {
 DEFAULT_TRACK = R50
 
 
-class StepTableError(ValueError):
+class StepTableError(UserError):
     """A mistake in `STEP_TABLE`, as one line naming the track, the step and the field."""
 
 
@@ -216,7 +217,7 @@ TRACKS: Mapping[str, tuple[Step, ...]] = _Tracks()
 def steps(track: str = DEFAULT_TRACK) -> tuple[Step, ...]:
     """All steps of `track`, in roadmap order."""
     if track not in TRACKS:
-        raise ValueError(f"unknown track {track!r}; tracks are: {', '.join(TRACKS)}")
+        raise UserError(f"unknown track {track!r}; tracks are: {', '.join(TRACKS)}")
     return TRACKS[track]
 
 
@@ -242,7 +243,7 @@ def get_step(name: str, track: str = DEFAULT_TRACK) -> Step:
     names = step_names(track)
     near = difflib.get_close_matches(name, names, n=1)
     hint = f" Did you mean {near[0]!r}?" if near else ""
-    raise ValueError(
+    raise UserError(
         f"unknown step {name!r} on track {track!r}.{hint} Steps are: {', '.join(names)}"
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from experiments.bench import report as bench_report
 from experiments.bench.models import BenchConfig, plan
 from experiments.bench.report import CSV_COLUMNS, load_measured_throughput
 from roadmap.cli import main
+from roadmap.errors import UserError
 from roadmap.steps import steps
 
 REQUIRED = (
@@ -232,7 +234,7 @@ def test_steps_take_commas_or_spaces(monkeypatch, steps: list[str]) -> None:
 
     def planned(groups, cfg, progress=None):
         seen.append([[e.model for e in g] for g in groups])
-        raise ValueError("planned, not timed")
+        raise UserError("planned, not timed")  # stops the command: one line, exit 2
 
     monkeypatch.setattr(bench_measure, "run", planned)
     assert main(["bench", "--steps", *steps, *TINY]) == 2
@@ -249,8 +251,12 @@ def test_gpu_check_without_cuda_skips_the_suite_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "gpu-check"
-    assert gpu_check.main(["--out", str(out)]) == 0
+    assert gpu_check.main(["--out", str(out)]) == 77  # automake's "skipped": nothing checked
     printed = capsys.readouterr().out
     assert "skipped" in printed and "no CUDA device" in printed
     assert " passed" not in printed  # nothing counted as passing
+    counted = re.search(r"gpu-check: (\d+) GPU test\(s\) ran, (\d+) skipped", printed)
+    assert counted and counted[1] == "0"
+    summary = re.search(r" (\d+) skipped, \d+ deselected in ", printed)  # pytest's own
+    assert summary and int(counted[2]) == int(summary[1]) > 0
     assert not out.exists()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from experiments.runs import records
 from experiments.runs.locks import HolderLock, LockBusy, update_job
@@ -33,6 +38,32 @@ def test_concurrent_job_json_updates_lose_nothing(tmp_path: Path) -> None:
     job = records.read_job(tmp_path)
     assert job is not None and job["executor"] == "local"
     assert [k for k in keys if k not in job] == []
+
+
+# filelock's changelog: 3.30.0 (2026-07-16) added `on_acquired` and `preserve_lock_file`; older
+# versions drop keyword arguments their lock does not take, silently.
+HOLDER_HOOKS = Version("3.30")
+
+
+def test_the_holder_is_recorded_while_it_holds_and_the_last_one_is_vetted(tmp_path: Path) -> None:
+    path = tmp_path / ".x.lock"
+    left = {"host": "elsewhere", "pid": 7, "start": "1", "since": "2026-12-01T00:00:00+00:00"}
+    path.write_text(json.dumps(left) + "\n")  # a holder that died without releasing
+    seen: list[Any] = []
+    record = {"host": "here", "pid": 12, "start": "2", "by": "test", "since": "2026-12-07"}
+    with HolderLock(path, record, vet=seen.append).acquire(0, "the x lock") as lock:
+        assert json.loads(path.read_text()) == record  # written under the flock
+        assert seen == [left] and lock.left == left  # the stale-lock rule saw the last holder
+    assert path.is_file() and path.read_text() == ""  # kept (preserve_lock_file), emptied
+
+
+def test_the_project_asks_for_the_filelock_it_uses() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    wanted = [Requirement(r) for r in pyproject["project"]["dependencies"]]
+    (filelock,) = [r for r in wanted if r.name == "filelock"]
+    floor = min(Version(s.version) for s in filelock.specifier if s.operator == ">=")
+    assert floor >= HOLDER_HOOKS, f"pyproject.toml asks for {filelock}"
+    assert Version(version("filelock")) in filelock.specifier
 
 
 def test_a_wait_runs_out_naming_the_holder(tmp_path: Path) -> None:

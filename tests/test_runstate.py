@@ -255,3 +255,18 @@ def test_a_job_sacct_shows_ended_but_slurm_requeued_is_pending(
     ]
     _fake_command(bin_dir, "squeue", "")  # the controller no longer holds either job
     assert [s.status for s in st.sweep_states(tmp_path)] == ["interrupted"] * 2
+
+
+def test_failures_set_aside_never_overwrite_each_other(tmp_path: Path) -> None:
+    def fail(reason: str) -> Path | None:
+        (tmp_path / records.RESULT).write_text(json.dumps({"status": "failed", "reason": reason}))
+        return st.set_aside_failure(tmp_path)
+
+    assert st.set_aside_failure(tmp_path) is None  # nothing to keep
+    kept = [fail(r) for r in ("first", "second", "third")]
+    assert [p.name for p in kept] == [f"result.failed-{n}.json" for n in (1, 2, 3)]
+    kept[0].unlink()  # a kept failure deleted by hand: 2 left, numbered 2 and 3
+    assert fail("fourth").name == "result.failed-4.json"
+    reasons = {p.name: json.loads(p.read_text())["reason"] for p in kept[1:]}
+    assert reasons == {"result.failed-2.json": "second", "result.failed-3.json": "third"}
+    assert not (tmp_path / records.RESULT).exists()

@@ -2,7 +2,7 @@
 
 Needs a running cluster; the `cluster` fixture (tests/conftest.py) starts one when none answers
 (root on Debian: `slurm/local-cluster.sh up --nodes 2`) and stops it again. Without one these
-tests skip with the reason, except with CI=true, where that is a failure. Run with
+tests skip with the reason, except with ROADMAP_STRICT_SKIPS=1 (.ci/run), where that fails. Run with
 `pytest -m slurm` (.ci/run does). Several ranks and nodes: tests/test_slurm_ranks.py.
 """
 

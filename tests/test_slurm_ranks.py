@@ -8,7 +8,7 @@ killed on one node ends the job (srun --kill-on-bad-exit) without any result; a 
 killed mid-run is Slurm's node failure: the job requeues, no result is written meanwhile, and
 the run ends as the uninterrupted one. A 2-task job whose run another trainer holds ends within
 seconds, failed, rank 1 ended by srun. The multi-node tests need 2 nodes: with fewer they
-skip, or fail with CI=true.
+skip, or fail with ROADMAP_STRICT_SKIPS=1.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from slurm_fixtures import (
     submit,
     wait_for,
 )
+from strict_skips import skip_or_fail
 
 from experiments.runs import records, runlock
 from experiments.train import checkpoint as ckpt
@@ -58,14 +59,12 @@ def _profile(name: str) -> str:
 
 
 def _need_nodes(nodes: list[str], wanted: int) -> None:
-    """Skip (fail under CI=true) on a cluster with fewer nodes."""
+    """Skip (fail under ROADMAP_STRICT_SKIPS=1) on a cluster with fewer nodes."""
     if len(nodes) >= wanted:
         return
     message = (f"needs a Slurm of {wanted} nodes (slurm/local-cluster.sh up --nodes "
                f"{NODES}); this one has {nodes}")  # fmt: skip
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail(message)
 
 
 def _done(root: Path) -> bool:

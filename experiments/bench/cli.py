@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from experiments.bench.report import format_table, write_csv
 from experiments.recipe import resolve_recipe
+from roadmap.errors import UserError
 from roadmap.select import STEPS_HELP
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
@@ -147,10 +148,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.iters = 10 if cuda else 2
     for name in ("batch", "image_size", "iters", "repeats", "data_batches"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     for name in ("warmup", "workers"):
         if getattr(args, name) < 0:
-            raise ValueError(f"--{name} must be >= 0")
+            raise UserError(f"--{name} must be >= 0")
     import torch  # here, not at the top: `roadmap --help` imports no torch
 
     threads = torch.get_num_threads()

@@ -16,13 +16,14 @@ from experiments.data.listing import IMAGE_EXTENSIONS
 from experiments.recipe import resolve_recipe
 from experiments.train.parts import build_transforms
 from experiments.train.signals import worker_signals
+from roadmap.errors import UserError
 
 
 def check_bench_data(root: str | Path) -> DataCheck:
     """Check the training folder of `--data` (ROOT/train, or ROOT itself) before measuring.
 
     `roadmap data check` on it (cached): a folder that is not an ImageFolder, or one with a bad
-    file that would stop the measurement halfway, is one ValueError naming the files.
+    file that would stop the measurement halfway, is one UserError naming the files.
     """
     root = Path(root).expanduser()
     train_dir = root / "train" if (root / "train").is_dir() else root
@@ -31,7 +32,7 @@ def check_bench_data(root: str | Path) -> DataCheck:
     check = check_split(train_dir)
     split = next(iter(check.listing.splits.values()))
     if not split.classes or not split.images:
-        raise ValueError(
+        raise UserError(
             f"--data {root}: {train_dir} is not an ImageFolder (class folders with "
             f"{', '.join(IMAGE_EXTENSIONS)} images)"
         )

@@ -3,13 +3,15 @@
 Where torch sees CUDA it runs `pytest -m gpu` (text log and JUnit XML) and then `roadmap bench
 --device cuda --amp bf16 --channels-last --steps endpoints` (CSV and the printed table), within
 one time limit (default 8 minutes), and writes both with the device, driver and versions into
-`docs/benchmarks/gpu-check-<date>/`, a folder meant to be committed. Without CUDA it runs the
-suite anyway (every test reports skipped, with the reason), writes nothing and exits 0. The suite
-includes the GPU path's own checks (docs/cluster-path.md): the trainer's CUDA settings are the
-benchmark's, CUDA RNG states of more GPUs than visible restore, local slots name the GPUs the
+`docs/benchmarks/gpu-check-<date>/`, a folder meant to be committed. It ends with how many GPU
+tests ran and how many skipped. Without CUDA it runs the suite anyway (every test reports
+skipped, with the reason), writes nothing and exits 77 (automake's "skipped": nothing was
+checked); with `--require-all` any skipped GPU test (NCCL needs two GPUs) exits 77 too. The
+suite includes the GPU path's own checks (docs/cluster-path.md): the trainer's CUDA settings are
+the benchmark's, CUDA RNG states of more GPUs than visible restore, local slots name the GPUs the
 sweep was given, and (two GPUs) NCCL ranks load the checkpoint rank 0 chose.
 
-    python -m experiments.bench.gpu_check [--out DIR] [--limit-s 480]
+    python -m experiments.bench.gpu_check [--out DIR] [--limit-s 480] [--require-all]
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import datetime
 import shlex
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import torch
@@ -31,6 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH = ["--device", "cuda", "--amp", "bf16", "--channels-last", "--steps", "endpoints",
          "--batch", "128"]  # fmt: skip
 BENCH_RESERVE_S = 150  # of the limit, kept for the benchmark after the tests
+EXIT_SKIPPED = 77  # automake's "skipped": the check could not run here
 
 
 def _run(command: list[str], log: Path | None, limit_s: float) -> int:
@@ -60,6 +65,29 @@ def _run(command: list[str], log: Path | None, limit_s: float) -> int:
     return code
 
 
+def _counts(junit: Path) -> tuple[int, int]:
+    """(ran, skipped) GPU tests, from pytest's JUnit XML ((0, 0) if it wrote none)."""
+    try:
+        suite = ET.parse(junit).getroot()
+    except (OSError, ET.ParseError):
+        return 0, 0
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    if suite is None:
+        return 0, 0
+    tests, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
+    return tests - skipped, skipped
+
+
+def _tests(junit: Path, log: Path | None, limit_s: float) -> tuple[int, int, int]:
+    """Run the `gpu` suite; (exit status, tests that ran, tests skipped), the counts printed."""
+    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-ra", "-p", "no:cacheprovider",
+               "--junitxml", str(junit)]  # fmt: skip
+    code = _run(command, log, limit_s)
+    ran, skipped = _counts(junit)
+    print(f"gpu-check: {ran} GPU test(s) ran, {skipped} skipped", flush=True)
+    return code, ran, skipped
+
+
 def _environment() -> str:
     """The device, driver and package versions, as text."""
     smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
@@ -77,42 +105,39 @@ def _environment() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the GPU check; 0 when both parts passed (or, without CUDA, the suite skipped)."""
+    """Run the GPU check; 0 when both parts passed, 77 when the GPU tests could not run."""
     parser = argparse.ArgumentParser(prog="gpu-check", description=__doc__.split("\n")[0])
     today = datetime.date.today().isoformat()
     default = REPO / "docs" / "benchmarks" / f"gpu-check-{today}"
     parser.add_argument("--out", type=Path, default=default, help="results folder")
     parser.add_argument("--limit-s", type=float, default=480.0)
+    parser.add_argument(
+        "--require-all", action="store_true", help="exit 77 when any GPU test skips (NCCL: 2 GPUs)"
+    )
     args = parser.parse_args(argv)
-    tests = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-m",
-        "gpu",
-        "-ra",
-        "-p",
-        "no:cacheprovider",
-    ]
     if not torch.cuda.is_available():
-        code = _run(tests, None, args.limit_s)
-        print("gpu-check: no CUDA device here: the gpu tests skipped (above), no benchmark, "
-              "nothing written", flush=True)  # fmt: skip
-        return code
+        with tempfile.TemporaryDirectory() as scratch:
+            code, _, _ = _tests(Path(scratch) / "gpu-tests.xml", None, args.limit_s)
+        print(f"gpu-check: no CUDA device here: nothing checked (exit {EXIT_SKIPPED}), the gpu "
+              "tests skipped (above), no benchmark, nothing written", flush=True)  # fmt: skip
+        return code or EXIT_SKIPPED
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "environment.txt").write_text(_environment())
     start = time.monotonic()
-    tests += ["--junitxml", str(out / "gpu-tests.xml")]
-    code = _run(tests, out / "gpu-tests.log", args.limit_s - BENCH_RESERVE_S)
+    limit = args.limit_s - BENCH_RESERVE_S
+    code, ran, skipped = _tests(out / "gpu-tests.xml", out / "gpu-tests.log", limit)
     left = args.limit_s - (time.monotonic() - start)
     bench = [sys.executable, "-m", "roadmap.cli", "bench", *BENCH,
              "--out", str(out / "gpu-bench-endpoints.csv")]  # fmt: skip
     bench_code = _run(bench, out / "gpu-bench-endpoints.log", max(left, 60.0))
     took = time.monotonic() - start
-    print(f"gpu-check: tests exit {code}, bench exit {bench_code}, {took:.0f} s; "
-          f"results in {out} (commit them to docs/benchmarks/)", flush=True)  # fmt: skip
-    return code or bench_code
+    print(f"gpu-check: tests exit {code} ({ran} ran, {skipped} skipped), bench exit "
+          f"{bench_code}, {took:.0f} s; results in {out} (commit them to docs/benchmarks/)",
+          flush=True)  # fmt: skip
+    if code or bench_code:
+        return code or bench_code
+    return EXIT_SKIPPED if not ran or (skipped and args.require_all) else 0
 
 
 if __name__ == "__main__":

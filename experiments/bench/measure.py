@@ -36,6 +36,7 @@ from experiments.bench.models import BenchConfig, Entry, device_name, peak_bf16_
 from experiments.bench.profiler import cpu_step_peak_bytes
 from experiments.train import cuda
 from roadmap.complexity import count_gflops, count_params
+from roadmap.errors import UserError
 
 
 class _Runner:
@@ -262,11 +263,11 @@ def run(
     """Measure every group in turn; rows carry the run's settings too."""
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine")
+        raise UserError("--device cuda: CUDA is not available on this machine")
     if cfg.timer not in ("wall", "cpu") or (cfg.timer == "cpu" and device.type != "cpu"):
-        raise ValueError(f"--timer {cfg.timer}: wall, or cpu on the CPU device only")
+        raise UserError(f"--timer {cfg.timer}: wall, or cpu on the CPU device only")
     if cfg.amp not in (None, "bf16"):
-        raise ValueError(f"--amp must be bf16 (or omitted), got {cfg.amp!r}")
+        raise UserError(f"--amp must be bf16 (or omitted), got {cfg.amp!r}")
     if device.type == "cuda":
         # CUDA events record on the current device's stream: it must be the measured one.
         if device.index is not None:

@@ -45,6 +45,7 @@ from experiments.data.listing import (
     list_root,
     list_split,
 )
+from roadmap.errors import UserError
 
 CHUNK = 64  # images per task of a worker process
 SAVE_EVERY_S = 30.0  # the cache is written this often during a long check, and at its end
@@ -320,7 +321,7 @@ class Progress:
 
 
 def usable(check: DataCheck, skip: bool) -> Usable:
-    """What a run trains on; one ValueError naming the first problems otherwise.
+    """What a run trains on; one UserError naming the first problems otherwise.
 
     Problems of the layout are always refused; bad files and folders are refused unless
     `skip`, which leaves them out (a class left with no image is then refused).
@@ -331,7 +332,7 @@ def usable(check: DataCheck, skip: bool) -> Usable:
     layout += class_problems(listing, {p.path for p in bad} if skip else set())
     if layout or (bad and not skip):
         shown = layout + ([] if skip else bad)
-        raise ValueError(refusal(listing.root, sorted(shown), can_skip=not layout))
+        raise UserError(refusal(listing.root, sorted(shown), can_skip=not layout))
     excluded = {p.path for p in bad}
     counts, after = {}, []
     for name, split in listing.splits.items():
@@ -346,7 +347,7 @@ def usable(check: DataCheck, skip: bool) -> Usable:
             if not kept:
                 after.append(Problem(f"{name}/{cls.name}", EMPTY_CLASS, "every image left out"))
     if after:
-        raise ValueError(refusal(listing.root, after, can_skip=False))
+        raise UserError(refusal(listing.root, after, can_skip=False))
     first = next(iter(listing.splits.values()))
     return Usable(class_names(first, excluded), bad, counts)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from experiments.data.cache import ENV, cache_dir
 from experiments.data.check import DataCheck, check_root, default_workers
 from experiments.data.identity import class_names
+from roadmap.errors import UserError
 
 NOTE_EXAMPLES = 3  # paths shown per note
 
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     """Check the root, print the report; 0 clean, 1 with problems."""
     if args.workers is not None and args.workers < 1:
-        raise ValueError("--workers must be >= 1")
+        raise UserError("--workers must be >= 1")
     cache = False if args.no_cache else (args.cache_dir or True)
     check = check_root(args.root, workers=args.workers, cache=cache)
     print(format_check(check))

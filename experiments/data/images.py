@@ -17,6 +17,8 @@ import os
 
 from PIL import Image, UnidentifiedImageError
 
+from roadmap.errors import UserError
+
 # What a file can be found to be by decoding it (the check's problems of one file).
 ZERO_BYTES = "zero bytes"
 NOT_AN_IMAGE = "not an image"
@@ -57,7 +59,7 @@ _EXTENSION_FORMATS = {
 }
 
 
-class BadImageError(ValueError):
+class BadImageError(UserError):
     """A file that does not decode into an RGB image as training needs; names the file."""
 
     def __init__(self, path: str, kind: str, detail: str = "") -> None:

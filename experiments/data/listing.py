@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.data.images import UNREADABLE
+from roadmap.errors import UserError
 
 # torchvision's `datasets.folder.IMG_EXTENSIONS`, written out so that listing imports no torch
 # (tests/test_data_check.py checks that the two agree).
@@ -149,7 +150,7 @@ def list_split(folder: str | os.PathLike, name: str | None = None) -> SplitListi
     return split
 
 
-def _no_classes(split: SplitListing) -> ValueError:
+def _no_classes(split: SplitListing) -> UserError:
     """The error of a split without class folders, with a hint for a flat ImageNet val/."""
     loose = sum(p.kind == OUTSIDE for p in split.problems)
     hint = (
@@ -158,7 +159,7 @@ def _no_classes(split: SplitListing) -> ValueError:
         if loose
         else ""
     )
-    return ValueError(f"{split.folder} has no class folders{hint}")
+    return UserError(f"{split.folder} has no class folders{hint}")
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

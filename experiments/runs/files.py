@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from roadmap.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_file(
@@ -110,7 +112,7 @@ def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
         os.close(fd)
 
 
-class UnreadableRecord(ValueError):
+class UnreadableRecord(UserError):
     """A record that exists but cannot be read, is not JSON, or has the wrong shape."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:

@@ -13,6 +13,7 @@ check's cache lock are all this.
 from __future__ import annotations
 
 import errno
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -26,6 +27,9 @@ from experiments.runs.files import named_error, parse_holder, read_holder
 from experiments.runs.scheduler import this_process
 
 Holder = dict[str, Any]
+if "on_acquired" not in inspect.signature(filelock.UnixFileLock.__init__).parameters:
+    # Older filelock drops the keywords its lock does not take: no holder would be recorded.
+    raise ImportError(f"filelock {filelock.__version__}: the locks need filelock >= 3.30")
 UPDATE_WAIT_S = 30.0  # a read-modify-write holds its lock for milliseconds
 
 

@@ -41,7 +41,7 @@ from experiments.runs.scheduler import (
     process_alive,
     sacct_states,
 )
-from roadmap.errors import describe_error
+from roadmap.errors import UserError, describe_error
 from roadmap.steps import step_names
 
 STATUSES = (
@@ -114,12 +114,17 @@ def write_failure(
 
 
 def set_aside_failure(run_dir: str | os.PathLike) -> Path | None:
-    """Keep a result as result.failed-<n>.json, so that the run runs again; its new path."""
+    """Keep a result as result.failed-<n>.json, so that the run runs again; its new path.
+
+    `n` is one above the highest kept, so a kept failure is never overwritten (one deleted
+    leaves a gap in the numbers, not a number to reuse).
+    """
     run_dir = Path(run_dir)
     result = run_dir / records.RESULT
     if not result.exists():
         return None
-    n = 1 + len(list(run_dir.glob("result.failed-*.json")))
+    kept = (p.stem.removeprefix("result.failed-") for p in run_dir.glob("result.failed-*.json"))
+    n = 1 + max((int(k) for k in kept if k.isdigit()), default=0)
     kept = run_dir / f"result.failed-{n}.json"
     result.rename(kept)
     return kept
@@ -325,7 +330,7 @@ def find_runs(root: str | os.PathLike, track: str) -> dict[tuple[str, int], Path
         if state.track != track:
             continue
         if key in found:
-            raise ValueError(
+            raise UserError(
                 f"two folders hold the run {track}/{state.step} seed {state.seed}: "
                 f"{found[key]} and {run_dir}; move one of them out of {root}"
             )

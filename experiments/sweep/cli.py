@@ -121,8 +121,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         fraction=args.fraction,
     )
     plan = make_plan(request)
-    slots = local_slots(args.jobs) if args.executor == "local" else []
-    threads = slots[0].threads if slots else plan.profile.threads
+    slots = local_slots(args.jobs, plan.recipe) if args.executor == "local" else []
+    threads = slots[0].threads if slots else plan.recipe.torch_threads(plan.profile.threads)
     est = estimate(plan, plan.data.train_images, max(1, len(slots)), threads)
     print(format_plan(plan, est, slots, verbose=args.dry_run), flush=True)
     if args.dry_run:

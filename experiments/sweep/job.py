@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import submitit
 from submitit.core.utils import UncompletedJobError
 
+from experiments.recipe import recipe_from_dict
 from experiments.runs import records, runlock, runstate
 from experiments.runs.locks import update_job
 from experiments.train.life import Life, live, record_failure
@@ -90,7 +91,7 @@ class RunJob(submitit.helpers.Checkpointable, Life):
         raise_errors: bool = True,
     ) -> None:
         self.config_path = str(config_path)
-        self.threads = threads  # torch threads (0: torch's default)
+        self.threads = threads  # the slot's share of torch threads (Recipe.torch_threads)
         self.max_requeues = max_requeues
         # False for the debug executor, which would start pdb on an exception.
         self.raise_errors = raise_errors
@@ -143,11 +144,7 @@ class RunJob(submitit.helpers.Checkpointable, Life):
         return {"status": "refused", "reason": busy.strerror}
 
     def started(self, run_dir: Path, rank: int) -> None:
-        """Threads, the `start` event (rank 0), the quiet USR2 handler (other ranks)."""
-        if self.threads:
-            import torch
-
-            torch.set_num_threads(self.threads)
+        """The `start` event with the threads the run applies (rank 0); quiet USR2 (others)."""
         if rank:
             signal.signal(signal.SIGUSR2, _stop_this_rank)
             return
@@ -157,7 +154,7 @@ class RunJob(submitit.helpers.Checkpointable, Life):
             job_id=this_task().job_id,
             restart=int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0),
             requeues=_count(run_dir, "requeue"),
-            threads=self.threads,
+            threads=_applied_threads(run_dir, self.threads),
         )
 
     def fit(self, trainer: Trainer) -> dict[str, Any]:
@@ -263,6 +260,14 @@ def _log_resume(trainer: Trainer) -> None:
         epoch=state["epoch"],
         step_in_epoch=state["step_in_epoch"],
     )
+
+
+def _applied_threads(run_dir: Path, share: int) -> int:
+    """The torch threads the run applies with the slot's `share` (`Recipe.torch_threads`)."""
+    import torch  # here: the job imports torch with the trainer anyway
+
+    recipe = recipe_from_dict((records.read_config(run_dir) or {})["recipe"])
+    return recipe.torch_threads(share) or torch.get_num_threads()
 
 
 def _count(run_dir: Path, event: str) -> int:

@@ -30,6 +30,7 @@ from experiments.sweep.plan import Plan, replan
 from experiments.sweep.slurm import cancel_slurm, submit_slurm
 from experiments.sweep.snapshot import CodeSnapshot, snapshot_code
 from experiments.train.config import prepare_run
+from roadmap.errors import UserError
 
 Entry = dict[str, Any]  # one submission in sweep.json
 Out = Callable[[str], None]
@@ -47,7 +48,7 @@ def sweep_lock(track_dir: Path) -> Iterator[None]:
     try:
         lock.acquire(0, f"the sweep lock of {track_dir}")
     except LockBusy as busy:
-        raise ValueError(
+        raise UserError(
             f"another sweep ({describe(busy.holder)}) is submitting or running under "
             f"{track_dir}; see `roadmap status --root {track_dir.parent}`"
         ) from None
@@ -180,7 +181,7 @@ def _launch_local(
     """Run the jobs on this machine, a few at a time, until the last one ends."""
     req = plan.request
     track_dir = req.root / req.track
-    slots = local_slots(req.jobs)
+    slots = local_slots(req.jobs, plan.recipe)
     driver = LocalDriver(track_dir / SUBMITIT, slots, plan.profile.max_requeues, out, code)
     counts = driver.run(configs)
     entry["counts"] = counts

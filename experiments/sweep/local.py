@@ -22,26 +22,31 @@ from typing import Any
 import psutil
 import submitit
 
+from experiments.recipe import Recipe
 from experiments.runs import records, runstate
 from experiments.runs.locks import update_job
 from experiments.runs.scheduler import process_alive, process_start, this_process
 from experiments.submitit_private import SessionLocalExecutor, job_outcome_error
 from experiments.sweep.job import STOP_WAIT_S, RunJob, mark_stopped, new_job
 from experiments.sweep.snapshot import CodeSnapshot
+from roadmap.errors import UserError
 
 POLL_S = 0.5
 
 
 @dataclass(frozen=True)
 class Slot:
-    """Room for one local job: torch threads and the GPUs it may see."""
+    """Room for one local job: the torch threads its run applies and the GPUs it may see."""
 
     threads: int
     gpus: tuple[int, ...] = ()
 
 
-def local_slots(jobs: int | None = None) -> list[Slot]:
+def local_slots(jobs: int | None = None, recipe: Recipe | None = None) -> list[Slot]:
     """Slots for this machine: one job per GPU if there are GPUs, else jobs sharing the cores.
+
+    A slot's threads are what its runs apply: `recipe.torch_threads` of its share of the cores
+    (the recipe's own count when it sets one), so job.json and the estimate record them.
 
     A local job is one process on one GPU (several-GPU DDP runs are for the Slurm executor).
     Without GPUs the default is one single-threaded job per core, as far as memory allows
@@ -49,17 +54,23 @@ def local_slots(jobs: int | None = None) -> list[Slot]:
     one-thread jobs do not slow down under other load the way multi-threaded torch does.
     """
     if jobs is not None and jobs < 1:
-        raise ValueError("--jobs must be >= 1")
+        raise UserError("--jobs must be >= 1")
     cores = len(os.sched_getaffinity(0))
     gpus = _gpu_count()
     if gpus:  # numbered as the machine does (through our CUDA_VISIBLE_DEVICES), not 0..n-1
         n = min(jobs or gpus, gpus)
         from experiments.train import cuda
 
-        return [Slot(max(1, cores // n), (i,)) for i in cuda.visible_devices(gpus)[:n]]
+        threads = _applied(max(1, cores // n), recipe)
+        return [Slot(threads, (i,)) for i in cuda.visible_devices(gpus)[:n]]
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     n = jobs or max(1, min(cores, int(memory_gib // 2)))
-    return [Slot(max(1, cores // n)) for _ in range(n)]
+    return [Slot(_applied(max(1, cores // n), recipe)) for _ in range(n)]
+
+
+def _applied(share: int, recipe: Recipe | None) -> int:
+    """The threads a run of `recipe` applies given `share` (the share itself without one)."""
+    return recipe.torch_threads(share) if recipe is not None else share
 
 
 def _gpu_count() -> int:

@@ -35,6 +35,7 @@ from experiments.sweep.profile import Profile, load_profile
 from experiments.sweep.slurm import check_slurm
 from experiments.train.config import RunData, check_fills_a_step, run_data, run_identity
 from roadmap.designs import planned_steps
+from roadmap.errors import UserError
 from roadmap.select import select_steps
 from roadmap.steps import DEFAULT_TRACK, Step
 
@@ -63,9 +64,9 @@ def parse_seeds(spec: str) -> list[int]:
             else:
                 seeds.append(int(part))
         except ValueError:
-            raise ValueError(f"--seeds {spec!r}: expected integers like 0,1,2 or 0-2") from None
+            raise UserError(f"--seeds {spec!r}: expected integers like 0,1,2 or 0-2") from None
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds {spec!r}: need distinct integers >= 0")
+        raise UserError(f"--seeds {spec!r}: need distinct integers >= 0")
     return seeds
 
 
@@ -127,7 +128,7 @@ class Plan:
 
 
 def make_plan(request: Request) -> Plan:
-    """Validate the request and plan every run; any problem is one ValueError, nothing written.
+    """Validate the request and plan every run; any problem is one UserError, nothing written.
 
     Everything a run would fail on as it starts is checked here: the data (`run_data`: the
     check, cached), one optimizer step's worth of images, the recipe's timm parts.
@@ -144,7 +145,7 @@ def make_plan(request: Request) -> Plan:
             f"--bench {request.bench}: no such file (write it with roadmap bench --out)"
         )
     if request.jobs is not None and request.jobs < 1:
-        raise ValueError("--jobs must be >= 1")
+        raise UserError("--jobs must be >= 1")
     data = run_data(recipe, request.data)
     check_fills_a_step(recipe, data.train_images, world, data.root is None)
     from experiments.train.parts import check_parts  # timm: at planning, not at --help
@@ -179,10 +180,10 @@ def design_steps(request: Request) -> tuple[list[Step], list[str]]:
     """
     if request.design is None:
         if request.factors or request.base or request.fraction != 1:
-            raise ValueError("--factors, --base and --fraction need --design")
+            raise UserError("--factors, --base and --fraction need --design")
         return select_steps(request.steps, request.track), []
     if request.steps not in ("all", ("all",)):
-        raise ValueError("--steps and --design choose the runs both ways; give one of them")
+        raise UserError("--steps and --design choose the runs both ways; give one of them")
     chosen, invalid = planned_steps(
         request.design, request.track, request.factors, request.base, request.fraction
     )
@@ -192,13 +193,11 @@ def design_steps(request: Request) -> tuple[list[Step], list[str]]:
 def _profile(request: Request) -> Profile:
     """The executor's profile: a Slurm cluster's from its file, else this machine's."""
     if request.executor not in EXECUTORS:
-        raise ValueError(
-            f"unknown executor {request.executor!r}; executors: {', '.join(EXECUTORS)}"
-        )
+        raise UserError(f"unknown executor {request.executor!r}; executors: {', '.join(EXECUTORS)}")
     if request.profile and request.executor != "slurm":
-        raise ValueError("--profile describes a Slurm cluster; use it with --executor slurm")
+        raise UserError("--profile describes a Slurm cluster; use it with --executor slurm")
     if request.executor == "slurm" and not request.profile:
-        raise ValueError("--executor slurm needs --profile slurm/NAME.toml (see slurm/README.md)")
+        raise UserError("--executor slurm needs --profile slurm/NAME.toml (see slurm/README.md)")
     return load_profile(request.profile) if request.profile else Profile()
 
 
@@ -229,7 +228,7 @@ def _plan_runs(
         )
         conflicts += [(directory, diff)] if (diff := config_diff(directory, wanted)) else []
     if conflicts:
-        raise ValueError(
+        raise UserError(
             conflict_message(request.root, conflicts, "already hold a different run")
             + "; use another --root, or move those runs away"
         )
@@ -283,7 +282,7 @@ def check_batch(recipe: Recipe, world: int, profile: Profile) -> None:
             f"{world} rank(s) per job: {profile.nodes} node(s) x {profile.tasks_per_node} "
             f"task(s) per node{f' in {profile.path}' if profile.path else ''}"
         )
-        raise ValueError(f"{err} -- {where}") from None
+        raise UserError(f"{err} -- {where}") from None
 
 
 def config_diff(directory: Path, wanted: dict[str, object]) -> str | None:
@@ -335,7 +334,7 @@ def check_other_runs(request: Request, runs: list[PlannedRun], data: RunData) ->
             conflicts.append((directory, f"on {on}: {change}"))
     if conflicts:
         where = data.root or "the built-in dataset"
-        raise ValueError(
+        raise UserError(
             conflict_message(request.root, conflicts, f"were configured on other data than {where}")
             + "; use another --root"
         )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from roadmap.errors import UserError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -124,7 +126,7 @@ class Profile:
 
 
 def load_profile(path: str | os.PathLike) -> Profile:
-    """Read and check `slurm/NAME.toml`; any problem is one ValueError naming the file."""
+    """Read and check `slurm/NAME.toml`; any problem is one UserError naming the file."""
     path = Path(path)
     if not path.is_file():
         known = (
@@ -135,13 +137,13 @@ def load_profile(path: str | os.PathLike) -> Profile:
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"profile {path}: not valid TOML: {err}") from None
+        raise UserError(f"profile {path}: not valid TOML: {err}") from None
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in PROFILE_KEYS:
             near = difflib.get_close_matches(key, PROFILE_KEYS, n=1)
             hint = f" Did you mean {near[0]!r}?" if near else ""
-            raise ValueError(
+            raise UserError(
                 f"profile {path}: unknown key {key!r}.{hint} Keys are: {', '.join(PROFILE_KEYS)}"
             )
         kind = PROFILE_KEYS[key][0]
@@ -152,7 +154,7 @@ def load_profile(path: str | os.PathLike) -> Profile:
             ok = ok and all(isinstance(x, str) for x in value)
             value = tuple(value)
         if not ok:
-            raise ValueError(
+            raise UserError(
                 f"profile {path}: {key} must be {kind.__name__}"
                 f"{' of strings' if kind is list else ''}, got {value!r}"
             )
@@ -189,4 +191,4 @@ def _check_profile(p: Profile, path: Path) -> None:
     ]
     for ok, message in checks:
         if not ok:
-            raise ValueError(f"profile {path}: {message}")
+            raise UserError(f"profile {path}: {message}")

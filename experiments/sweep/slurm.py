@@ -22,6 +22,7 @@ from experiments.submitit_private import sbatch_script
 from experiments.sweep.job import STOP_WAIT_S, RunJob, failure_reason, mark_stopped, new_job
 from experiments.sweep.profile import Profile
 from experiments.sweep.snapshot import CodeSnapshot
+from roadmap.errors import UserError
 
 SLURM_DEFAULTS: dict[str, Any] = {"job_name": "roadmap"}
 
@@ -49,7 +50,7 @@ def submit_slurm(
                 job = RunJob(str(config), profile.threads, profile.max_requeues)
                 jobs.append(executor.submit(job))
     except Exception as err:  # sbatch refused: nothing was submitted
-        raise ValueError(f"sbatch refused the job array: {failure_reason(err)}") from err
+        raise UserError(f"sbatch refused the job array: {failure_reason(err)}") from err
     for config, job in zip(configs, jobs, strict=True):
         new_job(
             config.parent,
@@ -66,7 +67,7 @@ def check_slurm(profile: Profile, tasks: int, folder: Path) -> str:
     """Ask Slurm whether it would accept the job array (`sbatch --test-only`); its answer.
 
     Catches what only the cluster knows (partition, account, qos, constraint, limits) before
-    anything is written or submitted; a refusal is a ValueError with sbatch's message.
+    anything is written or submitted; a refusal is a UserError with sbatch's message.
     """
     params = SLURM_DEFAULTS | profile.slurm_parameters()
     script = sbatch_script("true", folder, max(tasks, 1), **params)
@@ -77,11 +78,11 @@ def check_slurm(profile: Profile, tasks: int, folder: Path) -> str:
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=90)
         except subprocess.TimeoutExpired:
-            raise ValueError("sbatch --test-only did not answer within 90 s") from None
+            raise UserError("sbatch --test-only did not answer within 90 s") from None
     answer = " ".join((proc.stderr + proc.stdout).split())
     if proc.returncode:
         where = f" (profile {profile.path})" if profile.path else ""
-        raise ValueError(f"Slurm refuses the job array{where}: {answer}")
+        raise UserError(f"Slurm refuses the job array{where}: {answer}")
     return answer
 
 

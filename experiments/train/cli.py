@@ -10,6 +10,7 @@ from pathlib import Path
 
 from experiments.recipe import PRESETS
 from experiments.runs import records, runstate
+from roadmap.errors import UserError
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 SHOWN_LEFT_OUT = 3  # files left out by recipe.skip_bad_images named when a run starts
@@ -57,7 +58,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer on the run) raise, and `roadmap` prints them as one line with exit status 2.
     """
     # Here, not at the top: `roadmap --help` and the other commands import no torch.
-    from experiments.data.images import BadImageError
     from experiments.train.config import prepare_run
     from experiments.train.distributed import launch_rank
     from experiments.train.report import pct
@@ -87,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_PREEMPTED
     except RunFailed as failed:
         cause = failed.__cause__
-        if cause is not None and not isinstance(cause, OSError | BadImageError):
+        if cause is not None and not isinstance(cause, OSError | UserError):
             traceback.print_exception(cause, file=sys.stderr)  # a bug: show where
         return _failed(str(failed))
     return 0 if result["status"] == "done" else _failed(result["reason"])

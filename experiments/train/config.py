@@ -30,6 +30,7 @@ from experiments.runs import records
 from experiments.runs.files import check_writable
 from experiments.runs.same_run import run_difference
 from roadmap.designs import point_spec
+from roadmap.errors import UserError
 
 RANK0_CONFIG_WAIT_S = 300.0  # how long another rank waits for rank 0's config.json
 
@@ -46,7 +47,7 @@ class RunData:
 
 
 def run_data(recipe: Recipe, data: str | Path | None, out: IO[str] | None = None) -> RunData:
-    """Check the run's dataset; one ValueError for its problems, unless the recipe skips them.
+    """Check the run's dataset; one UserError for its problems, unless the recipe skips them.
 
     An ImageFolder root is checked by `roadmap data check` (every image not in the check's
     cache decoded, progress to `out`); the built-in dataset needs no check.
@@ -84,7 +85,7 @@ def check_fills_a_step(recipe: Recipe, images: int, world: int, builtin: bool) -
         if builtin
         else "set recipe.batch_size and recipe.accum_steps (or recipe.base_batch)"
     )
-    raise ValueError(
+    raise UserError(
         f"{'the built-in dataset' if builtin else 'the dataset'}'s {images} training images "
         f"cannot fill one optimizer step of {per_step} images ({world} device(s)): {where}"
     )
@@ -93,7 +94,7 @@ def check_fills_a_step(recipe: Recipe, images: int, world: int, builtin: bool) -
 def check_seed(seed: Any) -> None:
     """A seed is a non-negative int."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise UserError(f"seed must be a non-negative int, got {seed!r}")
 
 
 def run_identity(
@@ -109,14 +110,14 @@ def run_identity(
 
     `data_root` and `dataset` are a checked ImageFolder's (`run_data(...)`: root, identity),
     or None for the built-in dataset. An unknown track, step (with the nearest name), preset
-    or `--set` key, or a bad seed is one ValueError.
+    or `--set` key, or a bad seed is one UserError.
     """
     spec = point_spec(step, track)  # a step, or a design point (roadmap.designs)
     check_seed(seed)
     recipe = run_recipe(resolve_recipe(preset, tuple(overrides)), track)
     if dataset is None:
         if data_root is not None:
-            raise ValueError(f"{data_root}: check it first (run_data) for its identity")
+            raise UserError(f"{data_root}: check it first (run_data) for its identity")
         from experiments.train.data import builtin_dataset
 
         dataset = builtin_dataset(recipe)
@@ -166,7 +167,7 @@ def prepare_run(
     `write=False` (the other ranks of a `torchrun` run) checks the same and writes nothing: it
     waits for the config that rank 0 writes, and compares it.
 
-    Raises ValueError / OSError with one message for an unknown track, step (with the nearest
+    Raises UserError / OSError with one message for an unknown track, step (with the nearest
     name), preset or `--set` key (with the valid ones), a bad seed, a data root with problems
     (`run_data`; `checked`: its result, when the caller has it already), too few images for one
     optimizer step, an out_dir that cannot be written (read-only, full, under a file) or that
@@ -192,7 +193,7 @@ def prepare_run(
         return out
     diff = run_difference(existing, config, describe_change)
     if diff:
-        raise ValueError(f"{out} already holds a different run ({diff}); choose another --out")
+        raise UserError(f"{out} already holds a different run ({diff}); choose another --out")
     return out
 
 

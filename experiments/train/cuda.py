@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from roadmap.errors import UserError
+
 FUSED = frozenset({"adamw", "adam"})  # timm optimizer names whose torch class has `fused`
 
 
@@ -53,7 +55,7 @@ def visible_devices(count: int) -> list[int]:
         return list(range(count))
     names = [n.strip() for n in listed.split(",") if n.strip()][:count]
     if not all(n.isdigit() for n in names):
-        raise ValueError(
+        raise UserError(
             f"CUDA_VISIBLE_DEVICES={listed}: the local executor gives each job GPU indices; "
             "set CUDA_VISIBLE_DEVICES to indices (nvidia-smi -L lists them)"
         )

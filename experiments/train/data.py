@@ -43,6 +43,7 @@ from experiments.runs import records
 from experiments.train.parts import build_transforms
 from experiments.train.shapes import SHAPES, BuiltinShapes
 from experiments.train.signals import blocked, worker_signals
+from roadmap.errors import UserError
 
 SUBSTITUTES = 16  # a bad file's sample is taken from the next good one among this many
 SKIPPED = "skipped-image"  # the events.jsonl line of a file skipped during training
@@ -56,13 +57,13 @@ def validate_data(path: str | os.PathLike) -> dict[str, Any]:
 
     train/ and val/ with the same class folders, none empty, none hidden, nested, linked in a
     loop or broken: the walk's problems (experiments/data/listing.py). Returns {"root": absolute
-    path, "classes": [...]}; any problem is one FileNotFoundError or ValueError naming it.
+    path, "classes": [...]}; any problem is one FileNotFoundError or UserError naming it.
     """
     listing = list_root(path)
     problems = listing.all_problems() + class_problems(listing, set())
     if problems:
         leavable = all(p.kind in LEAVABLE for p in problems)
-        raise ValueError(refusal(listing.root, problems, can_skip=leavable))
+        raise UserError(refusal(listing.root, problems, can_skip=leavable))
     return {
         "root": str(listing.root.resolve()),
         "classes": class_names(listing.splits["train"]),
@@ -246,7 +247,7 @@ def datasets(recipe: Recipe, config: dict[str, Any]) -> tuple[Dataset, Dataset, 
         info = {"name": "imagefolder", "root": config["data"], "excluded": left}
     if found != config.get("dataset"):
         where = config["data"] or "the built-in dataset"
-        raise ValueError(
+        raise UserError(
             f"{where}: {describe_change(config.get('dataset'), found)}, since this run was "
             "configured; train it on the data it started with, or start a new run"
         )
@@ -288,7 +289,7 @@ def build_loaders(
     batch = recipe.batch_size
     steps = len(train_set) // world // (batch * accum)
     if steps < 1:
-        raise ValueError(
+        raise UserError(
             f"{len(train_set)} training images cannot fill one optimizer step of "
             f"{world * batch * accum} images ({world} device(s) x {batch} x {accum})"
         )

@@ -23,6 +23,7 @@ from torch import nn
 
 from experiments.recipe import Recipe, compute_dtype
 from experiments.train import cuda
+from roadmap.errors import UserError
 
 # What gloo and NCCL say when another rank's process or its node has gone (torch 2.4-2.14).
 PEER_LOST_MARKERS = (
@@ -87,12 +88,15 @@ class RankContext:
     owns_group: bool  # this placement started the process group (and ends it)
 
     @classmethod
-    def start(cls, recipe: Recipe) -> RankContext:
-        """Join (or start) the run's process group and choose this rank's device."""
+    def start(cls, recipe: Recipe, threads_share: int = 0) -> RankContext:
+        """Join (or start) the run's process group, set its torch threads, choose its device.
+
+        The threads are `recipe.torch_threads(threads_share)`: the one place that sets them.
+        """
         owns = dist.is_available() and not dist.is_initialized()
         rank, world, local = init_distributed()
-        if recipe.threads:
-            torch.set_num_threads(recipe.threads)
+        if threads := recipe.torch_threads(threads_share):
+            torch.set_num_threads(threads)
         if not torch.cuda.is_available():
             cpu = torch.device("cpu")
             fp32 = getattr(torch, compute_dtype(recipe.amp_dtype, cpu.type))
@@ -103,7 +107,7 @@ class RankContext:
         amp = getattr(torch, compute_dtype(recipe.amp_dtype, device.type))
         # Before Ampere bf16 is only emulated (slowly): refused, as a GPU without it.
         if amp == torch.bfloat16 and not torch.cuda.is_bf16_supported(False):
-            raise ValueError(
+            raise UserError(
                 f"recipe.amp_dtype=bfloat16: {torch.cuda.get_device_name(device)} has no "
                 "bfloat16 units; use --set recipe.amp_dtype=float16 (with a gradient scaler)"
             )

@@ -27,6 +27,7 @@ class Life:
 
     by = "roadmap train"  # who holds the lock, as the lock file names it
     set_aside = True  # a failed result is kept aside and the run trains again
+    threads = 0  # the executor's share of torch threads (Recipe.torch_threads); 0: none
 
     def rank(self) -> int:
         """The global rank of this process (rank 0 holds the lock and writes the records)."""
@@ -98,7 +99,7 @@ def _train(run_dir: Path, life: Life, rank: int) -> dict[str, Any]:
     try:
         from experiments.train.trainer import Trainer
 
-        trainer = Trainer(run_dir)
+        trainer = Trainer(run_dir, life.threads)
         result = life.fit(trainer)
     except StopRequested as stop:
         life.stopped(run_dir, stop, rank)

@@ -13,6 +13,7 @@ from torch import nn
 
 from experiments.recipe import Recipe
 from experiments.train import cuda
+from roadmap.errors import UserError
 
 
 def _posterize(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
@@ -69,7 +70,7 @@ def check_parts(recipe: Recipe, num_classes: int) -> None:
         build_transforms(recipe)
         build_loss(recipe, num_classes)
     except Exception as err:  # noqa: BLE001 - whatever timm raises, said in one line
-        raise ValueError(
+        raise UserError(
             f"recipe: timm cannot build its transforms or loss ({type(err).__name__}: {err})"
         ) from None
 

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from experiments.data.cache import cache_dir
 from experiments.runs.files import atomic_file
+from roadmap.errors import UserError
 
 SHAPES = tuple("disk ring square frame triangle cross bar ell tee pair".split())
 MAX_ANGLE = np.pi / 8  # shapes turn by up to 22.5 degrees either way
@@ -66,7 +67,7 @@ def render_shapes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images (count, size, size, 3) uint8 and balanced labels (count,) of the Shapes dataset."""
     if not 2 <= classes <= len(SHAPES):
-        raise ValueError(f"the built-in dataset has 2 to {len(SHAPES)} classes, not {classes}")
+        raise UserError(f"the built-in dataset has 2 to {len(SHAPES)} classes, not {classes}")
     rs = np.random.RandomState(seed)
     labels = np.arange(count) % classes
     rs.shuffle(labels)

@@ -41,12 +41,13 @@ from experiments.train.report import (
     show_step,
 )
 from experiments.train.signals import DeferredSignals, StopRequested
+from roadmap.errors import UserError
 
 
 class Trainer:
     """Train the run described by `<run_dir>/config.json`: `fit()`, `save_checkpoint(reason)`."""
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, threads_share: int = 0) -> None:
         self.run_dir = Path(run_dir).absolute()
         config = records.read_config(self.run_dir)
         if config is None:
@@ -54,7 +55,7 @@ class Trainer:
         self.config, self.seed = config, int(config["seed"])
         self.recipe = recipe_from_dict(config["recipe"])
         keep_freed_memory()  # before the data and the model are allocated
-        self.place = place = RankContext.start(self.recipe)
+        self.place = place = RankContext.start(self.recipe, threads_share)
         self.rank, self.world, self.main = place.rank, place.world, place.main
         self.device, self.hosts = place.device, place.hosts()
         self.accum = self.recipe.accum_for(self.world)
@@ -121,7 +122,7 @@ class Trainer:
             self.steps_per_epoch,
             self.effective_batch,
         ):
-            raise ValueError(
+            raise UserError(
                 f"{path} was written with {saved['steps_per_epoch']} steps per epoch of "
                 f"{saved['effective_batch']} images, this job has {self.steps_per_epoch} of "
                 f"{self.effective_batch}: resume it with the same devices and batch"
