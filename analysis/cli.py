@@ -191,7 +191,7 @@ def _runs(args: argparse.Namespace, width: float) -> int:
     frame = aggregate(sel, True if args.paper_overlay else None, args.equivalence)
     print(summary(sel, frame))
     if mixed and args.strict_code:
-        raise ValueError(f"--strict-code: {len(mixed)} bar(s) of mixed code (see above)")
+        raise UserError(f"--strict-code: {len(mixed)} bar(s) of mixed code (see above)")
     if frame["n"].fillna(0).sum() == 0:  # before anything is written: --out stays as it was
         raise UserError(f"no runs to draw on {track} (see above for what was left out)")
     stem = args.out / f"staircase_{track}"
