@@ -41,8 +41,11 @@ def test_the_whole_page_is_what_the_script_prints_now():
     assert PAGE.read_text() == _script().render()
 
 
-def test_every_step_has_the_papers_words_and_the_authors_flag():
+def test_every_paper_step_and_final_norm_have_the_papers_words_and_the_authors_flag():
+    from roadmap.paper import paper_row
     from roadmap.steps import TRACKS, steps
 
-    names = {s.name for t in TRACKS for s in steps(t)}
+    names = {s.name for t in TRACKS for s in steps(t) if paper_row(t, s.name)} | {"final_norm"}
     assert names == set(_script().PAPER_AND_FLAGS)
+    rows = [line.split(" | ")[1] for line in PAGE.read_text().splitlines() if line.startswith("| 1 |")]
+    assert rows[:2] == ["`resnet50_modern_recipe`", "`resnet200_modern_recipe` *"]

@@ -94,7 +94,7 @@ def track_table(track: str) -> str:
         "params (ls 0) | GFLOPs | paper GFLOPs |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for step in steps(track):
+    for step in [s for s in steps(track) if s.name in PAPER_AND_FLAGS]:  # not a step of yours
         words, flag = PAPER_AND_FLAGS[step.name]
         norms, biases, gammas, params, no_scale, gflops = _counts(step)
         paper = paper_row(track, step.name)
