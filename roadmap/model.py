@@ -265,9 +265,7 @@ def _make_stem(spec: ArchSpec, in_chans: int, layers: Layers) -> nn.Module:
     norm = layers.norm if spec.stem_norm else None
     if spec.stem == "patchify":
         return ConvNormAct(in_chans, spec.width, 4, 4, padding=0, norm_layer=norm, bias=True)
-    stem = ConvNormAct(
-        in_chans, spec.width, 7, 2, padding=3, norm_layer=norm, act_layer=layers.act
-    )
+    stem = ConvNormAct(in_chans, spec.width, 7, 2, padding=3, norm_layer=norm, act_layer=layers.act)
     stem.add_module("pool", nn.MaxPool2d(3, 2, 1))
     return stem
 

@@ -47,5 +47,6 @@ def test_every_paper_step_and_final_norm_have_the_papers_words_and_the_authors_f
 
     names = {s.name for t in TRACKS for s in steps(t) if paper_row(t, s.name)} | {"final_norm"}
     assert names == set(_script().PAPER_AND_FLAGS)
-    rows = [line.split(" | ")[1] for line in PAGE.read_text().splitlines() if line.startswith("| 1 |")]
+    lines = PAGE.read_text().splitlines()
+    rows = [line.split(" | ")[1] for line in lines if line.startswith("| 1 |")]
     assert rows[:2] == ["`resnet50_modern_recipe`", "`resnet200_modern_recipe` *"]

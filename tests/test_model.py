@@ -105,7 +105,7 @@ def test_layer_scale_is_one_gamma_per_block_on_every_step():
 
 
 def test_authors_roadmap_init_leaves_convs_at_pytorchs_default():
-    """modeling_resnet.py:448-460: trunc-normal linears, zero bias; convs as nn.Conv2d makes them."""
+    """modeling_resnet.py:448-460: trunc-normal linears, zero bias; convs as nn.Conv2d inits."""
     torch.manual_seed(0)
     model = build_model(get_step("kernel_7").spec, init="authors_roadmap")
     for conv in [m for m in model.modules() if isinstance(m, nn.Conv2d)]:

@@ -32,9 +32,7 @@ def _outside(names: set[str], fields: list[str]) -> list[str]:
 
 
 def _with_parent():
-    return [
-        pytest.param(s, id=f"{s.track}-{s.name}") for t in TRACKS for s in steps(t) if s.parent
-    ]
+    return [pytest.param(s, id=f"{s.track}-{s.name}") for t in TRACKS for s in steps(t) if s.parent]
 
 
 @pytest.mark.parametrize("step", _with_parent())
@@ -89,7 +87,8 @@ def test_the_head_norm_comes_with_final_norm_and_separate_downsampling(track):
 def _bias_counts(name: str) -> tuple[int, int, int]:
     """Biased convs of the stem, of the blocks and of the shortcuts of step `name`."""
     model = build_model(get_step(name).spec)
-    biased = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.bias is not None]
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    biased = [n for n, m in convs if m.bias is not None]
     stem = sum(n.startswith("stem.") for n in biased)
     shortcut = sum(".shortcut." in n for n in biased)
     return stem, len(biased) - stem - shortcut, shortcut
