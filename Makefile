@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ROOT ?= runs/smoke
 
-## run: the main job: the resnet50 roadmap sweep (16 steps x seeds 0,1,2, smoke preset,
+## run: the main job: the resnet50 roadmap sweep (17 steps x seeds 0,1,2, smoke preset,
 ## built-in dataset, local executor), then its staircase figure and table. Rerunnable: finished
 ## runs are skipped.
 run: $(STAMP)

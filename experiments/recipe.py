@@ -141,8 +141,8 @@ class Recipe:
     # Stochastic depth rate of the last block (drop_path_rate); none: the paper's for the run's
     # track, that of the ConvNeXt it ends at (roadmap.endpoints.paper_drop_path, see run_recipe).
     drop_path: float | None = None
-    layer_scale: float = 1e-6  # initial residual scale (layer_scale_init), Table 5; 0: off
-    init: str = "trunc_normal"  # roadmap.spec.INIT_NAMES: trunc-normal 0.02 (Table 5); torchvision
+    layer_scale: float = 1e-6  # every block's gamma, Table 5; 0: off, as the authors' commands
+    init: str = "authors_roadmap"  # roadmap.spec.INIT_NAMES; docs/design.md "Initialisation"
     ema: bool = False  # off for roadmap steps (the paper: EMA hurts BatchNorm models)
     ema_decay: float = 0.9999
     # -- system

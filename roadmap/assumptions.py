@@ -2,8 +2,8 @@
 
 Data, beside the paper's numbers (`roadmap.paper`): each assumption names the rows of the paper's
 table it concerns, the footnote mark those rows carry and the footnote. The `--paper` staircase
-marks them (`analysis.assumptions`); `roadmap steps` and the docs can read the same entries
-(docs/training.md, "Presets"; docs/statistics.md).
+marks them (`analysis.assumptions`), `roadmap steps` prints them (`assumption`), and so does
+docs/fidelity.md.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ ASSUMPTIONS: dict[str, tuple[Assumption, ...]] = {
         # ECCV 2016, is the paper's reference [29].
         Assumption(
             "‡",
-            ("resnet200_original_recipe",),
+            ("resnet200_original_recipe", "resnet200_modern_recipe"),
             "Table 11's 78.20 is the pre-activation ResNet-200 of He et al. 2016 (the paper's "
             "[29]); this track trains a v1.5 ResNet-200 (post-activation, stride on the 3x3; "
             "timm's resnet200), an assumption of this project",
@@ -59,3 +59,13 @@ def step_marks(track: str, step: str, reference: bool = False) -> str:
         for a in assumptions(track)
         if (a.steps is EVERY_STEP and not reference) or (a.steps and step in a.steps)
     )
+
+
+def assumption(track: str, step: str | None = None) -> str | None:
+    """The footnotes of `track` that concern `step` (None: those of every step), or None."""
+    texts = [
+        a.text
+        for a in assumptions(track)
+        if (a.steps is EVERY_STEP if step is None else a.steps is not None and step in a.steps)
+    ]
+    return "; ".join(texts) or None

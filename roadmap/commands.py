@@ -49,19 +49,20 @@ def cmd_steps(args: argparse.Namespace) -> int:
         for row in rows:
             writer.writerow({**row, "changes": json.dumps(row["changes"], sort_keys=True)})
     else:
-        print(format_table(rows))
+        print(format_table(rows, args.track))
     return 0
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Aligned text table of `roadmap steps` rows."""
+def format_table(rows: list[dict[str, Any]], track: str) -> str:
+    """Aligned text table of `roadmap steps` rows, this project's assumptions marked "*"."""
+    from roadmap.assumptions import assumption
     from roadmap.table import align_columns
 
     head = ["#", "step", "group", "path", "params", "GFLOPs", "paper", "diff"]
     body = [
         [
             str(r["index"]),
-            r["step"],
+            r["step"] + (" *" if r["assumed"] else ""),
             r["group"],
             "yes" if r["on_path"] else "side",
             f"{r['params']:,}",
@@ -71,8 +72,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    return align_columns(head, body, right={0, 4, 5, 6, 7}) + (
-        "\nGFLOPs: multiply-adds at 224x224, measured from the built model; paper: Table 10/11."
+    notes = [f"* {r['step']}: {r['assumed']}" for r in rows if r["assumed"]]
+    if every := assumption(track):
+        notes.append(f"* every step of {track}: {every}")
+    return "\n".join(
+        [
+            align_columns(head, body, right={0, 4, 5, 6, 7}),
+            "GFLOPs: multiply-adds at 224x224, measured from the built model; paper: Table 10/11.",
+            *notes,
+        ]
     )
 
 

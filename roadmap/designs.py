@@ -91,8 +91,14 @@ def _parent_spec(step: Step) -> ArchSpec:
 
 
 def is_applied(step: Step, spec: ArchSpec) -> bool:
-    """Whether `spec` holds every value that `step` sets."""
-    return all(getattr(spec, k) == v for k, v in step.changes.items())
+    """Whether `spec` holds every value that `step` sets and no later on-path step sets again.
+
+    (`patchify_stem` turns the stem norm off, `separate_downsampling` on again: ConvNeXt-T
+    holds the patchify stem all the same.)
+    """
+    later = {k for s in on_path(step.track) if s.index > step.index for k in s.changes}
+    own = {k: v for k, v in step.changes.items() if k not in later} or step.changes
+    return all(getattr(spec, k) == v for k, v in own.items())
 
 
 def _revert(spec: ArchSpec, step: Step) -> ArchSpec:

@@ -50,7 +50,7 @@ def check_endpoint(
     calibrate = torch.randn(max(batch, 4), 3, image_size, image_size, generator=gen)
     randomise(reference, gen, calibrate)
     step = get_step(endpoint.step, endpoint.track)
-    model = build_model(step.spec).eval()
+    model = build_model(step.spec, layer_scale_init=endpoint.layer_scale).eval()
     load_reference(model, reference.state_dict(), endpoint.source)
     x = torch.randn(batch, 3, image_size, image_size, generator=gen)
     with torch.no_grad():

@@ -70,6 +70,9 @@ class Layers:
     head_norm: NormFactory
     # act(): a new activation module.
     act: ActFactory
+    # Whether a block's convs take a bias: exactly when its norm is not a BatchNorm (whose shift
+    # makes a bias redundant), as the authors' `use_bias` (modeling_resnet.py:193).
+    conv_bias: bool
 
 
 def resolve_layers(norm: str, act: str, eps: float | None = None) -> Layers:
@@ -84,6 +87,7 @@ def resolve_layers(norm: str, act: str, eps: float | None = None) -> Layers:
         norm=partial(entry.layer_2d, eps=eps),
         head_norm=partial(entry.layer_1d, eps=eps),
         act=ACT_LAYERS[act],
+        conv_bias=not issubclass(entry.layer_2d, nn.modules.batchnorm._BatchNorm),
     )
 
 
@@ -129,9 +133,8 @@ def pointwise_gemm(
 class ConvNormAct(nn.Sequential):
     """conv -> optional norm -> optional act (children named conv, norm, act).
 
-    `padding` None is "same" padding (kernel_size // 2) for odd kernels. The conv has a bias
-    unless a BatchNorm follows it (whose shift makes a bias redundant), the rule that gives
-    torchvision's bias-free ResNet and ConvNeXt's biased convs and linears.
+    `padding` None is "same" padding (kernel_size // 2) for odd kernels; `bias` is the conv's
+    (the builder decides it, docs/design.md "Conv biases").
     """
 
     def __init__(
@@ -144,15 +147,14 @@ class ConvNormAct(nn.Sequential):
         padding: int | None = None,
         norm_layer: NormFactory | None = None,
         act_layer: ActFactory | None = None,
+        bias: bool = False,
     ) -> None:
         super().__init__()
         pad = kernel_size // 2 if padding is None else padding
-        norm = norm_layer(out_chs) if norm_layer is not None else None
-        bias = not isinstance(norm, nn.modules.batchnorm._BatchNorm)
         pointwise = kernel_size == 1 and stride == 1 and groups == 1 and pad == 0
         conv = PointwiseConv2d if pointwise else nn.Conv2d
         self.conv = conv(in_chs, out_chs, kernel_size, stride, pad, groups=groups, bias=bias)
-        if norm is not None:
-            self.norm = norm
+        if norm_layer is not None:
+            self.norm = norm_layer(out_chs)
         if act_layer is not None:
             self.act = act_layer()

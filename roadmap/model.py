@@ -95,11 +95,16 @@ class Block(nn.Module):
                 **shape._asdict(),
                 norm_layer=layers.norm if norm_on else None,
                 act_layer=layers.act if act_on else None,
+                bias=layers.conv_bias,
             )
             self.add_module(f"conv{index}", conv)
-        self.gamma: nn.Parameter | None = self._init_layer_scale(out_chs, layer_scale_init)
+        # One mechanism on every step: a per-channel scale at the end of the residual branch,
+        # as ConvNeXt's and the authors' `gamma_1` (docs/design.md, "Layer scale").
+        self.gamma: nn.Parameter | None = None
+        if layer_scale_init:
+            self.gamma = nn.Parameter(torch.full((out_chs,), float(layer_scale_init)))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        if stride != 1 or in_chs != out_chs:
+        if stride != 1 or in_chs != out_chs:  # a projection: never a bias (modeling_resnet.py:506)
             self.shortcut: nn.Module = ConvNormAct(
                 in_chs, out_chs, 1, stride, norm_layer=layers.norm
             )
@@ -110,23 +115,6 @@ class Block(nn.Module):
         # convs last, from fewer_norms on) run their 1x1 convs on channels-last memory, see
         # `forward` and docs/benchmarks.md.
         self.channels_last_mlp = spec.dwconv_first and not any(with_norm[1:])
-
-    def _init_layer_scale(
-        self, out_chs: int, layer_scale_init: float | None
-    ) -> nn.Parameter | None:
-        """Start the residual branch's last per-channel scale at `layer_scale_init`.
-
-        Where the branch ends with a norm, that norm's affine weight is this scale (the
-        "zero-init last norm" of Goyal et al.), so ResNet blocks keep torchvision's parameters,
-        and None is returned; otherwise the block gets its own `gamma`, as ConvNeXt's.
-        """
-        if not layer_scale_init:
-            return None
-        last_norm = getattr(self.conv3, "norm", None)
-        if last_norm is not None:
-            nn.init.constant_(last_norm.weight, float(layer_scale_init))
-            return None
-        return nn.Parameter(torch.full((out_chs,), float(layer_scale_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual branch, scaled and dropped, plus shortcut, then the outer activation."""
@@ -185,7 +173,7 @@ class RoadmapNet(nn.Module):
         in_chans: int = 3,
         drop_path_rate: float = 0.0,
         layer_scale_init: float | None = 1e-6,
-        init: str = "trunc_normal",
+        init: str = "authors_roadmap",
     ) -> None:
         super().__init__()
         _check_build_args(drop_path_rate, layer_scale_init, init)
@@ -203,7 +191,7 @@ class RoadmapNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.num_features = in_chs
         self.num_classes = num_classes
-        self.head = _make_head(in_chs, num_classes, layers, spec.separate_downsampling)
+        self.head = _make_head(in_chs, num_classes, layers, spec.head_norm)
         self.pretrained_cfg = dict(PRETRAINED_CFG, num_classes=num_classes)
         self.apply(INITS[init])
 
@@ -269,18 +257,15 @@ def _stage_channels(spec: ArchSpec, index: int) -> StageChannels:
 
 
 def _make_stem(spec: ArchSpec, in_chans: int, layers: Layers) -> nn.Module:
-    """The stem: patchify (4x4/s4 conv, norm) or ResNet's (7x7/s2 conv, norm, act, max-pool)."""
+    """The stem: patchify (4x4/s4 conv with a bias) or ResNet's (7x7/s2 conv, act, max-pool).
+
+    Either has the norm after its conv when `spec.stem_norm`; the conv's bias is the authors'
+    (modeling_resnet.py:360 and :365).
+    """
+    norm = layers.norm if spec.stem_norm else None
     if spec.stem == "patchify":
-        return ConvNormAct(in_chans, spec.width, 4, 4, padding=0, norm_layer=layers.norm)
-    stem = ConvNormAct(
-        in_chans,
-        spec.width,
-        7,
-        2,
-        padding=3,
-        norm_layer=layers.norm,
-        act_layer=layers.act,
-    )
+        return ConvNormAct(in_chans, spec.width, 4, 4, padding=0, norm_layer=norm, bias=True)
+    stem = ConvNormAct(in_chans, spec.width, 7, 2, padding=3, norm_layer=norm, act_layer=layers.act)
     stem.add_module("pool", nn.MaxPool2d(3, 2, 1))
     return stem
 
@@ -304,7 +289,7 @@ def _make_stage(
     if spec.separate_downsampling and index > 0:
         downsample = nn.Sequential()
         downsample.add_module("norm", layers.norm(in_chs))
-        downsample.add_module("conv", nn.Conv2d(in_chs, out_chs, 2, 2))
+        downsample.add_module("conv", nn.Conv2d(in_chs, out_chs, 2, 2))  # biased, as both codes
         in_chs, stride = out_chs, 1
     blocks = []
     for rate in drop_path_rates:
@@ -334,6 +319,18 @@ def _make_head(in_chs: int, num_classes: int, layers: Layers, with_norm: bool) -
     return head
 
 
+def _init_authors_roadmap(module: nn.Module) -> None:
+    """The authors' roadmap code: trunc-normal (0.02) linears with zero bias, the rest as built.
+
+    Convs keep PyTorch's default init (their `--resnet_init trunc` is in no step's command) and
+    norms weight 1, bias 0: modeling_resnet.py:448-460, docs/design.md "Initialisation".
+    """
+    if isinstance(module, nn.Linear):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 def _init_trunc_normal(module: nn.Module) -> None:
     """Truncated-normal (std 0.02) convs and linears with zero bias, as ConvNeXt (Table 5)."""
     if isinstance(module, nn.Conv2d | nn.Linear):
@@ -345,9 +342,9 @@ def _init_trunc_normal(module: nn.Module) -> None:
 def _init_torchvision(module: nn.Module) -> None:
     """Torchvision's ResNet: Kaiming-normal convs (fan_out, ReLU gain), the rest as built.
 
-    Norms keep weight 1 and bias 0 (or the layer scale) and linears PyTorch's default, as in
-    `torchvision.models.ResNet`; the only biased convs (separate downsampling, which no ResNet
-    has) start at zero bias, as torchvision's VGG and MobileNets.
+    Norms keep weight 1 and bias 0 and linears PyTorch's default, as in
+    `torchvision.models.ResNet`; biased convs (none in a ResNet) start at zero bias, as
+    torchvision's VGG and MobileNets.
     """
     if isinstance(module, nn.Conv2d):
         nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -357,6 +354,7 @@ def _init_torchvision(module: nn.Module) -> None:
 
 # The builder's `init` choices: a function applied to every module once the network is built.
 INITS: dict[str, Callable[[nn.Module], None]] = {
+    "authors_roadmap": _init_authors_roadmap,
     "trunc_normal": _init_trunc_normal,
     "torchvision": _init_torchvision,
 }
@@ -370,7 +368,7 @@ def build_model(
     in_chans: int = 3,
     drop_path_rate: float = 0.0,
     layer_scale_init: float | None = 1e-6,
-    init: str = "trunc_normal",
+    init: str = "authors_roadmap",
 ) -> RoadmapNet:
     """Build the network of `spec` (see `RoadmapNet` for the arguments)."""
     return RoadmapNet(spec, num_classes, in_chans, drop_path_rate, layer_scale_init, init)

@@ -26,8 +26,9 @@ STEMS = ("resnet", "patchify")
 NORMS = ("bn", "ln")
 ACTS = ("relu", "gelu")
 # Not a spec field: the names of `roadmap.build_model`'s `init` (the recipe decides it), each a
-# function in `roadmap.model.INITS`: trunc-normal 0.02 (Table 5), or torchvision's ResNet init.
-INIT_NAMES = ("trunc_normal", "torchvision")
+# function in `roadmap.model.INITS`: the authors' roadmap code's (trunc-normal linears, convs at
+# PyTorch's default), trunc-normal 0.02 for convs and linears (ConvNeXt's), or torchvision's.
+INIT_NAMES = ("authors_roadmap", "trunc_normal", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,12 @@ class ArchSpec:
 
     # stage_ratio: blocks per stage; ResNet-50 (3, 4, 6, 3) -> Swin-T's 1:1:3:1 as (3, 3, 9, 3).
     depths: tuple[int, ...] = (3, 4, 6, 3)
-    # patchify_stem: "resnet" (7x7/s2 conv, norm, act, 3x3/s2 max-pool) or "patchify" (4x4/s4
-    # conv and norm, like Swin's patch embedding).
+    # patchify_stem: "resnet" (7x7/s2 conv, norm, act, 3x3/s2 max-pool) or "patchify" (a bare
+    # 4x4/s4 conv, like Swin's patch embedding and the authors' `patch_embed`).
     stem: str = "resnet"
+    # patchify_stem (off) / separate_downsampling (on): a norm after the stem's conv; ResNet's
+    # stem has one, the patchify stem gets its own with separate_downsampling (Section 2.6).
+    stem_norm: bool = True
     # depthwise_conv: the block's spatial conv becomes depthwise (groups = channels, ResNeXt-ify).
     depthwise: bool = False
     # width_96: channels of the first stage (ResNet 64 -> Swin-T 96; 84 and 128 on the
@@ -63,9 +67,12 @@ class ArchSpec:
     # bn_to_ln: the normalization layer, "bn" (BatchNorm) or "ln" (LayerNorm over channels), one
     # of NORMS.
     norm: str = "bn"
-    # separate_downsampling: norm + 2x2/s2 conv between stages instead of strided blocks, and a
-    # norm before the classifier (the norm after the stem comes with patchify_stem's stem).
+    # separate_downsampling: norm + 2x2/s2 conv between stages instead of strided blocks (the
+    # step also sets stem_norm and head_norm, Section 2.6).
     separate_downsampling: bool = False
+    # final_norm (side step) / separate_downsampling: a norm after global average pooling, before
+    # the classifier (the authors' `--resnet_final_norm`).
+    head_norm: bool = False
     # Not a paper step: epsilon of the norm layers; None takes the norm's default in
     # `roadmap.layers.NORM_LAYERS` (1e-5 for BN, 1e-6 for LN as ConvNeXt).
     norm_eps: float | None = field(default=None)

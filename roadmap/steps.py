@@ -59,7 +59,9 @@ STEP_TABLE: tuple[Row, ...] = (
         {"depths": (3, 3, 27, 3), "width": 84},
         (R200,),
     ),
-    Row("patchify_stem", "macro design", True, {"stem": "patchify"}, BOTH),
+    # The authors' patchify stem is a bare conv (modeling_resnet.py:365); its norm comes with
+    # separate_downsampling (Section 2.6), with the head's.
+    Row("patchify_stem", "macro design", True, {"stem": "patchify", "stem_norm": False}, BOTH),
     Row("depthwise_conv", "resnext-ify", True, {"depthwise": True}, BOTH),
     Row("width_96", "resnext-ify", True, {"width": 96}, (R50,)),
     Row("width_128", "resnext-ify", True, {"width": 128}, (R200,)),
@@ -79,14 +81,44 @@ STEP_TABLE: tuple[Row, ...] = (
     Row("fewer_activations", "micro design", True, {"fewer_activations": True}, BOTH),
     Row("fewer_norms", "micro design", True, {"fewer_norms": True}, BOTH),
     Row("bn_to_ln", "micro design", True, {"norm": "ln"}, BOTH),
+    # The authors' `--resnet_final_norm` step (README "Final norm"); the paper folds this norm
+    # into separate_downsampling, so it is a side step here and Tables 10/11 have no row for it.
+    Row("final_norm", "micro design", False, {"head_norm": True}, BOTH),
     Row(
         "separate_downsampling",
         "micro design",
         True,
-        {"separate_downsampling": True},
+        {"separate_downsampling": True, "stem_norm": True, "head_norm": True},
         BOTH,
     ),
 )
+
+# The modules each ArchSpec field is about, as patterns (re.search) of the builder's parameter
+# and buffer names: a step may add, remove or reshape only tensors whose names match a pattern of
+# a field it changes (tests/test_step_modules.py). A field a step changes must have an entry.
+_BLOCK = r"stages\.\d+\.blocks\.\d+\."
+FIELD_MODULES: dict[str, tuple[str, ...]] = {
+    "depths": (_BLOCK,),  # blocks come and go
+    "stem": (r"^stem\.",),
+    "stem_norm": (r"^stem\.norm\.",),
+    "depthwise": (_BLOCK + r"conv\d\.conv\.weight$",),  # the spatial conv's groups
+    "width": (r"",),  # every tensor's shape
+    "inverted_bottleneck": (r"^stages\.", r"^head\."),  # every block's shape, the classifier's
+    "expansion": (r"^stages\.", r"^head\."),
+    "dwconv_first": (_BLOCK + r"conv\d\.",),  # the block's convs and their norms swap shapes
+    "kernel_size": (_BLOCK + r"conv\d\.conv\.weight$",),
+    "act": (),  # activations have no tensors
+    "fewer_activations": (),
+    "fewer_norms": (_BLOCK + r"conv[23]\.norm\.",),
+    "norm": (r"\.norm\.", _BLOCK + r"conv\d\.conv\.bias$"),  # every norm, block conv biases
+    "separate_downsampling": (
+        r"^stages\.\d+\.downsample\.",
+        _BLOCK + r"shortcut\.",
+        r"^stages\.[1-9]\d*\.blocks\.0\.",  # a stage's first block no longer downsamples
+    ),
+    "head_norm": (r"^head\.norm\.",),
+    "norm_eps": (),
+}
 
 # The spec each track starts from (the spec of its first step is this one changed by it).
 _BASES = {

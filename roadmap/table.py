@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from roadmap.assumptions import assumption
 from roadmap.paper import paper_row
 from roadmap.spec import ArchSpec
 from roadmap.steps import steps
@@ -23,7 +24,7 @@ def measure(spec: ArchSpec) -> tuple[int, float]:
 
 
 def step_table(track: str) -> list[dict[str, Any]]:
-    """Rows of `roadmap steps`: index, step, group, on_path, params, gflops, paper_gflops, diff."""
+    """Rows of `roadmap steps`: index, step, ..., paper_gflops, diff, changes, assumed (a note)."""
     rows = []
     for step in steps(track):
         params, gflops = measure(step.spec)
@@ -40,6 +41,7 @@ def step_table(track: str) -> list[dict[str, Any]]:
                 "paper_gflops": paper_gflops,
                 "diff": None if paper_gflops is None else round(gflops - paper_gflops, 6),
                 "changes": dict(step.changes),
+                "assumed": assumption(track, step.name),
             }
         )
     return rows

@@ -18,7 +18,9 @@ def test_steps_csv_has_one_row_per_step_with_measured_columns(capsys):
             "diff"} <= set(rows[0])  # fmt: skip
     by_name = {r["step"]: r for r in rows}
     first, last = by_name["resnet50_modern_recipe"], by_name["separate_downsampling"]
-    assert int(first["params"]) == 25_557_032 and int(last["params"]) == 28_589_128
+    # torchvision's ResNet-50 with one layer-scale gamma per block (the paper preset's 1e-6)
+    gammas = 256 * 3 + 512 * 4 + 1024 * 6 + 2048 * 3
+    assert int(first["params"]) == 25_557_032 + gammas and int(last["params"]) == 28_589_128
     assert abs(float(first["gflops"]) - float(first["paper_gflops"])) < 0.02
     assert [r["on_path"] for r in rows] == [str(s.on_path) for s in steps("resnet50")]
 
@@ -31,6 +33,21 @@ def test_steps_table_and_json_for_the_second_track(capsys):
     assert main(["steps"]) == 0
     out = capsys.readouterr().out
     assert "separate_downsampling" in out and "28,589,128" in out and "side" in out
+
+
+def test_steps_table_marks_the_resnet200_tracks_assumptions(capsys):
+    assert main(["steps", "--track", "resnet200"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    marked = [x.split()[1] for x in lines if x.split()[2:3] == ["*"]]
+    assert marked == ["resnet200_modern_recipe"]
+    notes = [x for x in lines if x.startswith("* ")]
+    assert any("pre-activation" in x for x in notes) and any("drop path 0.5" in x for x in notes)
+    assert main(["steps"]) == 0
+    out = capsys.readouterr().out
+    assert " *" not in out and "final_norm" in out
+    row = next(x for x in out.splitlines() if " final_norm " in x).split()
+    parent = next(x for x in out.splitlines() if " bn_to_ln " in x).split()
+    assert "side" in row and row[-1] == parent[-3]  # no paper value; the head norm adds no MACs
 
 
 def test_steps_table_rounds_gflops_once(capsys):

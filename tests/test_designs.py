@@ -194,3 +194,13 @@ def test_a_found_point_run_is_not_planned_again(tmp_path: Path, tiny_overrides) 
     )
     runs = {r.step.name: r for r in make_plan(request).runs}
     assert runs[point.name].run_dir == out  # found by its identity, wherever its folder is
+
+
+@pytest.mark.parametrize("track", ["resnet50", "resnet200"])
+def test_a_step_whose_field_a_later_step_sets_again_is_still_held(track: str) -> None:
+    # patchify_stem's stem norm (off) is turned on by separate_downsampling, and on resnet200
+    # stage_ratio_and_width_84's width is width_128's: the endpoint holds both steps all the same.
+    moved = [p.moves[0][1] for p in design_points("leave-one-out", track)]
+    assert moved == [s.name for s in on_path(track)[1:]]
+    point = next(p for p in design_points("leave-one-out", track) if "patchify" in p.name)
+    assert (point.spec.stem, point.spec.stem_norm) == ("resnet", True)

@@ -14,6 +14,7 @@ from roadmap import (
     count_params,
     create_step_model,
     get_spec,
+    get_step,
     steps,
 )
 from roadmap.layers import ACT_LAYERS, NORM_LAYERS, PointwiseConv2d
@@ -40,17 +41,21 @@ def test_every_step_runs_forward_and_backward_on_cpu(step):
 
 
 @pytest.mark.parametrize(
-    ("track", "step", "params", "reference"),
+    ("track", "step", "params", "reference", "layer_scale"),
     [
-        ("resnet50", "resnet50_modern_recipe", 25_557_032, "torchvision.resnet50"),
-        ("resnet50", "separate_downsampling", 28_589_128, "torchvision.convnext_tiny"),
-        ("resnet200", "resnet200_modern_recipe", 64_673_832, "timm.resnet200"),
-        ("resnet200", "separate_downsampling", 88_591_464, "timm.convnext_base"),
+        ("resnet50", "resnet50_modern_recipe", 25_557_032, "torchvision.resnet50", None),
+        ("resnet50", "separate_downsampling", 28_589_128, "torchvision.convnext_tiny", 1e-6),
+        ("resnet200", "resnet200_modern_recipe", 64_673_832, "timm.resnet200", None),
+        ("resnet200", "separate_downsampling", 88_591_464, "timm.convnext_base", 1e-6),
     ],
 )
-def test_endpoint_parameter_counts_equal_the_references(track, step, params, reference):
+def test_endpoint_parameter_counts_equal_the_references(
+    track, step, params, reference, layer_scale
+):
+    """The ResNets have no layer scale: equal with it off; with it on, one gamma per block."""
     with torch.device("meta"):
-        ours = create_step_model(step, track)
+        ours = create_step_model(step, track, layer_scale_init=layer_scale)
+        with_scale = create_step_model(step, track, layer_scale_init=1e-6)
         lib, name = reference.split(".")
         ref = (
             getattr(torchvision.models, name)(weights=None)
@@ -58,6 +63,8 @@ def test_endpoint_parameter_counts_equal_the_references(track, step, params, ref
             else timm.create_model(name)
         )
     assert count_params(ours) == params == count_params(ref)
+    gammas = sum(b.conv3.conv.out_channels for s in with_scale.stages for b in s.blocks)
+    assert count_params(with_scale) == params + (gammas if layer_scale is None else 0)
 
 
 def test_unused_fields_have_neutral_defaults_and_still_build():
@@ -73,22 +80,42 @@ def test_unused_fields_have_neutral_defaults_and_still_build():
             assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
     # the defaults of those fields are the plain torchvision ResNet-50, parameter for parameter
     tv = torchvision.models.resnet50(weights=None)
-    ours = build_model(ArchSpec())
+    ours = build_model(ArchSpec(), layer_scale_init=None)
     assert [tuple(p.shape) for p in ours.state_dict().values()] == [
         tuple(p.shape) for p in tv.state_dict().values()
     ]
 
 
-def test_layer_scale_is_the_last_norm_weight_or_a_gamma():
-    resnet = build_model(ArchSpec(), layer_scale_init=1e-3)
-    block = resnet.stages[0].blocks[0]
-    assert block.gamma is None
-    assert torch.all(block.conv3.norm.weight == 1e-3)
+def test_layer_scale_is_one_gamma_per_block_on_every_step():
+    """One mechanism, never switched by a step: no norm weight doubles as the scale."""
+    for step in (steps("resnet50")[0], get_step("fewer_activations"), steps("resnet50")[-1]):
+        model = build_model(step.spec, layer_scale_init=1e-3)
+        blocks = [b for s in model.stages for b in s.blocks]
+        assert len(blocks) == sum(step.spec.depths)
+        assert all(torch.all(b.gamma == 1e-3) for b in blocks)
+        norms = [m for b in blocks for m in b.modules() if isinstance(m, nn.BatchNorm2d)]
+        assert all(torch.all(m.weight == 1) for m in norms)
+        off = build_model(step.spec, layer_scale_init=0)
+        assert all(b.gamma is None for s in off.stages for b in s.blocks)
+        out_chs = sum(b.conv3.conv.out_channels for b in blocks)
+        assert count_params(model) - count_params(off) == out_chs
     convnext = create_step_model("separate_downsampling", layer_scale_init=1e-3)
-    assert torch.all(convnext.stages[0].blocks[0].gamma == 1e-3)
     off = create_step_model("separate_downsampling", layer_scale_init=0)
-    assert off.stages[0].blocks[0].gamma is None
     assert count_params(convnext) - count_params(off) == 96 * 3 + 192 * 3 + 384 * 9 + 768 * 3
+
+
+def test_authors_roadmap_init_leaves_convs_at_pytorchs_default():
+    """modeling_resnet.py:448-460: trunc-normal linears, zero bias; convs as nn.Conv2d inits."""
+    torch.manual_seed(0)
+    model = build_model(get_step("kernel_7").spec, init="authors_roadmap")
+    for conv in [m for m in model.modules() if isinstance(m, nn.Conv2d)]:
+        fan_in = conv.weight[0].numel()  # kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), ...)
+        assert conv.weight.abs().max() <= fan_in**-0.5
+        if conv.weight.numel() >= 10_000:
+            assert conv.weight.std().item() == pytest.approx((3 * fan_in) ** -0.5, rel=0.1)
+    assert model.head.fc.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert not model.head.fc.bias.any()
+    assert build_model(ArchSpec()).head.fc.weight.std().item() == pytest.approx(0.02, rel=0.1)
 
 
 def test_training_arguments_out_of_range_are_an_error_naming_them():
@@ -130,7 +157,7 @@ def test_torchvision_init_has_torchvisions_statistics_on_the_convnext_steps():
         norms = [m for m in model.modules() if isinstance(m, kinds)]  # the layer table's norms
         assert norms
         assert all(torch.all(m.weight == 1) and not m.bias.any() for m in norms)
-    trunc = build_model(steps("resnet50")[-1].spec)  # the default: trunc-normal 0.02
+    trunc = build_model(steps("resnet50")[-1].spec, init="trunc_normal")
     assert trunc.stem.conv.weight.std().item() == pytest.approx(0.02, rel=0.1)
 
 

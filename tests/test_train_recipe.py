@@ -51,6 +51,14 @@ def test_paper_preset_is_table5() -> None:
         "bicubic",
         0.875,
     )
+    # The paper gives no init: the authors' roadmap code's (docs/design.md), on every preset that
+    # follows the paper; torchvision's ResNet init on `original`.
+    assert {name: resolve_recipe(name).init for name in PRESETS} == {
+        "paper": "authors_roadmap",
+        "proxy": "authors_roadmap",
+        "smoke": "authors_roadmap",
+        "original": "torchvision",
+    }
     # 4096 from GPUs x per-GPU batch x accumulation, and the lr scales with it.
     assert r.accum_for(8) == 4 and r.accum_for(32) == 1
     assert r.lr_for(8 * 128 * r.accum_for(8)) == pytest.approx(4e-3)
