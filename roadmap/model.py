@@ -269,9 +269,10 @@ def _stage_channels(spec: ArchSpec, index: int) -> StageChannels:
 
 
 def _make_stem(spec: ArchSpec, in_chans: int, layers: Layers) -> nn.Module:
-    """The stem: patchify (4x4/s4 conv, norm) or ResNet's (7x7/s2 conv, norm, act, max-pool)."""
+    """The stem: patchify (P x P conv of stride P, norm; P = `patch_size`) or ResNet's."""
     if spec.stem == "patchify":
-        return ConvNormAct(in_chans, spec.width, 4, 4, padding=0, norm_layer=layers.norm)
+        size = spec.patch_size
+        return ConvNormAct(in_chans, spec.width, size, size, padding=0, norm_layer=layers.norm)
     stem = ConvNormAct(
         in_chans,
         spec.width,

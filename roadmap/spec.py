@@ -37,6 +37,10 @@ class ArchSpec:
     # patchify_stem: "resnet" (7x7/s2 conv, norm, act, 3x3/s2 max-pool) or "patchify" (4x4/s4
     # conv and norm, like Swin's patch embedding).
     stem: str = "resnet"
+    # Not a roadmap step: the isotropic ConvNeXts of Section 3.3 (roadmap.family) patchify with
+    # 16x16. Side and stride of the patchify stem's conv (Swin's and ConvNeXt's 4); the ResNet
+    # stem does not read it.
+    patch_size: int = 4
     # depthwise_conv: the block's spatial conv becomes depthwise (groups = channels, ResNeXt-ify).
     depthwise: bool = False
     # width_96: channels of the first stage (ResNet 64 -> Swin-T 96; 84 and 128 on the
@@ -88,6 +92,11 @@ class ArchSpec:
             _is_int(self.width) and self.width >= 1,
             "width",
             f"must be a positive int, got {self.width!r}",
+        )
+        _check(
+            _is_int(self.patch_size) and self.patch_size >= 1,
+            "patch_size",
+            f"must be a positive int, got {self.patch_size!r}",
         )
         _check(
             _is_int(self.expansion) and self.expansion >= 1,
