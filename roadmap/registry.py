@@ -58,7 +58,8 @@ for _track in TRACKS:
         _doc = f"Roadmap step {_index} of track {_track}: {_name}."
         register_model(_entrypoint(f"{_track}_{_name}", _doc, _step_builder(_track, _name)))
         MODEL_NAMES.append(f"{_track}_{_name}")
+FAMILY_NAMES: list[str] = []
 for _member in FAMILY:
     _doc = f"The ConvNeXt family's {_member.name} (roadmap.family)."
     register_model(_entrypoint(_member.model_name, _doc, _member.build))
-    MODEL_NAMES.append(_member.model_name)
+    FAMILY_NAMES.append(_member.model_name)
