@@ -61,10 +61,13 @@ class Member:
 
 def _isotropic(width: int, depth: int) -> dict[str, Any]:
     """Section 3.3: one stage of `depth` blocks at `width` channels after a 16x16 patchify."""
+    # The official stem is a bare conv; the patchify stem here still has its norm after the conv
+    # (2 x width parameters more: docs/design.md, "The ConvNeXt family").
     return {"depths": (depth,), "width": width, "patch_size": 16}
 
 
 def _member(name: str, track: str, changes: dict[str, Any], *args: Any, **kw: Any) -> Member:
+    """A `Member` whose changes are read-only."""
     return Member(name, track, MappingProxyType(changes), *args, **kw)
 
 
