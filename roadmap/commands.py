@@ -1,4 +1,4 @@
-"""`roadmap steps` and `roadmap check-endpoints`."""
+"""`roadmap steps` and `roadmap check-endpoints` (`--family`: the ConvNeXt family too)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from roadmap.steps import DEFAULT_TRACK, TRACKS
@@ -27,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--family",
+        action="store_true",
+        help="also the ConvNeXt family's models that timm builds (S, L, XL; roadmap.family)",
+    )
     p.add_argument(
         "--tolerance",
         type=float,
@@ -86,14 +93,27 @@ def format_table(rows: list[dict[str, Any]], track: str) -> str:
 
 def cmd_check_endpoints(args: argparse.Namespace) -> int:
     """One JSON line per endpoint pair; exit 1 if any max_abs_diff is above the tolerance."""
-    from roadmap.endpoint_check import check_endpoint
+    from roadmap.endpoint_check import check_endpoint, check_member
     from roadmap.endpoints import ENDPOINTS
+    from roadmap.family import FAMILY
 
+    checks: list[Callable[[], dict[str, Any]]] = [
+        partial(check_endpoint, e, args.image_size, args.batch, args.seed)
+        for e in ENDPOINTS
+        if not args.track or e.track == args.track
+    ]
+    if args.family:
+        ends = {(e.track, e.reference) for e in ENDPOINTS}  # T and B: checked above
+        checks += [
+            partial(check_member, m, args.image_size, args.batch, args.seed)
+            for m in FAMILY
+            if m.reference
+            and (m.track, m.reference) not in ends
+            and (not args.track or m.track == args.track)
+        ]
     worst = 0.0
-    for endpoint in ENDPOINTS:
-        if args.track and endpoint.track != args.track:
-            continue
-        result = check_endpoint(endpoint, args.image_size, args.batch, args.seed)
+    for check in checks:
+        result = check()
         result["ok"] = result["max_abs_diff"] <= args.tolerance
         worst = max(worst, result["max_abs_diff"])
         print(json.dumps(result), flush=True)

@@ -34,17 +34,22 @@ class Endpoint:
 
     def build_reference(self, num_classes: int = 1000) -> nn.Module:
         """The reference model, randomly initialised (nothing is downloaded)."""
-        import timm
-        import torchvision
+        return build_reference(self.reference, num_classes)
 
-        lib, name = self.reference.split(".", 1)
-        factories: dict[str, Callable[[], nn.Module]] = {
-            "torchvision": lambda: getattr(torchvision.models, name)(
-                weights=None, num_classes=num_classes
-            ),
-            "timm": lambda: timm.create_model(name, pretrained=False, num_classes=num_classes),
-        }
-        return factories[lib]()
+
+def build_reference(reference: str, num_classes: int = 1000) -> nn.Module:
+    """The model `reference` ("<library>.<model>", torchvision or timm), randomly initialised."""
+    import timm
+    import torchvision
+
+    lib, name = reference.split(".", 1)
+    factories: dict[str, Callable[[], nn.Module]] = {
+        "torchvision": lambda: getattr(torchvision.models, name)(
+            weights=None, num_classes=num_classes
+        ),
+        "timm": lambda: timm.create_model(name, pretrained=False, num_classes=num_classes),
+    }
+    return factories[lib]()
 
 
 ENDPOINTS = (

@@ -257,14 +257,15 @@ def _stage_channels(spec: ArchSpec, index: int) -> StageChannels:
 
 
 def _make_stem(spec: ArchSpec, in_chans: int, layers: Layers) -> nn.Module:
-    """The stem: patchify (4x4/s4 conv with a bias) or ResNet's (7x7/s2 conv, act, max-pool).
+    """The stem: patchify (P x P/s P conv, biased; P = `patch_size`) or ResNet's (7x7/s2, max-pool).
 
     Either has the norm after its conv when `spec.stem_norm`; the conv's bias is the authors'
     (modeling_resnet.py:360 and :365).
     """
     norm = layers.norm if spec.stem_norm else None
     if spec.stem == "patchify":
-        return ConvNormAct(in_chans, spec.width, 4, 4, padding=0, norm_layer=norm, bias=True)
+        size = spec.patch_size
+        return ConvNormAct(in_chans, spec.width, size, size, padding=0, norm_layer=norm, bias=True)
     stem = ConvNormAct(in_chans, spec.width, 7, 2, padding=3, norm_layer=norm, act_layer=layers.act)
     stem.add_module("pool", nn.MaxPool2d(3, 2, 1))
     return stem

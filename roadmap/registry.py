@@ -1,4 +1,7 @@
-"""Every step registered with timm as `<track>_<step>`, e.g. "resnet50_kernel_7".
+"""Every step registered with timm as `<track>_<step>`, and every family model as `roadmap_<name>`.
+
+Steps: e.g. "resnet50_kernel_7"; the ConvNeXt family (`roadmap.family`): e.g.
+"roadmap_convnext_small", "roadmap_convnext_isotropic_base".
 
 Importing this module (which `roadmap.build_model` and `create_step_model` do) registers them,
 by name only: the spec of a step is resolved when its model is built, so a mistake in the step
@@ -15,6 +18,7 @@ from typing import Any
 
 from timm.models import register_model
 
+from roadmap.family import FAMILY
 from roadmap.model import RoadmapNet, build_model
 from roadmap.steps import TRACKS, get_step, row_names
 
@@ -22,8 +26,10 @@ from roadmap.steps import TRACKS, get_step, row_names
 _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 
-def _entrypoint(track: str, index: int, name: str) -> Callable[..., RoadmapNet]:
-    model_name = f"{track}_{name}"
+def _entrypoint(
+    model_name: str, doc: str, build: Callable[..., RoadmapNet]
+) -> Callable[..., RoadmapNet]:
+    """A timm entrypoint called `model_name` that builds with `build(**kwargs)`."""
 
     def create(pretrained: bool = False, **kwargs: Any) -> RoadmapNet:
         if pretrained:
@@ -33,16 +39,27 @@ def _entrypoint(track: str, index: int, name: str) -> Callable[..., RoadmapNet]:
             )
         for key in _TIMM_ONLY:
             kwargs.pop(key, None)
-        return build_model(get_step(name, track).spec, **kwargs)
+        return build(**kwargs)
 
     create.__name__ = create.__qualname__ = model_name
     create.__module__ = __name__
-    create.__doc__ = f"Roadmap step {index} of track {track}: {name}."
+    create.__doc__ = doc
     return create
+
+
+def _step_builder(track: str, name: str) -> Callable[..., RoadmapNet]:
+    """Builds step `name` of `track`, resolving its spec only when called."""
+    return lambda **kwargs: build_model(get_step(name, track).spec, **kwargs)
 
 
 MODEL_NAMES: list[str] = []
 for _track in TRACKS:
     for _index, _name in enumerate(row_names(_track), start=1):
-        register_model(_entrypoint(_track, _index, _name))
+        _doc = f"Roadmap step {_index} of track {_track}: {_name}."
+        register_model(_entrypoint(f"{_track}_{_name}", _doc, _step_builder(_track, _name)))
         MODEL_NAMES.append(f"{_track}_{_name}")
+FAMILY_NAMES: list[str] = []
+for _member in FAMILY:
+    _doc = f"The ConvNeXt family's {_member.name} (roadmap.family)."
+    register_model(_entrypoint(_member.model_name, _doc, _member.build))
+    FAMILY_NAMES.append(_member.model_name)

@@ -40,6 +40,10 @@ class ArchSpec:
     # patchify_stem: "resnet" (7x7/s2 conv, norm, act, 3x3/s2 max-pool) or "patchify" (a bare
     # 4x4/s4 conv, like Swin's patch embedding and the authors' `patch_embed`).
     stem: str = "resnet"
+    # Not a roadmap step: the isotropic ConvNeXts of Section 3.3 (roadmap.family) patchify with
+    # 16x16. Side and stride of the patchify stem's conv (Swin's and ConvNeXt's 4); the ResNet
+    # stem does not read it.
+    patch_size: int = 4
     # patchify_stem (off) / separate_downsampling (on): a norm after the stem's conv; ResNet's
     # stem has one, the patchify stem gets its own with separate_downsampling (Section 2.6).
     stem_norm: bool = True
@@ -97,6 +101,11 @@ class ArchSpec:
             _is_int(self.width) and self.width >= 1,
             "width",
             f"must be a positive int, got {self.width!r}",
+        )
+        _check(
+            _is_int(self.patch_size) and self.patch_size >= 1,
+            "patch_size",
+            f"must be a positive int, got {self.patch_size!r}",
         )
         _check(
             _is_int(self.expansion) and self.expansion >= 1,

@@ -71,8 +71,8 @@ def test_unused_fields_have_neutral_defaults_and_still_build():
     """Fields that no step changes build at non-default values; defaults change nothing."""
     used = {k for t in TRACKS for s in steps(t) for k in s.changes}
     unused = [f.name for f in dataclasses.fields(ArchSpec) if f.name not in used]
-    assert {"expansion", "norm_eps"} <= set(unused)
-    other = {"expansion": 2, "norm_eps": 1e-3}
+    assert {"expansion", "norm_eps", "patch_size"} <= set(unused)
+    other = {"expansion": 2, "norm_eps": 1e-3, "patch_size": 2}
     assert set(unused) <= set(other), f"give the new field a test value: {set(unused) - set(other)}"
     for step in (steps("resnet50")[0], steps("resnet50")[-1]):
         for name in unused:

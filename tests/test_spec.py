@@ -25,6 +25,8 @@ from roadmap.steps import TRACKS
         ({"depths": ()}, "depths"),
         ({"depths": (3, 0, 9, 3)}, "depths"),
         ({"expansion": 0}, "expansion"),
+        ({"patch_size": 0}, "patch_size"),
+        ({"patch_size": 16.0}, "patch_size"),
         ({"depthwise": "yes"}, "depthwise"),
     ],
 )
