@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `design` command and its `show` subcommand."""
     p = sub.add_parser("design", help="designs beyond the path: leave-one-out, factorial, ...")
     inner = p.add_subparsers(dest="design_command", required=True, metavar="SUBCOMMAND")
+    p.set_defaults(design_subcommands=inner)  # others add theirs (experiments.sweep.design_plan)
     show = inner.add_parser(
         "show",
         help="list a design's points: what each changes, params and GFLOPs",
