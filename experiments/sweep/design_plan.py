@@ -77,7 +77,9 @@ def mde_paired(sigma: float, n: int, alpha: float) -> float:
 
     if n < 2:
         return math.nan
-    return _effect_size(lambda e: TTestPower().power(e, n, alpha)) * sigma * math.sqrt(2)
+    test = TTestPower()
+    size = _effect_size(lambda e, a, side: test.power(e, n, a, alternative=side), alpha)
+    return size * sigma * math.sqrt(2)
 
 
 def mde_two_arms(sigma: float, n_arm: float, df: float, alpha: float) -> float:
@@ -86,20 +88,27 @@ def mde_two_arms(sigma: float, n_arm: float, df: float, alpha: float) -> float:
 
     if n_arm < 1 or df < 1:
         return math.nan
-    return _effect_size(lambda e: TTestIndPower().power(e, n_arm, alpha, df=df)) * sigma
+    test = TTestIndPower()
+    size = _effect_size(lambda e, a, side: test.power(e, n_arm, a, df=df, alternative=side), alpha)
+    return size * sigma
 
 
-def _effect_size(power: Callable[[float], float]) -> float:
-    """The standardized effect whose power is `POWER` (NaN far out in the tail counts as 1)."""
+def _effect_size(power: Callable[[float, float, str], float], alpha: float) -> float:
+    """The standardized effect whose two-sided power at `alpha` is `POWER`.
+
+    Two-sided power is summed from its two one-sided tails at alpha / 2: statsmodels' own
+    two-sided sum is NaN where scipy's noncentral t gives NaN for the far tail (below 1e-13).
+    """
 
     def short(effect: float) -> float:
-        value = power(effect)
-        return (1.0 if math.isnan(value) else float(value)) - POWER
+        far = power(effect, alpha / 2, "smaller")
+        near = power(effect, alpha / 2, "larger")
+        return near + (0.0 if math.isnan(far) else far) - POWER
 
     high = 0.5
     while short(high) < 0:
         high *= 2
-    return float(optimize.brentq(short, 1e-9, high, xtol=1e-10))
+    return float(optimize.brentq(short, 1e-9, high, xtol=1e-12))
 
 
 def _mdes(kind: str, sigma: float, n: int, points: int, terms: int) -> tuple[float, float]:
