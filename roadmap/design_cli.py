@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from functools import cache
 from typing import Any
 
 from roadmap.designs import DESIGNS, FRACTIONS, Point, design_base, design_points, lost_points
+from roadmap.fractions import make_fraction
 from roadmap.select import split_words
 from roadmap.spec import ArchSpec
 from roadmap.steps import DEFAULT_TRACK, TRACKS
@@ -136,4 +138,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     lost = lost_points(points)
     if lost:
         print(lost)
+    if args.fraction > 1:
+        fraction = make_fraction(len(factors), int(math.log2(args.fraction)))
+        print(
+            f"2^({fraction.k}-{fraction.p}) of resolution {fraction.resolution}, generators "
+            f"{' '.join(fraction.generators)} (a, b, ... = the factors in order); aliases: "
+            + "; ".join(fraction.aliases(factors))
+        )
     return 0

@@ -251,6 +251,60 @@ def design_points(
     return _factorial(track, base, factors, fraction)
 
 
+@dataclass(frozen=True)
+class Design:
+    """A design by its options; `to_dict` adds what they resolve to, for a run root's record."""
+
+    name: str
+    track: str
+    factors: tuple[str, ...] = ()
+    base: str | None = None  # None: the design's default
+    fraction: int = 1
+
+    def points(self) -> list[Point]:
+        """The design's points (`design_points`)."""
+        return design_points(self.name, self.track, self.factors, self.base, self.fraction)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the options with the base resolved, the factors, fraction and points."""
+        base = design_base(self.name, self.track, self.base)
+        factorial = self.name == DESIGNS[3]
+        k, p = len(self.factors), int(math.log2(self.fraction))
+        return {
+            "name": self.name,
+            "track": self.track,
+            "factors": list(self.factors),
+            "base": base,
+            "fraction": self.fraction,
+            "resolved_factors": (
+                [f.to_dict() for f in design_factors(self.track, base, self.factors)]
+                if factorial and base
+                else []
+            ),
+            "generators": make_fraction(k, p).to_dict() if factorial and p else None,
+            "points": [
+                {"name": q.name, "valid": q.valid, "reason": q.reason, "levels": dict(q.levels)}
+                for q in self.points()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Design:
+        """Inverse of `to_dict`; refused when the step table no longer gives the same points."""
+        design = cls(
+            data["name"], data["track"], tuple(data["factors"]), data["base"], data["fraction"]
+        )
+        now = [q["name"] for q in design.to_dict()["points"]]
+        then = [q["name"] for q in data["points"]]
+        if now != then:
+            first = next((a, b) for a, b in itertools.zip_longest(then, now) if a != b)
+            raise ValueError(
+                f"design {design.name!r} on {design.track}: its points changed since it was "
+                f"written (the step table changed): {first[0]!r} is now {first[1]!r}"
+            )
+        return design
+
+
 def lost_points(points: Sequence[Point]) -> str:
     """What the invalid points cost a design, in one line ("" when every point is valid)."""
     bad = [p for p in points if not p.valid]

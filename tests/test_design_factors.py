@@ -11,7 +11,14 @@ import pytest
 
 from roadmap.cli import main
 from roadmap.constraints import CONSTRAINTS, invalid_reason, violations
-from roadmap.designs import design_factors, design_points, endpoint, lost_points, on_path
+from roadmap.designs import (
+    Design,
+    design_factors,
+    design_points,
+    endpoint,
+    lost_points,
+    on_path,
+)
 from roadmap.factors import Factor, make_factor
 from roadmap.fractions import Fraction, make_fraction
 from roadmap.spec import ArchSpec
@@ -126,3 +133,15 @@ def test_factors_and_fractions_round_trip_through_json() -> None:
         assert Factor.from_dict(json.loads(json.dumps(factor.to_dict()))) == factor
     fraction = make_fraction(6, 2)
     assert Fraction.from_dict(json.loads(json.dumps(fraction.to_dict()))) == fraction
+
+
+def test_a_design_round_trips_through_json_and_notices_a_changed_table() -> None:
+    design = Design("factorial", R50, ("relu_to_gelu", "fewer_norms", "bn_to_ln", "kernel_7"),
+                    fraction=2)  # fmt: skip
+    data = json.loads(json.dumps(design.to_dict()))
+    assert data["base"] == endpoint(R50) and data["generators"]["generators"][-1] == "abc"
+    assert len(data["points"]) == 8 and len(data["resolved_factors"]) == 4
+    assert Design.from_dict(data) == Design(**{**design.__dict__, "base": endpoint(R50)})
+    data["points"][0]["name"] = "separate_downsampling-minus-width_96"
+    with pytest.raises(ValueError, match="its points changed since it was written"):
+        Design.from_dict(data)
