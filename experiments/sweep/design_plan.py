@@ -63,10 +63,9 @@ def paper_sigma(track: str = "resnet50") -> float:
     return math.sqrt(sum(s * s for s in stds) / len(stds))
 
 
-def run_hours(preset: str, train_images: int, profile: Profile) -> tuple[float, str, str]:
+def run_hours(preset: str, train_images: int, gpu: bool) -> tuple[float, str, str]:
     """Device-hours of one run, the throughput's source and the device (GPU or CPU core)."""
     recipe = resolve_recipe(preset)
-    gpu = profile.gpus_per_node > 0 or profile.name == "local"  # no profile: a GPU cluster
     img_s, source = stated_img_s(gpu, recipe.image_size)
     return recipe.epochs * train_images / img_s / 3600, source, "GPU" if gpu else "CPU core"
 
@@ -219,7 +218,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         s.name for s in on_path(args.track) if s.group == "micro design"
     ]
     sigma = args.sigma if args.sigma is not None else paper_sigma()
-    hours, source, device = run_hours(args.preset, args.train_images, profile)
+    gpu = args.profile is None or profile.gpus_per_node > 0  # no profile: GPUs
+    hours, source, device = run_hours(args.preset, args.train_images, gpu)
     rows = plan_designs(args.track, factors, args.budget, hours, sigma, args.seeds)
     if args.format == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
@@ -231,7 +231,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "max seeds", "MDE Holm", "MDE alpha"]  # fmt: skip
     body = [
         [r.design, *map(str, (r.points, r.lost, r.terms, r.seeds, r.runs)),
-         f"{r.gpu_hours:,.0f}", "yes" if r.fits else "no", str(r.max_seeds),
+         _hours(r.gpu_hours), "yes" if r.fits else "no", str(r.max_seeds),
          _pts(r.mde_holm), _pts(r.mde_alpha)]
         for r in rows
     ]  # fmt: skip
@@ -239,10 +239,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(
         f"within {args.budget:,.0f} {device}-hours with 2 seeds or more: "
         + (", ".join(f"{r.design} ({r.max_seeds})" for r in rows if r.max_seeds >= 2) or "none")
-        + f"; one run costs {hours:,.1f}"
+        + f"; one run costs {_hours(hours)}"
     )
     print(_footer(args.track, factors))
     return 0
+
+
+def _hours(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def _pts(value: float) -> str:
@@ -264,7 +268,7 @@ def _header(
         f"design plan, track {args.track}, budget {args.budget:,.0f} {device}-hours, preset "
         f"{args.preset!r}, {args.train_images:,} training images, profile {profile.name}"
         f"{f' ({profile.description})' if profile.description else ''}\n"
-        f"one run: {hours:,.1f} {device}-hours ({source})\n"
+        f"one run: {_hours(hours)} {device}-hours ({source})\n"
         f"sigma {sigma:.3f} points ({given}); MDE at {POWER:.0%} power, two-sided: 'MDE Holm' "
         f"at alpha {ALPHA}/terms (the term Holm tests first), 'MDE alpha' at {ALPHA} (its "
         f"last); factorial terms: the main effects of {', '.join(factors)}"
