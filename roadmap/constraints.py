@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from roadmap.spec import ArchSpec
 
-# The authors' code ("ConvNeXt" anonymous release, models/modeling_resnet.py at its HEAD).
-_AUTHORS = "authors' code, models/modeling_resnet.py"
+# The authors' roadmap code on GitHub (the anonymous release of the paper's ResNet -> ConvNeXt
+# models), at the commit read.
+_AUTHORS = "anonymous20222022/convnext @ 03c78ad, models/modeling_resnet.py"
 
 
 @dataclass(frozen=True)
