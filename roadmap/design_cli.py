@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
+from functools import cache
 from typing import Any
 
-from roadmap.designs import DESIGNS, FRACTIONS, Point, design_base, design_points
+from roadmap.designs import DESIGNS, FRACTIONS, Point, design_base, design_points, lost_points
+from roadmap.fractions import make_fraction
 from roadmap.select import split_words
+from roadmap.spec import ArchSpec
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 COLUMNS = ("point", "valid", "reason", "same_as_step", "changes", "levels", "params", "gflops")
@@ -39,7 +43,7 @@ def add_design_options(p: argparse.ArgumentParser, positional: bool = False) -> 
         type=int,
         default=1,
         choices=list(FRACTIONS),
-        help="factorial: 1 all 2^k points (default), 2 the half of resolution k (k >= 5)",
+        help="factorial: 1 all points (default); 2**p pyDOE3's 2^(k-p) of resolution IV or more",
     )
 
 
@@ -47,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `design` command and its `show` subcommand."""
     p = sub.add_parser("design", help="designs beyond the path: leave-one-out, factorial, ...")
     inner = p.add_subparsers(dest="design_command", required=True, metavar="SUBCOMMAND")
+    p.set_defaults(design_subcommands=inner)  # others add theirs (experiments.sweep.design_plan)
     show = inner.add_parser(
         "show",
         help="list a design's points: what each changes, params and GFLOPs",
@@ -65,14 +70,25 @@ def _changes(point: Point) -> str:
     return "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in point.changed().items())
 
 
-def design_rows(points: list[Point]) -> list[dict[str, Any]]:
-    """One row per point (`COLUMNS`); an invalid point has no params or GFLOPs."""
+@cache
+def point_cost(spec: ArchSpec) -> tuple[int, float]:
+    """Params and GFLOPs of the built model (`roadmap.table.measure`), once per spec."""
     from roadmap.table import measure
 
+    return measure(spec)
+
+
+def level_text(levels: dict[str, Any]) -> str:
+    """`a=+1 b=-1 kernel_size=5`: two-level codes signed, a multi-level factor's value as is."""
+    return " ".join(f"{k}={v:+d}" if isinstance(v, int) else f"{k}={v}" for k, v in levels.items())
+
+
+def design_rows(points: list[Point]) -> list[dict[str, Any]]:
+    """One row per point (`COLUMNS`); an invalid point has no params or GFLOPs."""
     rows = []
     for point in points:
-        params, gflops = measure(point.spec) if point.spec is not None else (None, None)
-        levels = " ".join(f"{k}={v:+d}" for k, v in point.levels.items())
+        params, gflops = point_cost(point.spec) if point.spec is not None else (None, None)
+        levels = level_text(dict(point.levels))
         rows.append(
             {
                 "point": point.name,
@@ -119,4 +135,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         + (f", base {base} (its runs are the comparison)" if base else "")
         + "; GFLOPs: multiply-adds at 224x224, measured from the built model."
     )
+    lost = lost_points(points)
+    if lost:
+        print(lost)
+    if args.fraction > 1:
+        fraction = make_fraction(len(factors), int(math.log2(args.fraction)))
+        print(
+            f"2^({fraction.k}-{fraction.p}) of resolution {fraction.resolution}, generators "
+            f"{' '.join(fraction.generators)} (a, b, ... = the factors in order); aliases: "
+            + "; ".join(fraction.aliases(factors))
+        )
     return 0

@@ -9,15 +9,18 @@ parses back to its spec (`point_spec`): a run's config needs nothing but the nam
 - `leave-one-out`: the base (default: the endpoint) minus one applied on-path step, for every
   on-path step after the first;
 - `add-one-in`: the base (default: the first step) plus one later on-path step;
-- `factorial`: all 2^k combinations of `factors` applied (+1) or reverted (-1) at the base
-  (default: the endpoint); `fraction=2` keeps the half with the product of the levels +1
-  (defining relation I = AB...K, resolution k: V or more from 5 factors on).
+- `factorial`: every combination of the `factors`' levels at the base (default: the endpoint); a
+  factor is a step's field changes at the base, or related steps as one multi-level factor
+  (`roadmap.factors`), and the factors touch disjoint fields. `fraction=2**p` keeps pyDOE3's
+  2^(k-p) fraction of two-level factors, of resolution IV or more (`roadmap.fractions`).
 
 Reverting touches only the fields that still hold the step's values at the base (a later step
-may have set one again: reverting the earlier one leaves it), applying sets the step's values.
-Reverts go in reverse table order, then applies in table order. A point whose spec equals a
-step's is that step (`same_as_step`: its runs are that step's runs); a point whose spec
-`ArchSpec` refuses is invalid, with the spec's one-line reason. Nothing here names a toggle.
+may have set one again: reverting the earlier one leaves it; the step is applied at a spec that
+holds any of its values), applying sets the step's values. Reverts go in reverse table order,
+then applies in table order. A point whose spec equals a step's is that step (`same_as_step`:
+its runs are that step's runs); a point whose spec `ArchSpec` refuses, or that breaks a
+dependency of `roadmap.constraints`, is invalid with the one-line reason. Nothing here names a
+toggle.
 """
 
 from __future__ import annotations
@@ -29,14 +32,16 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from roadmap.constraints import invalid_reason
 from roadmap.errors import UserError
+from roadmap.factors import Factor, check_disjoint, held_fields, make_factor
+from roadmap.fractions import make_fraction
 from roadmap.spec import ArchSpec
 from roadmap.steps import Step, get_step, steps
 
 DESIGNS = ("path", "leave-one-out", "add-one-in", "factorial")
 OPS = ("minus", "plus")
-FRACTIONS = (1, 2)  # 1: the full factorial; 2: the half fraction of resolution k
-MIN_RESOLUTION = 5  # a fraction must leave main effects and two-way interactions unaliased
+FRACTIONS = (1, 2, 4, 8, 16)  # 1/fraction of the factorial's runs: 2^(k-p) with fraction 2^p
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ class Point:
     spec: ArchSpec | None = field(repr=False)  # None: invalid
     reason: str = ""  # why invalid; "" when valid
     same_as_step: str | None = None  # the step whose spec this point's equals
-    levels: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # factorial
+    # factorial: each factor's level code (-1/+1, or a multi-level factor's value)
+    levels: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def name(self) -> str:
@@ -91,21 +97,14 @@ def _parent_spec(step: Step) -> ArchSpec:
 
 
 def is_applied(step: Step, spec: ArchSpec) -> bool:
-    """Whether `spec` holds every value that `step` sets and no later on-path step sets again.
-
-    (`patchify_stem` turns the stem norm off, `separate_downsampling` on again: ConvNeXt-T
-    holds the patchify stem all the same.)
-    """
-    later = {k for s in on_path(step.track) if s.index > step.index for k in s.changes}
-    own = {k: v for k, v in step.changes.items() if k not in later} or step.changes
-    return all(getattr(spec, k) == v for k, v in own.items())
+    """Whether `spec` still holds any value of the step's delta (then reverting it is a move)."""
+    return bool(held_fields(step, spec))
 
 
-def _revert(spec: ArchSpec, step: Step) -> ArchSpec:
-    """`spec` with the fields that still hold `step`'s values set to its parent's."""
+def _revert(spec: ArchSpec, step: Step, base: ArchSpec) -> ArchSpec:
+    """`spec` with the fields where the base still holds `step`'s values set to its parent's."""
     parent = _parent_spec(step)
-    held = {k: getattr(parent, k) for k, v in step.changes.items() if getattr(spec, k) == v}
-    return spec.replace(**held)
+    return spec.replace(**{k: getattr(parent, k) for k in held_fields(step, base)})
 
 
 def _check_mover(step: Step) -> None:
@@ -125,14 +124,16 @@ def make_point(track: str, base: str, moves: Sequence[tuple[str, str]]) -> Point
     if len({name for _, name in moves}) != len(moves):
         raise UserError(f"design point {base!r}: a step moved twice in {list(moves)}")
     ordered = tuple(sorted(moves, key=lambda m: names.index(m[1])))
-    spec = get_step(base, track).spec
+    spec = start = get_step(base, track).spec
     try:
         for _, name in reversed([m for m in ordered if m[0] == "minus"]):
-            spec = _revert(spec, get_step(name, track))
+            spec = _revert(spec, get_step(name, track), start)
         for _, name in [m for m in ordered if m[0] == "plus"]:
             spec = spec.replace(**get_step(name, track).changes)
     except ValueError as err:  # ArchSpec's one line naming the field
         return Point(track, base, ordered, None, str(err).splitlines()[0])
+    if invalid_reason(spec):
+        return Point(track, base, ordered, None, invalid_reason(spec))
     same = next((s.name for s in steps(track) if s.spec == spec), None)
     return Point(track, base, ordered, spec, "", same)
 
@@ -168,10 +169,21 @@ def endpoint(track: str) -> str:
 
 
 def _leave_one_out(track: str, base: str) -> list[Point]:
-    """The base minus each on-path step after the first that the base holds."""
-    spec = get_step(base, track).spec
-    movers = [s for s in on_path(track)[1:] if s.changes and is_applied(s, spec)]
-    return [make_point(track, base, [("minus", s.name)]) for s in movers]
+    """Leave-one-out with a point for every on-path step up to the base (none silently gone).
+
+    A step of which the base holds nothing (every field set again later) is an invalid point.
+    """
+    names = [s.name for s in steps(track)]
+    spec, out = get_step(base, track).spec, []
+    for step in on_path(track)[1:]:
+        if names.index(step.name) > names.index(base):
+            break
+        if is_applied(step, spec):
+            out.append(make_point(track, base, [("minus", step.name)]))
+        else:
+            why = f"{base} holds none of its values (a later step set every field it sets)"
+            out.append(Point(track, base, (("minus", step.name),), None, why))
+    return out
 
 
 def _add_one_in(track: str, base: str) -> list[Point]:
@@ -183,43 +195,37 @@ def _add_one_in(track: str, base: str) -> list[Point]:
     return [make_point(track, base, [("plus", s.name)]) for s in fresh]
 
 
-def _factorial(track: str, base: str, factors: Sequence[str], fraction: int) -> list[Point]:
-    """Every combination of the factors' levels (+1 applied, -1 reverted) at the base."""
-    if len(factors) < 2:
+def _factorial(track: str, base: str, names: Sequence[str], fraction: int) -> list[Point]:
+    """Every combination of the factors' levels at the base (or pyDOE3's 2^(k-p) fraction)."""
+    if len(names) < 2:
         raise UserError("--factors: a factorial needs two or more steps, e.g. --factors a,b")
-    chosen = sorted((get_step(f, track) for f in factors), key=lambda s: s.index)
-    if len({s.name for s in chosen}) != len(chosen):
-        raise UserError(f"--factors {','.join(factors)}: a step named twice")
-    for step in chosen:
-        _check_mover(step)
-    _check_fraction(fraction, len(chosen))
-    spec = get_step(base, track).spec
+    if len(set(names)) != len(names):
+        raise UserError(f"--factors {','.join(names)}: a factor named twice")
+    factors = design_factors(track, base, names)
+    if fraction not in FRACTIONS:
+        raise UserError(f"--fraction must be one of {FRACTIONS} (1/fraction of the runs)")
+    if fraction == 1:
+        combos = list(itertools.product(*[[lv.code for lv in f.levels] for f in factors]))
+    else:
+        multi = [f.name for f in factors if not f.two_level]
+        if multi:
+            raise UserError(f"--fraction: factor {multi[0]!r} has more than two levels")
+        combos = make_fraction(len(factors), int(math.log2(fraction))).rows()
     points = []
-    for levels in itertools.product((-1, 1), repeat=len(chosen)):
-        if fraction == 2 and math.prod(levels) != 1:
-            continue
-        moves = []
-        for step, level in zip(chosen, levels, strict=True):
-            held = is_applied(step, spec)
-            if level == 1 and not held:
-                moves.append(("plus", step.name))
-            elif level == -1 and held:
-                moves.append(("minus", step.name))
-        point = make_point(track, base, moves)
-        coded = MappingProxyType({s.name: lv for s, lv in zip(chosen, levels, strict=True)})
+    for combo in combos:
+        chosen = [f.level(c) for f, c in zip(factors, combo, strict=True)]
+        point = make_point(track, base, [lv.move for lv in chosen if lv.move])
+        coded = MappingProxyType({f.name: c for f, c in zip(factors, combo, strict=True)})
         points.append(replace(point, levels=coded))
     return points
 
 
-def _check_fraction(fraction: int, k: int) -> None:
-    """The fraction must be one of FRACTIONS; a half fraction needs resolution V or more."""
-    if fraction not in FRACTIONS:
-        raise UserError(f"--fraction must be one of {FRACTIONS} (1/fraction of the runs)")
-    if fraction == 2 and k < MIN_RESOLUTION:
-        raise UserError(
-            f"--fraction 2 with {k} factors has resolution {k}: two-way interactions would be "
-            f"aliased; use {MIN_RESOLUTION} or more factors, or the full factorial"
-        )
+def design_factors(track: str, base: str, names: Sequence[str]) -> list[Factor]:
+    """The factors called `names` at `base`, checked to touch disjoint fields."""
+    spec = get_step(base, track).spec
+    factors = [make_factor(n, track, spec) for n in names]
+    check_disjoint(factors, track)
+    return factors
 
 
 def design_points(
@@ -244,6 +250,75 @@ def design_points(
     if name == "leave-one-out":
         return _leave_one_out(track, base)
     return _factorial(track, base, factors, fraction)
+
+
+@dataclass(frozen=True)
+class Design:
+    """A design by its options; `to_dict` adds what they resolve to, for a run root's record."""
+
+    name: str
+    track: str
+    factors: tuple[str, ...] = ()
+    base: str | None = None  # None: the design's default
+    fraction: int = 1
+
+    def points(self) -> list[Point]:
+        """The design's points (`design_points`)."""
+        return design_points(self.name, self.track, self.factors, self.base, self.fraction)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the options with the base resolved, the factors, fraction and points."""
+        base = design_base(self.name, self.track, self.base)
+        factorial = self.name == DESIGNS[3]
+        k, p = len(self.factors), int(math.log2(self.fraction))
+        return {
+            "name": self.name,
+            "track": self.track,
+            "factors": list(self.factors),
+            "base": base,
+            "fraction": self.fraction,
+            "resolved_factors": (
+                [f.to_dict() for f in design_factors(self.track, base, self.factors)]
+                if factorial and base
+                else []
+            ),
+            "generators": make_fraction(k, p).to_dict() if factorial and p else None,
+            "points": [
+                {"name": q.name, "valid": q.valid, "reason": q.reason, "levels": dict(q.levels)}
+                for q in self.points()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Design:
+        """Inverse of `to_dict`; refused when the step table no longer gives the same points."""
+        design = cls(
+            data["name"], data["track"], tuple(data["factors"]), data["base"], data["fraction"]
+        )
+        now = [q["name"] for q in design.to_dict()["points"]]
+        then = [q["name"] for q in data["points"]]
+        if now != then:
+            first = next((a, b) for a, b in itertools.zip_longest(then, now) if a != b)
+            raise UserError(
+                f"design {design.name!r} on {design.track}: its points changed since it was "
+                f"written (the step table changed): {first[0]!r} is now {first[1]!r}"
+            )
+        return design
+
+
+def lost_points(points: Sequence[Point]) -> str:
+    """What the invalid points cost a design, in one line ("" when every point is valid)."""
+    bad = [p for p in points if not p.valid]
+    if not bad:
+        return ""
+    head = f"{len(bad)} of {len(points)} points are invalid and dropped"
+    if any(p.levels for p in points):
+        return (
+            f"{head}: the factorial loses {len(bad)} cell(s), so it is no longer orthogonal: "
+            "its effects are estimated from the cells left and may be aliased with one another"
+        )
+    moved = ", ".join(s for p in bad for _, s in p.moves)
+    return f"{head}: no term for {moved}"
 
 
 def design_base(name: str, track: str, base: str | None = None) -> str | None:

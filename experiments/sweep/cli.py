@@ -12,6 +12,7 @@ from experiments.runs import records
 from experiments.runs.code_digest import mixed_code
 from experiments.runs.runstate import RunState, sweep_states, totals
 from experiments.submitit_private import job_outcome_error
+from experiments.sweep import design_plan
 from experiments.sweep.estimate import estimate
 from experiments.sweep.launch import cancel, launch
 from experiments.sweep.local import local_slots
@@ -24,8 +25,9 @@ from roadmap.steps import DEFAULT_TRACK, TRACKS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `sweep`, `status` and `cancel` subcommands."""
+    """Add the `sweep`, `status` and `cancel` subcommands, and `design plan`."""
     _add_sweep(sub)
+    design_plan.register(sub)
     p = sub.add_parser("status", help="a sweep's runs, step x seed: done, running, pending, ...")
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--track", default=None, choices=list(TRACKS))

@@ -53,13 +53,8 @@ def estimate(plan: Plan, train_images: int, slots: int = 1, threads: int = 1) ->
     if not img_s:
         img_s, source = _measured_runs(plan, names)
     if not img_s:
-        per, at = (GPU_IMG_S, GPU_SIZE) if gpu else (CPU_CORE_IMG_S, CPU_SIZE)
-        img_s = dict.fromkeys(names, per * per_job * (at / size) ** 2)
-        source = (
-            f"estimate, not measured: {per:g} img/s per {device} at {at} px "
-            f"({GPU_SOURCE if gpu else CPU_SOURCE}), scaled to {size} px; measure with "
-            "`roadmap bench --out FILE.csv` and pass --bench FILE.csv"
-        )
+        per_device, source = stated_img_s(gpu, size)
+        img_s = dict.fromkeys(names, per_device * per_job)
     images = recipe.epochs * train_images
     job_hours = sum(
         images / img_s[r.step.name] / 3600 for r in plan.to_run if img_s.get(r.step.name)
@@ -74,6 +69,17 @@ def estimate(plan: Plan, train_images: int, slots: int = 1, threads: int = 1) ->
         per_job,
         job_hours * per_job,
         wall,
+    )
+
+
+def stated_img_s(gpu: bool, size: int) -> tuple[float, str]:
+    """The stated training img/s of one GPU (or CPU core) at `size` px, and its source."""
+    per, at = (GPU_IMG_S, GPU_SIZE) if gpu else (CPU_CORE_IMG_S, CPU_SIZE)
+    device = "GPU" if gpu else "CPU core"
+    return per * (at / size) ** 2, (
+        f"estimate, not measured: {per:g} img/s per {device} at {at} px "
+        f"({GPU_SOURCE if gpu else CPU_SOURCE}), scaled to {size} px; measure with "
+        "`roadmap bench --out FILE.csv` and pass --bench FILE.csv"
     )
 
 
