@@ -148,20 +148,16 @@ class Recipe:
     # -- system
     workers: int = 10  # data-loading processes per device (0: in the main process)
     threads: int = 0  # torch threads; 0: the executor's share, else torch's default
-    # Autocast on CUDA; float32: none, as the official code (--use_amp false; TF32 allowed), and
-    # always on the CPU (compute_dtype). bfloat16, or float16 with a grad scaler: one --set away.
-    amp_dtype: str = "float32"
+    amp_dtype: str = "float32"  # CUDA autocast (bf16; fp16 + scaler); CPU: fp32 (compute_dtype)
     channels_last: bool = True  # memory format of the model and its inputs
     compile: bool = False  # torch.compile the training model
     checkpoint_minutes: float = 30.0  # checkpoint this often within an epoch too
     keep_checkpoints: int = 2
     keep_final_checkpoint: bool = True  # False: delete the checkpoints once the run is done
     log_every: int = 50  # steps between progress lines (non-interactive output)
-    # Also write each epoch's log.jsonl numbers as TensorBoard events in <out>/tensorboard/
-    # (the optional extra: pip install 'convnext-roadmap[tensorboard]').
+    # Also log each epoch to TensorBoard (<out>/tensorboard/) and each step, epoch and the config
+    # to Weights & Biases (wandb_log.py): the optional extras [tensorboard] and [wandb].
     tensorboard: bool = False
-    # Also log each step's and epoch's numbers, and the config, to Weights & Biases, one W&B
-    # run per run (experiments/train/wandb_log.py; pip install 'convnext-roadmap[wandb]').
     wandb: bool = False
     # -- the built-in dataset (no --data): experiments/train/shapes.py
     builtin_classes: int = 10

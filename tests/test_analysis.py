@@ -225,8 +225,8 @@ def test_gflops_cell(gflops, text):
 def test_markdown_table(frame):
     lines = to_markdown(frame).splitlines()
     head = (
-        "| step | group | on path | GFLOPs | params | top-1 | change | 95% CI | p | test "
-        "| pooled p | Holm p | MDE80 | verdict |"
+        "| step | group | on path | GFLOPs | params | precision | top-1 | change | 95% CI | p "
+        "| test | pooled p | Holm p | MDE80 | verdict |"
     )
     assert lines[0] == head
     assert len([x for x in lines if x.startswith("|")]) == 2 + len(frame)

@@ -20,7 +20,7 @@ from experiments.recipe import recipe_from_dict, resolve_recipe
 from experiments.runs import predictions as preds
 from experiments.runs import records
 from experiments.train import Trainer, prepare_run
-from experiments.train.data import build_loaders, datasets
+from experiments.train.data import build_loaders, builtin_dataset, datasets
 from experiments.train.distributed import RankContext
 from experiments.train.evaluate import PerImage, evaluate
 from roadmap.steps import steps
@@ -130,7 +130,8 @@ def _linear(classes: int, size: int) -> torch.nn.Module:
 def _scores(rank: int, world: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """This rank's evaluation of `_linear` on the ODD_VAL built-in set (ranks: gloo started)."""
     recipe = resolve_recipe("smoke", (*ODD_VAL, "recipe.threads=1"))
-    loaders = build_loaders(recipe, {"seed": 0, "data": None}, NO_RUN, rank, world, 1)
+    config = {"seed": 0, "data": None, "dataset": builtin_dataset(recipe)}
+    loaders = build_loaders(recipe, config, NO_RUN, rank, world, 1)
     place = RankContext(rank, world, torch.device("cpu"), torch.float32, False, world > 1)
     images = PerImage(loaders.val.indices(), loaders.info["val_images"])
     classes = loaders.info["classes"]

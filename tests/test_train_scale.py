@@ -54,10 +54,13 @@ COMMON = (
 LARGE = ("recipe.batch_size=16", "recipe.accum_steps=1")  # (a) 1 process x 16
 ACCUM = ("recipe.batch_size=8", "recipe.accum_steps=2")  # (b) 1 process x 8 x 2
 RANKS = ("recipe.batch_size=8", "recipe.accum_steps=1")  # (c) 2 ranks x 8
-BUILTIN = {
-    "seed": 0,
-    "data": None,
-}  # the config keys the loaders read: seed 0, built-in data
+
+
+def builtin_config(recipe) -> dict:
+    """The config keys the loaders read: seed 0, the built-in data and its recorded identity."""
+    return {"seed": 0, "data": None, "dataset": train_data.builtin_dataset(recipe)}
+
+
 NO_RUN = Path("/nonexistent-run")  # loaders read a run's events for skipped files: none here
 
 
@@ -72,7 +75,9 @@ def step_sets(world: int, batch: int, accum: int, epoch: int) -> list[frozenset[
     per_step = batch * accum
     steps: list[set[int]] = []
     for rank in range(world):
-        loaders = train_data.build_loaders(recipe, BUILTIN, NO_RUN, rank, world, accum)
+        loaders = train_data.build_loaders(
+            recipe, builtin_config(recipe), NO_RUN, rank, world, accum
+        )
         loaders.sampler.set_epoch(epoch)
         mine = [index for _, index in loaders.sampler]
         for i in range(0, len(mine), per_step):
@@ -97,7 +102,9 @@ def test_sharded_validation_covers_every_image_once() -> None:
     for world in (1, 2, 3):
         seen = []
         for rank in range(world):
-            loaders = train_data.build_loaders(recipe, BUILTIN, NO_RUN, rank, world, 1)
+            loaders = train_data.build_loaders(
+                recipe, builtin_config(recipe), NO_RUN, rank, world, 1
+            )
             sampler = loaders.val.loader.sampler
             seen += [index for _, index in sampler]
         assert sorted(seen) == list(range(50)), world
