@@ -1,7 +1,7 @@
 """The training recipe (`Recipe`, apart from the architecture), its presets and `--set` overrides.
 
-`resolve_recipe`: a preset with overrides checked; `run_recipe`: the track's drop path;
-`build_arguments`: what the recipe sets in `roadmap.build_model`. Presets: docs/recipe.md."""
+`resolve_recipe` checks overrides; `run_recipe` sets the track's drop path (docs/recipe.md).
+"""
 
 from __future__ import annotations
 
