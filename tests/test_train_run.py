@@ -20,11 +20,13 @@ from roadmap.steps import get_step, step_names
 
 @pytest.mark.parametrize("step", [step_names()[0], step_names()[-1]])
 def test_smoke_training_lowers_the_loss(tmp_path: Path, step: str, tiny_overrides) -> None:
-    overrides = (*tiny_overrides, "recipe.epochs=3")
+    # 5 epochs: with the authors' roadmap init (convs at PyTorch's default) the endpoint's first
+    # epochs sit above chance on these 40 images (3.66, 2.63, 2.38, 1.63, 1.44 at seed 0).
+    overrides = (*tiny_overrides, "recipe.epochs=5")
     run_dir = prepare_run("resnet50", step, 0, "smoke", tmp_path / step, overrides=overrides)
     result = run(run_dir)
     losses = [row["train_loss"] for row in records.read_log(run_dir)]
-    assert result["status"] == "done" and len(losses) == 3
+    assert result["status"] == "done" and len(losses) == 5
     # Chance is ln(10) = 2.30 (label smoothing 0.1 cannot go below 0.5): the last epoch fits
     # the 40 training images clearly better than chance and than the first epoch.
     assert losses[-1] < min(losses[0], math.log(10)) - 0.2, losses
