@@ -353,7 +353,9 @@ def cmd_effects(args: argparse.Namespace) -> int:
 
     from analysis.bars import count
     from analysis.collect import load_runs, select_runs
-    from analysis.effects import run_values, track_effects
+    from analysis.declared_effects import declared_effects, report
+    from analysis.effects import run_values
+    from experiments.runs.declared import declared
     from analysis.effects_figure import draw_effects, write_effect_tables
     from analysis.figure import COLUMN_WIDTH_IN
 
@@ -365,11 +367,13 @@ def cmd_effects(args: argparse.Namespace) -> int:
     for track in tracks:
         sel = select_runs(df, track, args.preset, metric=args.metric)  # the staircase's rules
         preset, runs = sel.preset, pd.concat([sel.runs, sel.points])
-        frame = track_effects(track, run_values(runs, args.metric))
+        decls = [(d["name"], d) for _, d in declared(args.root, track)]
+        frame, notes = declared_effects(track, run_values(runs, args.metric), decls)
         kinds = ", ".join(f"{n} {k}" for k, n in frame["kind"].value_counts().items())
         print(f"effects {track}, preset {preset!r}, {args.metric}: {len(frame)} terms ({kinds})")
         if len(sel.excluded):
             print(f"  left out {count(len(sel.excluded), 'run')} (as the staircase does)")
+        print("\n".join(report(frame, notes, sel.excluded)))
         if frame.empty:
             continue
         stem = args.out / f"effects_{track}"
