@@ -355,9 +355,9 @@ def cmd_effects(args: argparse.Namespace) -> int:
     from analysis.collect import load_runs, select_runs
     from analysis.declared_effects import declared_effects, report
     from analysis.effects import run_values
-    from experiments.runs.declared import declared
     from analysis.effects_figure import draw_effects, write_effect_tables
     from analysis.figure import COLUMN_WIDTH_IN
+    from experiments.runs.declared import declared
 
     df = load_runs(args.root)
     tracks = [args.track] if args.track else [t for t in TRACKS if (df["track"] == t).any()]

@@ -234,9 +234,9 @@ def factorial_frame(
     return pd.DataFrame(rows)
 
 
-def cost_contrast(frame: pd.DataFrame, term: str) -> dict[str, float]:
-    """A term's cost change: mean GFLOPs and params of the cells at +1 minus those at -1."""
-    cells = frame.drop_duplicates([*term.split("*")])
+def cost_contrast(frame: pd.DataFrame, factors: Sequence[str], term: str) -> dict[str, float]:
+    """A term's cost change: mean GFLOPs and params of the points at +1 minus those at -1."""
+    cells = frame.drop_duplicates(list(factors))  # one row per point
     sign = np.prod([cells[f].to_numpy(dtype=float) for f in term.split("*")], axis=0)
     if not set(np.unique(sign)) <= {-1.0, 1.0}:
         return {}  # a multi-level factor: no two-sided contrast
@@ -338,7 +338,7 @@ def factorial_effects(
             numbers = {k: r[k] for k in ("effect", "ci95_low", "ci95_high", "p")}
             shapley = r["kind"] == "shapley"
             numbers |= {k: r[k] for k in ("d_gflops", "d_params")} if shapley else {}
-            numbers |= {} if shapley else cost_contrast(frame, r["step"])
+            numbers |= {} if shapley else cost_contrast(frame, factors, r["step"])
             term = f"{r['kind']}{at}:{r['step']}"
             rows.append(_row(term, r["kind"], r["step"], base, **numbers, n=len(frame), test=test))
     return rows
