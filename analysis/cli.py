@@ -335,8 +335,9 @@ def register_effects(sub: argparse._SubParsersAction) -> None:
         description="From the design points under --root (roadmap design show; roadmap sweep "
         "--design), per track: each step's change on the path, at the endpoint (leave-one-out) "
         "and at the start (add-one-in) with 95%% intervals, and each complete factorial's main "
-        "effects, two-way interactions and Shapley values. Writes effects_TRACK.csv/md/tex "
-        "and a forest plot.",
+        "effects, two-way interactions and Shapley values, each with its GFLOPs and params "
+        "change. Designs declared by roadmap sweep --design get Holm over their family; every "
+        "other term is exploratory. Writes effects_TRACK.csv/md/tex and a forest plot.",
     )
     parser.add_argument("--root", type=Path, required=True, help="folder of run dirs")
     parser.add_argument("--out", type=Path, required=True, help="folder for figures and tables")

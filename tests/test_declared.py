@@ -119,6 +119,8 @@ def test_a_declared_half_fraction_gives_its_main_effects_holm_and_aliases_only(
     assert list(mine["p_holm"]) == pytest.approx(multipletests(mine["p"], method="holm")[1])
     for factor, half in PLANTED.items():
         assert mine.loc[f"main:{factor}", "effect"] == pytest.approx(2 * half, abs=0.15)
+    md = (out / f"effects_{TRACK}.md").read_text()
+    assert "| p Holm | dGFLOPs | dparams (M) | family |" in md and f"| {NAME} |" in md
     factorial_kinds = {"main", "interaction", "shapley"}
     assert not (frame["kind"].isin(factorial_kinds) & (frame["family"] != NAME)).any()
 
