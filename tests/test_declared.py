@@ -58,6 +58,7 @@ def test_the_sweep_declares_before_it_submits_and_refuses_another_design(
 ) -> None:
     root = tmp_path / "runs"
     assert _sweep(root, "--dry-run") == 0 and not (root / TRACK / "designs").exists()
+    assert "dry run: nothing declared" in capsys.readouterr().out
     assert _sweep(root, "--seeds", "0,1,2") == 0
     decl = launches[0]
     assert decl["family"] == [f"main:{f}" for f in FACTORS]
@@ -179,3 +180,18 @@ def test_cost_columns_equal_the_built_models_differences(tmp_path: Path) -> None
     a, b = "separate_downsampling", "bn_to_ln"
     (pa, ga), (pb, gb) = _built(a), _built(b)
     assert cost_change(TRACK, a, b) == pytest.approx({"d_gflops": ga - gb, "d_params": pa - pb})
+
+
+def test_a_declared_leave_one_out_tests_exactly_its_family(tmp_path: Path) -> None:
+    design = Design("leave-one-out", TRACK)
+    content = declared.declaration(design, [0, 1, 2], 0.05, 0.1, interactions=False)
+    declared.declare(tmp_path, TRACK, "loo", content)
+    rng = np.random.default_rng(5)
+    names = {p.run_name for p in design.points() if p.valid} | {design.to_dict()["base"]}
+    values = {n: {s: 70 + rng.normal() for s in (0, 1, 2)} for n in names}
+    decls = [(d["name"], d) for _, d in declared.declared(tmp_path, TRACK)]
+    frame, _ = declared_effects(TRACK, values, decls)
+    mine = frame[frame["family"] == "loo"]
+    assert sorted(mine["term"]) == sorted(content["family"]) and len(mine) >= 10
+    assert list(mine["p_holm"]) == pytest.approx(multipletests(mine["p"], method="holm")[1])
+    assert set(frame.loc[frame["family"] != "loo", "family"]) <= {EXPLORATORY}

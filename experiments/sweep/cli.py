@@ -127,6 +127,8 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Validate, plan, print; then submit unless --dry-run."""
+    if args.design is None and (args.declare or args.interactions):
+        raise UserError("--declare and --interactions need --design")
     bench = args.bench
     if bench is None and (args.root / "bench.csv").is_file():
         bench = str(args.root / "bench.csv")
@@ -155,6 +157,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     est = estimate(plan, plan.data.train_images, max(1, len(slots)), threads)
     print(format_plan(plan, est, slots, verbose=args.dry_run), flush=True)
     if args.dry_run:
+        if args.design is not None:
+            where = declared.path_of(args.root, args.track, args.declare or args.design)
+            print(f"dry run: nothing declared (the sweep declares the design in {where} first)")
         return 0
     for note in _declare(args, plan):  # before anything is submitted
         print(note, flush=True)
@@ -170,8 +175,6 @@ def _declare(args: argparse.Namespace, plan: Plan) -> list[str]:
         seeds = sorted({r.seed for r in plan.runs})
         content = declared.declaration(design, seeds, args.alpha, args.margin, args.interactions)
         notes.append(declared.declare(req.root, req.track, args.declare or args.design, content))
-    elif args.declare or args.interactions:
-        raise UserError("--declare and --interactions need --design")
     runs = [(r.step.name, r.seed) for r in plan.to_run]
     return notes + declared.amend(plan.request.root, plan.request.track, runs)
 
