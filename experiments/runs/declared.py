@@ -1,4 +1,4 @@
-"""Designs declared before they run: `<root>/<track>/designs/<name>.json`.
+"""Designs declared before they run: `<root>/<track>/designs/<name>.design.json`.
 
 `roadmap sweep --design` writes the declaration before it submits anything: the design (its
 factors, base, fraction and points), the test family (which terms are tested), alpha, the
@@ -23,6 +23,7 @@ from roadmap.errors import UserError
 from roadmap.steps import steps
 
 FOLDER = "designs"
+SUFFIX = ".design.json"  # never a run record's name (runs are found by their config.json)
 # What a declaration fixes; the seeds may grow later (an amendment), the rest may not.
 FIXED = ("design", "family", "alpha", "margin")
 
@@ -79,7 +80,7 @@ def path_of(root: Path, track: str, name: str) -> Path:
     """Where the declaration `name` of `track` lives."""
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"--declare {name!r}: a design's name is a plain file name")
-    return Path(root) / track / FOLDER / f"{name}.json"
+    return Path(root) / track / FOLDER / f"{name}{SUFFIX}"
 
 
 def declare(root: Path, track: str, name: str, content: dict[str, Any]) -> str:
@@ -126,5 +127,5 @@ def amend(root: Path, track: str, runs: Iterable[tuple[str, int]]) -> list[str]:
 def declared(root: Path, track: str) -> list[tuple[Path, dict[str, Any]]]:
     """The declarations of `track` under `root`, by name."""
     folder = Path(root) / track / FOLDER
-    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    paths = sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
     return [(p, read_json(p)) for p in paths]
