@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The worked example of docs/designs.md ("A declared half fraction on smoke"), as it is run:
 # declare a 2^(4-1) of four micro-design steps at the endpoint, sweep it (smoke preset, 3 seeds,
-# the local executor: 8 points x 3 seeds = 24 smoke runs; the dry run estimates ~5 min of training on 2 cores), then
-# analyse it with `roadmap effects`. Usage: docs/measurements/declared_example.sh [ROOT] [FIGURES]
+# the local executor: 8 points x 3 seeds = 24 smoke runs; the dry run estimates ~5 min of
+# training on 2 cores), then analyse it with `roadmap effects`.
+# Usage: docs/measurements/declared_example.sh [ROOT] [FIGURES]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROADMAP=${ROADMAP:-.venv/bin/roadmap}
