@@ -335,8 +335,9 @@ def register_effects(sub: argparse._SubParsersAction) -> None:
         description="From the design points under --root (roadmap design show; roadmap sweep "
         "--design), per track: each step's change on the path, at the endpoint (leave-one-out) "
         "and at the start (add-one-in) with 95%% intervals, and each complete factorial's main "
-        "effects, two-way interactions and Shapley values. Writes effects_TRACK.csv/md/tex "
-        "and a forest plot.",
+        "effects, two-way interactions and Shapley values, each with its GFLOPs and params "
+        "change. Designs declared by roadmap sweep --design get Holm over their family; every "
+        "other term is exploratory. Writes effects_TRACK.csv/md/tex and a forest plot.",
     )
     parser.add_argument("--root", type=Path, required=True, help="folder of run dirs")
     parser.add_argument("--out", type=Path, required=True, help="folder for figures and tables")
@@ -353,9 +354,11 @@ def cmd_effects(args: argparse.Namespace) -> int:
 
     from analysis.bars import count
     from analysis.collect import load_runs, select_runs
-    from analysis.effects import run_values, track_effects
+    from analysis.declared_effects import declared_effects, report
+    from analysis.effects import run_values
     from analysis.effects_figure import draw_effects, write_effect_tables
     from analysis.figure import COLUMN_WIDTH_IN
+    from experiments.runs.declared import declared
 
     df = load_runs(args.root)
     tracks = [args.track] if args.track else [t for t in TRACKS if (df["track"] == t).any()]
@@ -365,11 +368,13 @@ def cmd_effects(args: argparse.Namespace) -> int:
     for track in tracks:
         sel = select_runs(df, track, args.preset, metric=args.metric)  # the staircase's rules
         preset, runs = sel.preset, pd.concat([sel.runs, sel.points])
-        frame = track_effects(track, run_values(runs, args.metric))
+        decls = [(d["name"], d) for _, d in declared(args.root, track)]
+        frame, notes = declared_effects(track, run_values(runs, args.metric), decls)
         kinds = ", ".join(f"{n} {k}" for k, n in frame["kind"].value_counts().items())
         print(f"effects {track}, preset {preset!r}, {args.metric}: {len(frame)} terms ({kinds})")
         if len(sel.excluded):
             print(f"  left out {count(len(sel.excluded), 'run')} (as the staircase does)")
+        print("\n".join(report(frame, notes, sel.excluded)))
         if frame.empty:
             continue
         stem = args.out / f"effects_{track}"

@@ -249,11 +249,10 @@ def _duplicates(runs: pd.DataFrame, pool: pd.Series, is_ref: pd.Series) -> pd.Se
     """All but the newest (`created`) of runs in `pool` of one role, recipe, step and seed."""
     done = runs[pool].assign(is_ref=is_ref[pool])
     done = done.sort_values(["created", "run_dir"], na_position="first")
-    dup = done.duplicated(
-        ["is_ref", "preset", "recipe_json", "dataset", "step", "seed"], keep="last"
-    )
-    older = dup.reindex(runs.index, fill_value=False)
-    return reason_where(older, "duplicate seed (a newer run is drawn)")
+    keys = ["is_ref", "preset", "recipe_json", "dataset", "step", "seed"]
+    drawn = done.groupby(keys, dropna=False)["run"].transform("last").reindex(runs.index)
+    older = done.duplicated(keys, keep="last").reindex(runs.index, fill_value=False)
+    return reason_where(older, "duplicate seed (the newer run " + drawn.astype(str) + " is drawn)")
 
 
 def _excluded(runs: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:

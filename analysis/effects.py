@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import compare_runs, seed_interval
+from roadmap.design_cli import point_cost
 from roadmap.designs import (
     DESIGNS,
     Point,
@@ -38,10 +39,15 @@ from roadmap.designs import (
     is_applied,
     make_point,
     parse_point,
+    point_spec,
 )
 from roadmap.steps import get_step, steps
 
-COLUMNS = ("term", "effect", "ci95_low", "ci95_high", "p", "n", "kind", "step", "base", "test")
+COLUMNS = (
+    "term", "effect", "ci95_low", "ci95_high", "p", "n", "kind", "step", "base", "test",
+    "d_gflops", "d_params", "family", "p_holm", "note",
+)  # fmt: skip
+EXPLORATORY = "exploratory"  # the family and note of a term no declared design tests
 Values = Mapping[str, Mapping[int, float]]  # run name (step or point) -> seed -> metric
 
 
@@ -63,7 +69,17 @@ def _row(term: str, kind: str, step: str, base: str | None, **num: float | str) 
     for key in ("effect", "ci95_low", "ci95_high", "p", "n"):
         row[key] = num.get(key, math.nan)
     row["test"] = num.get("test", "")
+    for key in ("d_gflops", "d_params", "p_holm"):
+        row[key] = num.get(key, math.nan)
+    row["family"], row["note"] = num.get("family", EXPLORATORY), num.get("note", EXPLORATORY)
     return row
+
+
+def cost_change(track: str, a: str, b: str) -> dict[str, float]:
+    """GFLOPs and params of run name `a` minus `b`, measured from the built models."""
+    params_a, gflops_a = point_cost(point_spec(a, track))
+    params_b, gflops_b = point_cost(point_spec(b, track))
+    return {"d_gflops": gflops_a - gflops_b, "d_params": float(params_a - params_b)}
 
 
 def difference(values: Values, a: str, b: str) -> dict[str, float | str] | None:
@@ -90,6 +106,7 @@ def step_effects(track: str, values: Values) -> list[dict]:
         if step.parent is not None:
             found = difference(values, step.name, step.parent)
             if found:
+                found |= cost_change(track, step.name, step.parent)
                 rows.append(_row(f"path:{step.name}", "path", step.name, step.parent, **found))
     for base in _bases(track, values):
         rows += _one_step_points(track, base, values)
@@ -130,6 +147,7 @@ def _one_step_points(track: str, base: str, values: Values) -> list[dict]:
         found = difference(values, a, b)
         if not found:
             continue
+        found |= cost_change(track, a, b)
         kind = "leave-one-out" if held else "add-one-in"
         name = "end" if held else "start"
         default = end if held else first
@@ -204,24 +222,40 @@ def _full_factorials(
 def factorial_frame(
     track: str, base: str, factors: Sequence[str], fraction: int, values: Values
 ) -> pd.DataFrame:
-    """One row per run of the factorial: seed, y and each factor's level (+1 / -1)."""
+    """One row per run of the factorial: seed, y, each factor's level (+1 / -1) and its cost."""
     rows = []
     for point in design_points(DESIGNS[3], track, factors, base, fraction):
+        if point.spec is None:
+            continue
+        params, gflops = point_cost(point.spec)
         for seed, y in values.get(point.run_name, {}).items():
-            rows.append({"seed": seed, "y": y, **point.levels})
+            cost = {"params": float(params), "gflops": gflops}
+            rows.append({"seed": seed, "y": y, **point.levels, **cost})
     return pd.DataFrame(rows)
 
 
-def ols_effects(frame: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
+def cost_contrast(frame: pd.DataFrame, factors: Sequence[str], term: str) -> dict[str, float]:
+    """A term's cost change: mean GFLOPs and params of the points at +1 minus those at -1."""
+    cells = frame.drop_duplicates(list(factors))  # one row per point
+    sign = np.prod([cells[f].to_numpy(dtype=float) for f in term.split("*")], axis=0)
+    if not set(np.unique(sign)) <= {-1.0, 1.0}:
+        return {}  # a multi-level factor: no two-sided contrast
+    hi, lo = cells[sign > 0], cells[sign < 0]
+    return {f"d_{c}": float(hi[c].mean() - lo[c].mean()) for c in ("gflops", "params")}
+
+
+def ols_effects(frame: pd.DataFrame, factors: Sequence[str], order: int = 2) -> pd.DataFrame:
     """Main effects and two-way interactions: 2 x the OLS coefficients, intervals and p.
 
-    The model is y ~ (f1 + ... + fk)**2, plus C(seed) when the runs have several seeds.
+    The model is y ~ (f1 + ... + fk)**2 (main effects only at `order` 1), plus C(seed) when
+    the runs have several seeds.
     """
     import statsmodels.formula.api as smf
 
     names = {f"f{i}": f for i, f in enumerate(factors)}
     data = frame.rename(columns={f: c for c, f in names.items()})
-    formula = f"y ~ ({' + '.join(names)})**2" + (" + C(seed)" if data["seed"].nunique() > 1 else "")
+    seed = " + C(seed)" if data["seed"].nunique() > 1 else ""
+    formula = f"y ~ ({' + '.join(names)})**{order}" + seed
     fit = smf.ols(formula, data=data).fit()
     ci = fit.conf_int(0.05) if fit.df_resid > 0 else None
     rows = []
@@ -277,16 +311,23 @@ def shapley_effects(frame: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame
             "ci95_low": list(low),
             "ci95_high": list(high),
             "p": math.nan,
+            "d_gflops": shapley_values(cells["gflops"].mean().to_dict(), k),
+            "d_params": shapley_values(cells["params"].mean().to_dict(), k),
         }
     )
 
 
 def factorial_effects(
-    track: str, base: str, factors: Sequence[str], fraction: int, values: Values
+    track: str,
+    base: str,
+    factors: Sequence[str],
+    fraction: int,
+    values: Values,
+    order: int = 2,
 ) -> list[dict]:
     """The rows of one factorial: main effects, interactions and (full designs) Shapley."""
     frame = factorial_frame(track, base, factors, fraction, values)
-    parts = [ols_effects(frame, factors)]
+    parts = [ols_effects(frame, factors, order)]
     if fraction == 1:
         parts.append(shapley_effects(frame, factors))
     at = "" if base == endpoint(track) else f"@{base}"
@@ -295,6 +336,9 @@ def factorial_effects(
         for r in part.to_dict("records"):
             test = "t" if r["kind"] == "shapley" else "ols"
             numbers = {k: r[k] for k in ("effect", "ci95_low", "ci95_high", "p")}
+            shapley = r["kind"] == "shapley"
+            numbers |= {k: r[k] for k in ("d_gflops", "d_params")} if shapley else {}
+            numbers |= {} if shapley else cost_contrast(frame, factors, r["step"])
             term = f"{r['kind']}{at}:{r['step']}"
             rows.append(_row(term, r["kind"], r["step"], base, **numbers, n=len(frame), test=test))
     return rows

@@ -185,7 +185,7 @@ def _cell(value: float, key: str) -> str:
 
 
 def _table_cells(frame: pd.DataFrame) -> list[list[str]]:
-    """term, effect, 95% interval, p, n, test."""
+    """term, effect, 95% interval, p, n, test, Holm p, cost change, family."""
     return [
         [
             str(r["term"]),
@@ -196,21 +196,25 @@ def _table_cells(frame: pd.DataFrame) -> list[list[str]]:
             _cell(r["p"], "p"),
             "" if pd.isna(r["n"]) else str(int(r["n"])),
             str(r["test"]),
+            _cell(r["p_holm"], "p"),
+            "" if pd.isna(r["d_gflops"]) else f"{r['d_gflops']:+.3f}",
+            "" if pd.isna(r["d_params"]) else f"{r['d_params'] / 1e6:+.2f}",
+            str(r["family"]),
         ]
         for _, r in frame.iterrows()
     ]
 
 
-HEAD = ["term", "effect", "95% CI", "p", "n", "test"]
+HEAD = ["term", "effect", "95% CI", "p", "n", "test", "p Holm", "dGFLOPs", "dparams (M)", "family"]
 
 
 def write_effect_tables(frame: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
     """`stem.csv` (raw numbers, `analysis.effects.COLUMNS`), `stem.md` and `stem.tex`."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     cells = _table_cells(frame)
-    md = ["| " + " | ".join(HEAD) + " |", "|:---|---:|---:|---:|---:|:---|"]
+    md = ["| " + " | ".join(HEAD) + " |", "|:---|---:|---:|---:|---:|:---|---:|---:|---:|:---|"]
     md += ["| " + " | ".join(row) + " |" for row in cells]
-    tex = [f"% {tex_escape(caption)}", "\\begin{tabular}{lrrrrl}", "\\toprule"]
+    tex = [f"% {tex_escape(caption)}", "\\begin{tabular}{lrrrrlrrrl}", "\\toprule"]
     tex += [" & ".join(tex_escape(h) for h in HEAD) + " \\\\", "\\midrule"]
     tex += [" & ".join(tex_escape(c) for c in row) + " \\\\" for row in cells]
     tex += ["\\bottomrule", "\\end{tabular}"]

@@ -284,7 +284,13 @@ class Design:
             ),
             "generators": make_fraction(k, p).to_dict() if factorial and p else None,
             "points": [
-                {"name": q.name, "valid": q.valid, "reason": q.reason, "levels": dict(q.levels)}
+                {
+                    "name": q.name,
+                    "run_name": q.run_name,
+                    "valid": q.valid,
+                    "reason": q.reason,
+                    "levels": dict(q.levels),
+                }
                 for q in self.points()
             ],
         }

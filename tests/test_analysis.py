@@ -86,7 +86,9 @@ def test_left_out_runs_are_listed_with_their_reason(root, selected, frame):
         f"{TRACK}/smoke/fewer_norms/seed5": "unfinished",
         f"{TRACK}/debug/stage_ratio/seed0": "other preset 'debug'",
         f"{TRACK}/smoke/no_such_step/seed0": "unknown step 'no_such_step'",
-        f"{TRACK}/smoke/width_96/old": "duplicate seed (a newer run is drawn)",
+        f"{TRACK}/smoke/width_96/old": (
+            f"duplicate seed (the newer run {TRACK}/smoke/width_96/seed1 is drawn)"
+        ),
     }
     text = summary(selected, frame)
     for run, reason in reasons.items():
@@ -163,7 +165,9 @@ def test_reference_runs_have_their_own_recipe_and_duplicate_rules(tmp_path):
     assert sorted(sel.reference["seed"]) == [0, 1]
     reasons = dict(zip(sel.excluded["run"], sel.excluded["reason"], strict=True))
     assert reasons == {
-        f"{TRACK}/original/{base}/old": "duplicate seed (a newer run is drawn)",
+        f"{TRACK}/original/{base}/old": (
+            f"duplicate seed (the newer run {TRACK}/original/{base}/seed0 is drawn)"
+        ),
         f"{TRACK}/original/{base}/seed2": "other recipe",
     }
     drawn_as_preset = select_runs(load_runs(tmp_path), TRACK, preset="original")

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from analysis.pooled import DEFAULT_MARGIN
+from analysis.power import ALPHA
 from experiments.recipe import PRESETS
-from experiments.runs import records
+from experiments.runs import declared, records
 from experiments.runs.code_digest import mixed_code
 from experiments.runs.runstate import RunState, sweep_states, totals
 from experiments.submitit_private import job_outcome_error
@@ -16,10 +18,12 @@ from experiments.sweep import design_plan
 from experiments.sweep.estimate import estimate
 from experiments.sweep.launch import cancel, launch
 from experiments.sweep.local import local_slots
-from experiments.sweep.plan import EXECUTORS, Request, make_plan
+from experiments.sweep.plan import EXECUTORS, Plan, Request, make_plan
 from experiments.sweep.report import format_plan, format_status
 from experiments.train.cli import add_recipe_overrides
 from roadmap.design_cli import add_design_options
+from roadmap.designs import Design
+from roadmap.errors import UserError
 from roadmap.select import STEPS_HELP, split_words
 from roadmap.steps import DEFAULT_TRACK, TRACKS
 
@@ -55,6 +59,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--track", default=DEFAULT_TRACK, choices=list(TRACKS))
     p.add_argument("--steps", nargs="+", default=["all"], help=STEPS_HELP)
     add_design_options(p)
+    _add_declare_options(p)
     p.add_argument("--seeds", default="0,1,2", help="comma list or range (default 0,1,2)")
     p.add_argument("--preset", required=True, help=f"recipe preset: {', '.join(PRESETS)}")
     add_recipe_overrides(p)
@@ -73,6 +78,28 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--retry-failed", action="store_true", help="rerun runs that failed")
     p.set_defaults(func=cmd_sweep)
+
+
+def _add_declare_options(p: argparse.ArgumentParser) -> None:
+    """What a --design sweep declares before it runs (`experiments.runs.declared`)."""
+    p.add_argument(
+        "--declare",
+        default=None,
+        metavar="NAME",
+        help="--design: the name it is declared under in ROOT/TRACK/designs (default: the design)",
+    )
+    p.add_argument(
+        "--interactions",
+        action="store_true",
+        help="--design factorial: its two-way interactions are in the tested family too",
+    )
+    p.add_argument("--alpha", type=float, default=ALPHA, help=f"declared alpha (default {ALPHA})")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"declared equivalence margin, points of top-1 (default {DEFAULT_MARGIN})",
+    )
 
 
 def _add_executor_options(p: argparse.ArgumentParser) -> None:
@@ -100,6 +127,8 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Validate, plan, print; then submit unless --dry-run."""
+    if args.design is None and (args.declare or args.interactions):
+        raise UserError("--declare and --interactions need --design")
     bench = args.bench
     if bench is None and (args.root / "bench.csv").is_file():
         bench = str(args.root / "bench.csv")
@@ -128,8 +157,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     est = estimate(plan, plan.data.train_images, max(1, len(slots)), threads)
     print(format_plan(plan, est, slots, verbose=args.dry_run), flush=True)
     if args.dry_run:
+        if args.design is not None:
+            where = declared.path_of(args.root, args.track, args.declare or args.design)
+            print(f"dry run: nothing declared (the sweep declares the design in {where} first)")
         return 0
+    for note in _declare(args, plan):  # before anything is submitted
+        print(note, flush=True)
     return launch(plan)
+
+
+def _declare(args: argparse.Namespace, plan: Plan) -> list[str]:
+    """Declare the --design (once), then amend declarations whose seeds this sweep extends."""
+    notes = []
+    if args.design is not None:
+        req = plan.request
+        design = Design(args.design, req.track, req.factors, req.base, req.fraction)
+        seeds = sorted({r.seed for r in plan.runs})
+        content = declared.declaration(design, seeds, args.alpha, args.margin, args.interactions)
+        notes.append(declared.declare(req.root, req.track, args.declare or args.design, content))
+    runs = [(r.step.name, r.seed) for r in plan.to_run]
+    return notes + declared.amend(plan.request.root, plan.request.track, runs)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
