@@ -110,7 +110,9 @@ class Trainer:
 
     def _resume(self) -> Path | None:
         """Load the newest valid checkpoint, if any, and cut log.jsonl back to its epoch."""
-        found = ckpt.load_agreed(self.ckpt_dir, self.main, self.rank_context.from_main, log=self._say)
+        found = ckpt.load_agreed(
+            self.ckpt_dir, self.main, self.rank_context.from_main, log=self._say
+        )
         if found is None:
             if self.main:
                 ckpt.truncate_log(self.run_dir, 0)
@@ -261,7 +263,9 @@ class Trainer:
                 with self.rank_context.autocast():
                     loss = self.criterion(self.train_model(x), y)
                 held = self.signals.hold and self.signals.pending
-                value, self._stop_agreed = self.rank_context.mean_loss_and_any_stop(loss.item(), held)
+                value, self._stop_agreed = self.rank_context.mean_loss_and_any_stop(
+                    loss.item(), held
+                )
                 if not math.isfinite(value):
                     state["failed_iteration"] = state["global_step"] + 1
                     return (
