@@ -14,9 +14,9 @@ import torch
 from experiments.bench import data as bench_data
 from experiments.bench import gpu_check, measure, models, profiler
 from experiments.bench import measure as bench_measure  # the CLI imports its run at use
-from experiments.bench import report as bench_report
+from experiments.bench import results as bench_results
 from experiments.bench.models import BenchConfig, plan
-from experiments.bench.report import CSV_COLUMNS, load_measured_throughput
+from experiments.bench.results import CSV_COLUMNS, load_measured_throughput
 from roadmap.cli import main
 from roadmap.errors import UserError
 from roadmap.steps import steps
@@ -114,7 +114,7 @@ def test_bench_intermediate_step_has_no_reference_and_mfu_with_peak(
     assert row["peak_mem_mb"] is None
     expected = row["train_img_s"] * 6 * row["gflops"] * 1e9 / 1e12
     assert row["mfu"] == pytest.approx(expected)
-    bench_report.write_csv(rows, tmp_path / "b.csv")
+    bench_results.write_csv(rows, tmp_path / "b.csv")
     with (tmp_path / "b.csv").open() as f:
         assert tuple(csv.DictReader(f).fieldnames or ()) == CSV_COLUMNS
 

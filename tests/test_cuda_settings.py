@@ -80,8 +80,8 @@ def test_a_cuda_rank_and_the_bench_configure_the_same_way(monkeypatch: pytest.Mo
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a: True)
-    place = RankContext.start(resolve_recipe("smoke"))
-    assert place.device == torch.device("cuda", 0)
+    ctx = RankContext.start(resolve_recipe("smoke"))
+    assert ctx.device == torch.device("cuda", 0)
     assert seen == [torch.device("cpu"), torch.device("cuda", 0)]
 
 

@@ -15,7 +15,7 @@ from experiments.bench import measure as bench_measure  # the CLI imports its ru
 from experiments.runs import records
 from experiments.sweep.plan import run_dir
 from experiments.train import Trainer, prepare_run
-from experiments.train.run import RunFailed, run
+from experiments.train.command_life import RunFailed, run
 from roadmap.cli import main
 from roadmap.steps import get_step, step_names
 

@@ -71,7 +71,7 @@ def test_the_presets_float32_trains_and_evaluates_without_autocast_under_tf32(
     tmp_path: Path,
 ) -> None:
     trainer = Trainer(fx.tiny_run(tmp_path / "fp32", ENDPOINTS[-1], SETS))  # the preset's dtype
-    assert trainer.recipe.amp_dtype == "float32" and trainer.place.amp_dtype == torch.float32
+    assert trainer.recipe.amp_dtype == "float32" and trainer.rank_context.amp_dtype == torch.float32
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     dtypes = set()
     for layer in (torch.nn.Conv2d, torch.nn.Linear):
@@ -202,10 +202,10 @@ def _agree(rank: int, folder: str, store: str) -> None:
 
     torch.cuda.set_device(rank)
     dist.init_process_group("nccl", init_method=f"file://{store}", rank=rank, world_size=2)
-    place = RankContext(rank, 2, torch.device("cuda", rank), torch.bfloat16, False, True)
-    _, path = ckpt.load_agreed(folder, place.main, place.from_main, log=lambda m: None)
+    ctx = RankContext(rank, 2, torch.device("cuda", rank), torch.bfloat16, False, True)
+    _, path = ckpt.load_agreed(folder, ctx.main, ctx.from_main, log=lambda m: None)
     assert path.name == "ckpt_000000002.pt"
-    place.close()
+    ctx.close()
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs (NCCL)")

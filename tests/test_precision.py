@@ -47,8 +47,8 @@ def test_a_runs_precision_is_its_recipes_autocast_on_cuda_and_float32_elsewhere(
     assert run_precision("bfloat16", "cpu") == "fp32"
     assert run_precision(None, "cuda:0") == ""  # not recorded: not guessed
     # The trainer's own rule: a CPU rank never autocasts, whatever its recipe asks.
-    place = RankContext.start(resolve_recipe("smoke", ["recipe.amp_dtype=bfloat16"]))
-    assert place.device.type == "cpu" and place.amp_dtype == torch.float32
+    ctx = RankContext.start(resolve_recipe("smoke", ["recipe.amp_dtype=bfloat16"]))
+    assert ctx.device.type == "cpu" and ctx.amp_dtype == torch.float32
 
 
 def test_each_bar_says_its_runs_precision_and_mixed_where_they_differ(tmp_path: Path) -> None:

@@ -132,10 +132,10 @@ def _scores(rank: int, world: int) -> tuple[dict[str, float], dict[str, np.ndarr
     recipe = resolve_recipe("smoke", (*ODD_VAL, "recipe.threads=1"))
     config = {"seed": 0, "data": None, "dataset": builtin_dataset(recipe)}
     loaders = build_loaders(recipe, config, NO_RUN, rank, world, 1)
-    place = RankContext(rank, world, torch.device("cpu"), torch.float32, False, world > 1)
+    ctx = RankContext(rank, world, torch.device("cpu"), torch.float32, False, world > 1)
     images = PerImage(loaders.val.indices(), loaders.info["val_images"])
     classes = loaders.info["classes"]
-    metrics = evaluate(_linear(classes, recipe.image_size), loaders.val, place, classes, images)
+    metrics = evaluate(_linear(classes, recipe.image_size), loaders.val, ctx, classes, images)
     return metrics, images.arrays
 
 
@@ -165,16 +165,16 @@ def test_two_ranks_give_the_single_process_arrays(tmp_path: Path) -> None:
 
 
 def test_an_image_scored_twice_or_never_is_refused() -> None:
-    place = RankContext(0, 1, torch.device("cpu"), torch.float32, False, False)
+    ctx = RankContext(0, 1, torch.device("cpu"), torch.float32, False, False)
     model = torch.nn.Flatten()  # 2 "classes": the two pixels
     batch = (torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]), torch.tensor([1, 0, 0]))
     good = PerImage([2, 0, 1], 3)
-    evaluate(model, [batch], place, 2, good)
+    evaluate(model, [batch], ctx, 2, good)
     assert good.arrays["label"].tolist() == [0, 0, 1] and good.arrays["pred"].tolist() == [0, 1, 1]
     with pytest.raises(ValueError, match=r"2 of 3 validation images scored \[0, 2\] times"):
-        evaluate(model, [batch], place, 2, PerImage([0, 1, 1], 3))  # a sampler's padding
+        evaluate(model, [batch], ctx, 2, PerImage([0, 1, 1], 3))  # a sampler's padding
     with pytest.raises(ValueError, match="3 images scored on rank 0, its sampler has 2"):
-        evaluate(model, [batch], place, 2, PerImage([0, 1], 3))
+        evaluate(model, [batch], ctx, 2, PerImage([0, 1], 3))
 
 
 def test_matches_sees_another_evaluation(tmp_path: Path) -> None:

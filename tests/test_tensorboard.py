@@ -13,8 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from experiments.recipe import resolve_recipe
 from experiments.runs import records
 from experiments.train import prepare_run
-from experiments.train.report import TENSORBOARD_DIR, record_epoch
-from experiments.train.run import run
+from experiments.train.command_life import run
+from experiments.train.run_output import TENSORBOARD_DIR, record_epoch
 from roadmap.steps import step_names
 
 

@@ -142,11 +142,11 @@ def _agree(rank: int, folder: str, store: str, out: str) -> None:
     hashed = []
     sha = ckpt._sha256
     ckpt._sha256 = lambda path: hashed.append(path.name) or sha(path)
-    place = RankContext(rank, 2, torch.device("cpu"), torch.float32, False, True)
-    payload, path = ckpt.load_agreed(folder, place.main, place.from_main, log=lambda m: None)
+    ctx = RankContext(rank, 2, torch.device("cpu"), torch.float32, False, True)
+    payload, path = ckpt.load_agreed(folder, ctx.main, ctx.from_main, log=lambda m: None)
     step = payload["state"]["global_step"]
     Path(out, f"{rank}.txt").write_text(f"{path.name} {step} {','.join(hashed)}")
-    place.close()
+    ctx.close()
 
 
 def test_rank_0_alone_verifies_and_every_rank_loads_its_choice(tmp_path: Path) -> None:

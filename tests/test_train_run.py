@@ -13,7 +13,7 @@ from analysis.collect import load_runs
 from experiments.runs import records
 from experiments.train import Trainer, prepare_run
 from experiments.train import config as train_config
-from experiments.train.run import run
+from experiments.train.command_life import run
 from roadmap.cli import main
 from roadmap.steps import get_step, step_names
 
@@ -226,7 +226,7 @@ def test_progress_bar_only_on_a_terminal_that_has_a_width(monkeypatch):
     import sys
     from types import SimpleNamespace
 
-    from experiments.train import report
+    from experiments.train import run_output
 
     trainer = SimpleNamespace(
         main=True,
@@ -237,13 +237,13 @@ def test_progress_bar_only_on_a_terminal_that_has_a_width(monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     size = os.terminal_size((0, 0))
     monkeypatch.setattr(os, "get_terminal_size", lambda *a: size)
-    assert report.progress_bar(trainer) is None  # `script`: a tty of width 0
+    assert run_output.progress_bar(trainer) is None  # `script`: a tty of width 0
     size = os.terminal_size((120, 40))
-    bar = report.progress_bar(trainer)
+    bar = run_output.progress_bar(trainer)
     assert bar is not None and (bar.n, bar.total) == (1, 4)
     bar.close()
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
-    assert report.progress_bar(trainer) is None  # a pipe or a log file
+    assert run_output.progress_bar(trainer) is None  # a pipe or a log file
 
 
 def test_eval_every_evaluates_those_epochs_and_the_last(tmp_path: Path, tiny_overrides) -> None:

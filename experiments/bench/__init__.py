@@ -2,5 +2,5 @@
 
 Modules: `models` (what to measure and how: steps, references, settings), `measure` (timing,
 memory), `profiler` (torch's private profiler, for CPU memory), `data` (the input pipeline),
-`report` (CSV, table, reading a CSV back), `cli`.
+`results` (CSV, table, reading a CSV back), `bench_command` (`roadmap bench`).
 """

@@ -86,7 +86,7 @@ def lock_run(
           "argv": sys.argv[:6], "since": records.now()}  # fmt: skip
 
     def vet(left: dict[str, Any] | None) -> None:
-        why = _honoured(left, job_id, scheduler, path)
+        why = _why_holder_stands(left, job_id, scheduler, path)
         if why is not None:
             raise RunBusy(run_dir, left, why)
 
@@ -99,7 +99,7 @@ def lock_run(
     return RunLock(lock)
 
 
-def _honoured(
+def _why_holder_stands(
     holder: dict[str, Any] | None,
     job_id: str | None,
     scheduler: str | None,

@@ -20,7 +20,7 @@ from experiments.sweep.launch import cancel, launch
 from experiments.sweep.local import local_slots
 from experiments.sweep.plan import EXECUTORS, Plan, Request, make_plan
 from experiments.sweep.report import format_plan, format_status
-from experiments.train.cli import add_recipe_overrides
+from experiments.train.train_command import add_recipe_overrides
 from roadmap.design_cli import add_design_options
 from roadmap.designs import Design
 from roadmap.errors import UserError

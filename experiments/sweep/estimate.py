@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 
-from experiments.bench.report import load_measured_throughput
+from experiments.bench.results import load_measured_throughput
 from experiments.runs import records
 from experiments.sweep.plan import Plan
 

@@ -31,7 +31,7 @@ from submitit.core.utils import UncompletedJobError
 from experiments.recipe import recipe_from_dict
 from experiments.runs import records, runlock, runstate
 from experiments.runs.locks import update_job
-from experiments.train.life import Life, live, record_failure
+from experiments.train.run_life import Life, live, record_failure
 from experiments.train.signals import StopRequested
 
 if TYPE_CHECKING:  # torch comes with the trainer, in the job
@@ -119,7 +119,7 @@ class RunJob(submitit.helpers.Checkpointable, Life):
         """
         return live(self.run_dir, self)
 
-    # ---- the hooks of the run's life (experiments/train/life.py) ----------------------------
+    # ---- the hooks of the run's life (experiments/train/run_life.py) ----------------------------
 
     def rank(self) -> int:
         """Global rank of this task in its submitit job (0 outside one)."""

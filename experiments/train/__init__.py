@@ -1,15 +1,17 @@
 """Training one run: (track, step, seed, preset, overrides) -> a trained model and its record.
 
 `prepare_run` checks everything and writes `<out>/config.json` (experiments/train/config.py);
-`run.run(run_dir)`, or `Trainer(run_dir).fit()`, trains from it, resuming from the newest valid
-checkpoint, and writes `log.jsonl` and `result.json` (experiments/runs/records.py).
+`command_life.run(run_dir)`, or `Trainer(run_dir).fit()`, trains from it, resuming from the
+newest valid checkpoint, and writes `log.jsonl` and `result.json` (experiments/runs/records.py).
 
 Modules: `config` (the run's identity, its data check and config.json), `data` (the run's
 datasets, seeded and resumable loaders), `shapes` (the built-in dataset), `parts` (timm's
 transforms, optimizer, schedule, Mixup and loss for a recipe), `checkpoint` (crash-safe
 checkpoints, RNG states), `signals` (handlers held during a step), `distributed` (torchrun /
-submitit setup), `trainer` (the loop), `report` (what a run prints and records), `run` (one
-run's life), `cli`. The names below load on first use, so the CLI imports no torch for --help.
+submitit setup), `trainer` (the loop), `run_output` (what a run prints and records), `run_life`
+(one run's life, for train and sweep), `command_life` (`roadmap train`'s hooks on it),
+`train_command` (`roadmap train`), `recipe_command` (`roadmap recipe`). The names below load on
+first use, so the CLI imports no torch for --help.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ _WHERE = {
     "run_data": "experiments.train.config",
     "dataset_size": "experiments.train.data",
     "validate_data": "experiments.train.data",
-    "Preempted": "experiments.train.run",
-    "RunFailed": "experiments.train.run",
+    "Preempted": "experiments.train.command_life",
+    "RunFailed": "experiments.train.command_life",
     "Trainer": "experiments.train.trainer",
 }
 

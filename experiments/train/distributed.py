@@ -85,7 +85,7 @@ class RankContext:
     device: torch.device
     amp_dtype: torch.dtype
     channels_last: bool
-    owns_group: bool  # this placement started the process group (and ends it)
+    owns_group: bool  # this context started the process group (and ends it)
 
     @classmethod
     def start(cls, recipe: Recipe, threads_share: int = 0) -> RankContext:
@@ -180,7 +180,7 @@ class RankContext:
         return [str(n) for n in names]
 
     def close(self) -> None:
-        """End the process group if this placement started it."""
+        """End the process group if this context started it."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 

@@ -45,7 +45,7 @@ class PerImage:
 def evaluate(
     model: nn.Module,
     batches: Iterable[Any],
-    place: RankContext,
+    ctx: RankContext,
     num_classes: int,
     images: PerImage | None = None,
 ) -> dict[str, float]:
@@ -56,26 +56,26 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    place.share_buffers(model)
-    totals = torch.zeros(4, dtype=torch.float64, device=place.device)
+    ctx.share_buffers(model)
+    totals = torch.zeros(4, dtype=torch.float64, device=ctx.device)
     rows: list[torch.Tensor] = []
     k = min(5, num_classes)
     for batch in batches:
-        x, y = place.to_device(*batch)
-        with place.autocast():
+        x, y = ctx.to_device(*batch)
+        with ctx.autocast():
             logits = model(x).float()
         top = logits.topk(k, dim=1).indices
         hits = top.eq(y[:, None])
         loss = nn.functional.cross_entropy(logits, y, reduction="sum")
         counts = [hits[:, 0].sum(), hits.any(dim=1).sum(), loss]
-        counts.append(torch.full((), len(y), device=place.device))
+        counts.append(torch.full((), len(y), device=ctx.device))
         totals += torch.stack([c.to(torch.float64) for c in counts])
         if images is not None:
             rows.append(torch.stack([y, top[:, 0], hits.any(dim=1).long()], dim=1))
-    place.sum(totals)
+    ctx.sum(totals)
     model.train(was_training)
     if images is not None:
-        images.arrays = in_dataset_order(rows, images, place)
+        images.arrays = in_dataset_order(rows, images, ctx)
     top1_hits, top5_hits, loss_sum, count = totals.tolist()
     return {
         "top1": 100 * top1_hits / count,
@@ -85,21 +85,21 @@ def evaluate(
 
 
 def in_dataset_order(
-    rows: list[torch.Tensor], images: PerImage, place: RankContext
+    rows: list[torch.Tensor], images: PerImage, ctx: RankContext
 ) -> dict[str, np.ndarray]:
     """The ranks' (label, pred, top5) rows as COLUMNS arrays by dataset index (every rank)."""
     mine = torch.cat(rows) if rows else torch.zeros(0, len(COLUMNS), dtype=torch.long)
-    mine = mine.to(place.device)
-    index = torch.as_tensor(list(images.indices), dtype=torch.long, device=place.device)
-    whole = torch.zeros(images.size, 1 + len(COLUMNS), dtype=torch.long, device=place.device)
+    mine = mine.to(ctx.device)
+    index = torch.as_tensor(list(images.indices), dtype=torch.long, device=ctx.device)
+    whole = torch.zeros(images.size, 1 + len(COLUMNS), dtype=torch.long, device=ctx.device)
     agree = len(index) == len(mine)
     if agree:  # else it adds nothing: every rank fails below, none waits in the all-reduce
-        ones = torch.ones(len(mine), 1, dtype=torch.long, device=place.device)
+        ones = torch.ones(len(mine), 1, dtype=torch.long, device=ctx.device)
         whole.index_add_(0, index, torch.cat([ones, mine], dim=1))
-    place.sum(whole)
+    ctx.sum(whole)
     if not agree:
         raise ValueError(
-            f"evaluation: {len(mine)} images scored on rank {place.rank}, its sampler has "
+            f"evaluation: {len(mine)} images scored on rank {ctx.rank}, its sampler has "
             f"{len(index)}"
         )
     whole = whole.cpu().numpy()

@@ -32,7 +32,7 @@ from experiments.train.distributed import RankContext
 from experiments.train.evaluate import PerImage, evaluate, evaluate_epoch
 from experiments.train.memory import keep_freed_memory
 from experiments.train.parts import build_loss, build_optimization
-from experiments.train.report import (
+from experiments.train.run_output import (
     describe,
     pct,
     progress_bar,
@@ -55,9 +55,9 @@ class Trainer:
         self.config, self.seed = config, int(config["seed"])
         self.recipe = recipe_from_dict(config["recipe"])
         keep_freed_memory()  # before the data and the model are allocated
-        self.place = place = RankContext.start(self.recipe, threads_share)
-        self.rank, self.world, self.main = place.rank, place.world, place.main
-        self.device, self.hosts = place.device, place.hosts()
+        self.rank_context = ctx = RankContext.start(self.recipe, threads_share)
+        self.rank, self.world, self.main = ctx.rank, ctx.world, ctx.main
+        self.device, self.hosts = ctx.device, ctx.hosts()
         self.accum = self.recipe.accum_for(self.world)
         self.effective_batch = self.world * self.recipe.batch_size * self.accum
         self.data = build_loaders(
@@ -88,7 +88,7 @@ class Trainer:
         self.params = roadmap.count_params(model)
         self.gflops = roadmap.count_gflops(model, image_size=self.recipe.image_size)
         model.to(self.device)
-        if self.place.channels_last:
+        if self.rank_context.channels_last:
             model.to(memory_format=torch.channels_last)
         self.ema = ModelEmaV3(model, decay=self.recipe.ema_decay) if self.recipe.ema else None
 
@@ -100,17 +100,19 @@ class Trainer:
             recipe, self.model, self.lr, self.steps_per_epoch
         )
         self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.place.amp_dtype == torch.float16
+            self.device.type, enabled=self.rank_context.amp_dtype == torch.float16
         )
         self.mixup, self.criterion = build_loss(recipe, self.num_classes)
-        train_model = self.place.wrap(self.model)
+        train_model = self.rank_context.wrap(self.model)
         self.train_model = torch.compile(train_model) if recipe.compile else train_model
 
     # ---- checkpoints ---------------------------------------------------------------------------
 
     def _resume(self) -> Path | None:
         """Load the newest valid checkpoint, if any, and cut log.jsonl back to its epoch."""
-        found = ckpt.load_agreed(self.ckpt_dir, self.main, self.place.from_main, log=self._say)
+        found = ckpt.load_agreed(
+            self.ckpt_dir, self.main, self.rank_context.from_main, log=self._say
+        )
         if found is None:
             if self.main:
                 ckpt.truncate_log(self.run_dir, 0)
@@ -209,7 +211,7 @@ class Trainer:
         finally:
             wandb_log.finish(self, error)
             self.signals.uninstall()
-            self.place.close()
+            self.rank_context.close()
 
     def _train_epoch(self) -> str | None:
         """Train the rest of the current epoch; the failure reason, or None."""
@@ -250,7 +252,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         losses = []
         for i in range(self.accum):
-            x, y = self.place.to_device(*next(batches))
+            x, y = self.rank_context.to_device(*next(batches))
             if self.mixup is not None:
                 x, y = self.mixup(x, y)
             last = i == self.accum - 1
@@ -258,10 +260,12 @@ class Trainer:
             if self.world > 1 and not last:
                 sync = self.train_model.no_sync()  # type: ignore[operator]
             with sync:
-                with self.place.autocast():
+                with self.rank_context.autocast():
                     loss = self.criterion(self.train_model(x), y)
                 held = self.signals.hold and self.signals.pending
-                value, self._stop_agreed = self.place.mean_loss_and_any_stop(loss.item(), held)
+                value, self._stop_agreed = self.rank_context.mean_loss_and_any_stop(
+                    loss.item(), held
+                )
                 if not math.isfinite(value):
                     state["failed_iteration"] = state["global_step"] + 1
                     return (
@@ -309,7 +313,7 @@ class Trainer:
 
         With `images`, also every image's label, pred and top5 (experiments/train/evaluate.py).
         """
-        return evaluate(model, self.data.val, self.place, self.num_classes, images)
+        return evaluate(model, self.data.val, self.rank_context, self.num_classes, images)
 
     def _end_epoch(self, metrics: dict[str, float], eval_seconds: float) -> None:
         """Write the epoch's log.jsonl line, then move the state to the next epoch."""

@@ -1,4 +1,4 @@
-"""`roadmap train`'s run: the run's life (experiments/train/life.py) with the CLI's hooks.
+"""`roadmap train`'s run: the run's life (experiments/train/run_life.py) with the CLI's hooks.
 
 `run(run_dir)` is what `roadmap train` calls after `prepare_run`. It first takes the run's lock
 (experiments/runs/runlock.py: `RunBusy` names another trainer at work on it; an OSError there, such
@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from experiments.runs import runstate
-from experiments.train.life import Life, live, record_failure
+from experiments.train.run_life import Life, live, record_failure
 from experiments.train.signals import StopRequested
 from experiments.train.trainer import Trainer
 

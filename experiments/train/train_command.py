@@ -58,10 +58,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer on the run) raise, and `roadmap` prints them as one line with exit status 2.
     """
     # Here, not at the top: `roadmap --help` and the other commands import no torch.
+    from experiments.train.command_life import EXIT_PREEMPTED, RunFailed, run
     from experiments.train.config import prepare_run
     from experiments.train.distributed import launch_rank
-    from experiments.train.report import pct
-    from experiments.train.run import EXIT_PREEMPTED, RunFailed, run
+    from experiments.train.run_output import pct
     from experiments.train.signals import StopRequested
 
     run_dir = prepare_run(

@@ -6,7 +6,7 @@ trainer finished the run meanwhile, and sets a failed result aside (`life.set_as
 every rank builds the `Trainer` and fits (`life.fit`); a requested stop goes to `life.stopped`,
 an exception to `life.failed` (`record_failure` writes it into the run's records), and the
 lock is released however the run ends. `Life` holds what differs between the callers, each
-hook a default that `roadmap train` (experiments/train/run.py) and the sweep's `RunJob`
+hook a default that `roadmap train` (experiments/train/command_life.py) and the sweep's `RunJob`
 (experiments/sweep/job.py) override.
 """
 

@@ -8,7 +8,7 @@ import shlex
 import sys
 from typing import TYPE_CHECKING
 
-from experiments.bench.report import format_table, write_csv
+from experiments.bench.results import format_table, write_csv
 from experiments.recipe import resolve_recipe
 from roadmap.errors import UserError
 from roadmap.select import STEPS_HELP

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from experiments.recipe import resolve_recipe
-from experiments.train.cli import add_recipe_overrides
+from experiments.train.train_command import add_recipe_overrides
 from roadmap.steps import DEFAULT_TRACK, get_step
 
 
