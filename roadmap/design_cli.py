@@ -120,7 +120,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     body = [
         [
             r["point"],
-            "yes" if r["valid"] else f"no: {r['reason']}",
+            "yes" if r["valid"] else "no (below)",
             r["same_as_step"],
             r["changes"] + (f" [{r['levels']}]" if r["levels"] else ""),
             "" if r["params"] is None else f"{r['params']:,}",
@@ -129,6 +129,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for r in rows
     ]
     print(align_columns(head, body, right={4, 5}))
+    for r in rows:
+        if not r["valid"]:
+            print(f"invalid {r['point']}: {r['reason']}")
     base = design_base(args.design, args.track, args.base)
     print(
         f"{len(rows)} points of design {args.design!r} on {args.track}"
