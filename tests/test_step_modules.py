@@ -77,8 +77,15 @@ def test_the_stem_norm_arrives_with_separate_downsampling(track):
 
 @pytest.mark.parametrize("track", list(TRACKS))
 def test_the_head_norm_comes_with_final_norm_and_separate_downsampling(track):
-    with_norm = {s.name for s in steps(track) if hasattr(build_model(s.spec).head, "norm")}
-    assert with_norm == {"final_norm", "separate_downsampling"}
+    track_steps = steps(track)
+    with_norm = {s.name for s in track_steps if hasattr(build_model(s.spec).head, "norm")}
+    assert with_norm == {s.name for s in track_steps if s.spec.head_norm}
+    # On the path it arrives with separate downsampling (Section 2.6); before it only the side
+    # step final_norm has it (steps added after the endpoint, such as GRN, inherit it).
+    on_path = [s.name for s in track_steps if s.on_path and s.name in with_norm]
+    assert on_path[0] == "separate_downsampling"
+    ends = get_step("separate_downsampling", track).index
+    assert {s.name for s in track_steps if s.index < ends} & with_norm == {"final_norm"}
     final = get_step("final_norm", track)
     assert not final.on_path and final.parent == "bn_to_ln"
     assert dict(final.changes) == {"head_norm": True}
