@@ -14,13 +14,10 @@ import argparse
 import csv
 import math
 import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from scipy import optimize
-
-from analysis.power import ALPHA, POWER
+from analysis.power import ALPHA, POWER, mde
 from experiments.recipe import PRESETS, resolve_recipe
 from experiments.sweep.estimate import stated_img_s
 from experiments.sweep.profile import Profile, load_profile
@@ -73,42 +70,16 @@ def run_hours(preset: str, train_images: int, gpu: bool) -> tuple[float, str, st
 
 def mde_paired(sigma: float, n: int, alpha: float) -> float:
     """MDE of a paired t test over `n` seeds of two points (difference sd: sigma * sqrt 2)."""
-    from statsmodels.stats.power import TTestPower
-
     if n < 2:
         return math.nan
-    test = TTestPower()
-    size = _effect_size(lambda e, a, side: test.power(e, n, a, alternative=side), alpha)
-    return size * sigma * math.sqrt(2)
+    return mde(sigma * math.sqrt(2 / n), n - 1, alpha=alpha)
 
 
 def mde_two_arms(sigma: float, n_arm: float, df: float, alpha: float) -> float:
     """MDE of a difference of two means of `n_arm` runs each, tested on `df` degrees of freedom."""
-    from statsmodels.stats.power import TTestIndPower
-
     if n_arm < 1 or df < 1:
         return math.nan
-    test = TTestIndPower()
-    size = _effect_size(lambda e, a, side: test.power(e, n_arm, a, df=df, alternative=side), alpha)
-    return size * sigma
-
-
-def _effect_size(power: Callable[[float, float, str], float], alpha: float) -> float:
-    """The standardized effect whose two-sided power at `alpha` is `POWER`.
-
-    Two-sided power is summed from its two one-sided tails at alpha / 2: statsmodels' own
-    two-sided sum is NaN where scipy's noncentral t gives NaN for the far tail (below 1e-13).
-    """
-
-    def short(effect: float) -> float:
-        far = power(effect, alpha / 2, "smaller")
-        near = power(effect, alpha / 2, "larger")
-        return near + (0.0 if math.isnan(far) else far) - POWER
-
-    high = 0.5
-    while short(high) < 0:
-        high *= 2
-    return float(optimize.brentq(short, 1e-9, high, xtol=1e-12))
+    return mde(sigma * math.sqrt(2 / n_arm), df, alpha=alpha)
 
 
 def _mdes(kind: str, sigma: float, n: int, points: int, terms: int) -> tuple[float, float]:
