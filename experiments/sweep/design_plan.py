@@ -17,7 +17,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from analysis.power import ALPHA, POWER, mde
+from analysis.power import ALPHA, POWER, family_alpha, mde
 from experiments.recipe import PRESETS, resolve_recipe
 from experiments.sweep.estimate import stated_img_s
 from experiments.sweep.profile import Profile, load_profile
@@ -85,7 +85,7 @@ def mde_two_arms(sigma: float, n_arm: float, df: float, alpha: float) -> float:
 def _mdes(kind: str, sigma: float, n: int, points: int, terms: int) -> tuple[float, float]:
     """(MDE at alpha / terms, MDE at alpha) for a design of `kind` at `n` seeds."""
     out = []
-    for alpha in (ALPHA / max(terms, 1), ALPHA):
+    for alpha in (family_alpha(terms), ALPHA):
         if kind == "path":  # the verdict's pooled model: step + seed, contrasts of n-run means
             out.append(mde_two_arms(sigma, n, (points - 1) * (n - 1), alpha))
         elif kind == "paired":  # effects' leave-one-out / add-one-in terms: paired over seeds
